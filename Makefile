@@ -1,0 +1,80 @@
+# microcap-unwind — environment and common tasks.
+#
+#   make setup   create/refresh .venv from uv.lock (fast no-op when up to date)
+#   make run     one calm scenario run into runs/calm
+#   make test    test suite (installs Debian chromium first if missing) — what .ci/run calls
+#   make bench   benchmarks
+#   make lint    ruff check + ruff format --check
+#
+# uv is run as `python3 -m uv` on purpose: with .python-version = 3.12, pyenv's `uv` shim
+# only works if uv was pip-installed into 3.12 too, so the module form is the reliable one.
+# uv never downloads a Python here (no network but package registries): it uses pyenv's 3.12.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := setup
+MAKEFLAGS += --no-builtin-rules
+
+export SOLARA_TELEMETRY_MIXPANEL_ENABLE := false
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON_PREFERENCE := only-system
+export UV_PROJECT_ENVIRONMENT := .venv
+# An activated virtualenv elsewhere must not redirect uv.
+unexport VIRTUAL_ENV
+
+PYTHON        ?= python3
+UV_VERSION    ?= 0.13.9
+UV            ?= $(PYTHON) -m uv
+PY_VERSION    := 3.12
+VENV          := .venv
+VENV_PY       := $(VENV)/bin/python
+STAMP         := $(VENV)/.setup.stamp
+# Locked in uv.lock with its dependency list emptied ([[tool.uv.dependency-metadata]]);
+# the line below is only a fallback if it is ever missing after a sync. Keep both pins equal.
+SOLARA_ASSETS := solara-assets==1.58.2
+CHROMIUM      := /usr/bin/chromium
+
+.PHONY: setup venv .venv browser run test bench lint format clean
+
+setup venv .venv: $(STAMP)
+
+$(STAMP): pyproject.toml uv.lock .python-version
+	@$(PYTHON) -c 'import sys, importlib.metadata as m; \
+	  sys.exit(tuple(int(x) for x in m.version("uv").split(".")[:2]) < (0, 13))' 2>/dev/null \
+	  || { echo "setup: installing uv==$(UV_VERSION) for $$($(PYTHON) -c 'import sys; print(sys.executable)')"; \
+	       $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+	         "uv==$(UV_VERSION)"; }
+	$(UV) sync --frozen --python $(PY_VERSION)
+	@$(VENV_PY) -c 'import solara_assets' 2>/dev/null \
+	  || $(UV) pip install --python $(VENV_PY) --no-deps "$(SOLARA_ASSETS)"
+	@touch $@
+
+# Debian's chromium for browser tests (playwright drives it via executable_path; never
+# `playwright install`, which downloads a browser build and cannot work here).
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  echo "browser: $(CHROMIUM) missing, installing Debian chromium"; \
+	  SUDO=""; if [ "$$(id -u)" -ne 0 ]; then SUDO="sudo"; fi; \
+	  if ! { $$SUDO apt-get update -qq \
+	         && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }; then \
+	    echo "WARNING: could not install chromium with apt-get; browser tests may fail or skip" >&2; \
+	  fi; \
+	fi
+
+run: $(STAMP)
+	$(VENV)/bin/unwind run calm --seed 1 --out runs/calm
+
+test: $(STAMP) browser
+	$(VENV_PY) -m pytest -n 2 tests
+
+bench: $(STAMP)
+	$(VENV)/bin/unwind bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

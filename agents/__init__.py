@@ -1,0 +1,1 @@
+"""Agent types of microcap-unwind, each a Mesa agent backed by arrays."""

@@ -1,0 +1,85 @@
+"""Array-backed Mesa agents.
+
+Each agent type is a :class:`Population`: its state lives in arrays, one row per
+agent, and its rules are written once as functions of a set of rows. The
+vectorized engine calls them on all rows at once; each :class:`ArrayAgent` is a
+real ``mesa.Agent`` that views its row and, in the per-agent engine, runs the
+same rules on that one row from its own ``step()``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import mesa
+import numpy as np
+
+from model.orders import Orders
+
+if TYPE_CHECKING:
+    from model.market import Market
+    from model.market_model import MarketModel
+
+
+class ArrayAgent(mesa.Agent):
+    """A Mesa agent whose state is row ``row`` of its population's arrays."""
+
+    def __init__(self, model: MarketModel, population: Population, row: int) -> None:
+        super().__init__(model)
+        self.population = population
+        self.row = row
+
+    @property
+    def account(self) -> int:
+        return int(self.population.accounts[self.row])
+
+    @property
+    def cash(self) -> float:
+        """Cash in CNY (negative when drawing on credit)."""
+        return self.model.ledger.cash[self.account] / 100.0
+
+    def holdings(self) -> dict[int, int]:
+        """Stock index -> shares held."""
+        _, stock, shares, _ = self.model.ledger.positions(np.array([self.account]))
+        return dict(zip(stock.tolist(), shares.tolist(), strict=True))
+
+    def step(self) -> None:
+        """Run this agent type's rules for this one agent (the per-agent engine)."""
+        self.population.act(np.array([self.row]))
+
+
+class Population:
+    """State arrays and rules of one agent type."""
+
+    agent_class: ClassVar[type[ArrayAgent]] = ArrayAgent
+
+    def __init__(self, model: MarketModel, accounts: np.ndarray) -> None:
+        self.model = model
+        self.accounts = np.asarray(accounts, dtype=np.int64)  # (n,) ledger account per row
+        self.rows = np.arange(self.accounts.shape[0])
+        self.agents = self.agent_class.create_agents(
+            model, self.n, population=self, row=list(range(self.n))
+        )
+
+    @property
+    def n(self) -> int:
+        return self.accounts.shape[0]
+
+    @property
+    def market(self) -> Market:
+        return self.model.market
+
+    @property
+    def rng(self) -> np.random.Generator:
+        return self.model.rng
+
+    def act(self, rows: np.ndarray) -> Orders:
+        """Let ``rows`` revise their resting orders and submit new ones; return the admitted."""
+        return self.market.submit(self.decide(rows))
+
+    def decide(self, rows: np.ndarray) -> Orders:
+        """Orders of ``rows`` this step. Subclasses write their rules here."""
+        raise NotImplementedError
+
+    def begin_day(self) -> None:
+        """Hook at the open of each trading day, before any orders."""

@@ -1,0 +1,50 @@
+"""Fundamental traders: value investors who lean against mispricing.
+
+Each step each one reviews a few stocks. Below value by more than its threshold,
+it bids up to that margin below value; above, it offers down to that margin
+above. Size grows with the mispricing. They are what ties prices to values, and
+their finite cash is why a big enough forced sale can still overwhelm them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.base import ArrayAgent, Population
+from model.config import FundamentalTraderConfig
+from model.orders import Orders
+
+
+class FundamentalTrader(ArrayAgent):
+    """One value investor."""
+
+
+class FundamentalTraders(Population):
+    agent_class = FundamentalTrader
+
+    def __init__(self, model, accounts, cfg: FundamentalTraderConfig) -> None:
+        super().__init__(model, accounts)
+        self.cfg = cfg
+
+    def decide(self, rows: np.ndarray) -> Orders:
+        market, c = self.market, self.cfg
+        market.cancel_accounts(np.sort(self.accounts[rows]))
+        n_stocks = market.universe.n
+        watched = min(c.stocks_watched, n_stocks)
+        stock = self.rng.integers(0, n_stocks, size=(rows.shape[0], watched))  # (r, W)
+        account = np.broadcast_to(self.accounts[rows][:, None], stock.shape)
+        log_value = self.model.fundamentals.log_value[stock]
+        gap = log_value - np.log(market.last[stock] / 100.0)  # > 0: cheap
+        act = np.abs(gap) > c.threshold
+        side = np.sign(gap).astype(np.int8)
+        price = np.exp(log_value - side * c.threshold) * 100.0
+        # Expected reviewers per stock and step share the size a stock's mispricing calls for.
+        reviewers = max(self.n * watched / n_stocks, 1.0) * self.model.steps_per_day
+        shares = (
+            c.aggressiveness
+            * market.universe.float_shares[stock]
+            * (np.abs(gap) - c.threshold)
+            / reviewers
+        )
+        lots = np.where(act, np.floor(shares / market.lot), 0)
+        return Orders(account.ravel(), stock.ravel(), side.ravel(), price.ravel(), lots.ravel())

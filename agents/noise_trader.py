@@ -1,0 +1,89 @@
+"""Noise traders: liquidity demand with no view, whose attention follows volatility.
+
+They send orders at a steady rate, more to stocks that have been moving
+(attention, which is what clusters volatility). Buy or sell is a coin flip
+tilted towards keeping their initial cash share: a trader whose stocks have run
+up sells a little more often. Sellers sell what they hold and may sell today.
+Some orders go at the limit price (market orders), the rest rest as limit
+orders near the last price, and part of those is withdrawn each step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.base import ArrayAgent, Population
+from model.config import NoiseTraderConfig
+from model.orders import Orders
+
+
+class NoiseTrader(ArrayAgent):
+    """One noise trader."""
+
+
+class NoiseTraders(Population):
+    agent_class = NoiseTrader
+
+    def __init__(self, model, accounts, cfg: NoiseTraderConfig) -> None:
+        super().__init__(model, accounts)
+        self.cfg = cfg
+        self.cash_target = np.zeros(self.n)  # (n,) cash share of wealth each one keeps
+
+    def begin_day(self) -> None:
+        if self.model.day_index == 0:
+            self.cash_target = self.cash_share(self.rows)
+
+    def cash_share(self, rows: np.ndarray) -> np.ndarray:
+        """(r,) cash over cash plus holdings at last prices."""
+        ledger, market = self.model.ledger, self.market
+        accounts = self.accounts[rows]
+        acct, stock, shares, _ = ledger.positions(accounts)
+        slot = np.searchsorted(accounts, acct)
+        held = np.bincount(slot, shares * market.last[stock] / 100.0, minlength=rows.shape[0])
+        cash = np.maximum(ledger.cash[accounts] / 100.0, 0.0)
+        return cash / np.maximum(cash + held, 1.0)
+
+    def decide(self, rows: np.ndarray) -> Orders:
+        market, c, rng = self.market, self.cfg, self.rng
+        accounts = self.accounts[rows]  # sorted: rows are ascending and accounts contiguous
+        mine = np.isin(market.book.account, accounts)
+        market.cancel(mine & (rng.random(len(market.book)) < c.cancel_rate))
+
+        n_stocks = market.universe.n
+        attention = 1.0 + c.attention * np.maximum(market.vol_ratio() - 1.0, 0.0)  # (S,)
+        rate = c.orders_per_stock_step * n_stocks * attention.mean() / max(self.n, 1)
+        counts = rng.poisson(rate, size=rows.shape[0])  # (r,)
+        owner = np.repeat(np.arange(rows.shape[0]), counts)  # (n,) index into rows
+        n = owner.shape[0]
+        tilt = c.rebalancing * (self.cash_share(rows) - self.cash_target[rows])
+        buy = rng.random(n) < 0.5 * (1.0 + np.tanh(tilt))[owner]
+        stock = rng.choice(n_stocks, size=n, p=attention / attention.sum())
+        cap_lots = np.full(n, np.iinfo(np.int64).max)
+
+        # Sellers sell from their own positions that they may sell today, bigger ones more often.
+        acct, h_stock, _, sellable = market.ledger.positions(accounts)
+        ok = sellable > 0
+        acct, h_stock, sellable = acct[ok], h_stock[ok], sellable[ok]
+        first = np.searchsorted(acct, accounts)  # (r,) first position of each row
+        last = np.searchsorted(acct, accounts, side="right")
+        sell = ~buy & (last > first)[owner]
+        if acct.shape[0]:
+            cum = np.cumsum(sellable * market.last[h_stock].astype(np.float64))
+            lo = np.where(first > 0, cum[np.maximum(first - 1, 0)], 0.0)[owner]
+            hi = cum[np.maximum(last - 1, 0)][owner]
+            pick = np.searchsorted(cum, lo + rng.random(n) * (hi - lo), side="right")
+            pick = np.minimum(pick, acct.shape[0] - 1)
+            stock = np.where(sell, h_stock[pick], stock)
+            cap_lots = np.where(sell, sellable[pick] // market.lot, cap_lots)
+        keep = buy | sell
+        side = np.where(buy, 1, -1).astype(np.int8)
+
+        price = market.last[stock].astype(np.float64)
+        value = (
+            c.order_pct_cap * market.caps()[stock] * np.exp(c.size_sigma * rng.standard_normal(n))
+        )
+        lots = np.minimum(np.maximum(np.floor(value * 100.0 / (price * market.lot)), 1), cap_lots)
+        price = price * np.exp(-side * rng.exponential(c.limit_offset, size=n))
+        at_limit = rng.random(n) < c.market_order_share
+        price = np.where(at_limit, market.limit_price(stock, side), price)
+        return Orders(accounts[owner], stock, side, price, lots).select(keep)

@@ -1,0 +1,1 @@
+"""Scenarios, runs, sweeps and reports: everything that drives the model."""

@@ -1,0 +1,106 @@
+"""The ``unwind`` command line.
+
+User mistakes (bad keys, values, paths) end with one line on stderr and exit
+code 2; only a bug in the model shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from model.config import ConfigError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other user error
+        self.exit(EXIT_USAGE, f"unwind: error: {message}\n")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed = {text!r}: must be an integer >= 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--seed = {text!r}: must be an integer >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="unwind", description="Reflexive liquidation in an A-share market.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run one scenario and write its results")
+    run.add_argument("scenario", help="scenario name (experiments/scenarios) or .toml path")
+    run.add_argument("--seed", type=_seed, default=1, help="random seed (default 1)")
+    run.add_argument("--out", type=Path, default=None, help="output directory (default runs/NAME)")
+    run.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario key, e.g. --set universe.n_stocks=2000",
+    )
+    run.add_argument("--scale", default="default", help="default or full")
+    run.add_argument(
+        "--engine",
+        default="vectorized",
+        choices=["vectorized", "agents"],
+        help="vectorized (default) or the per-agent reference engine",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=_cmd_run)
+
+    scen = sub.add_parser("scenarios", help="list the bundled scenarios")
+    scen.set_defaults(func=_cmd_scenarios)
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from experiments.outputs import ensure_dir
+    from experiments.run import run, write_run
+    from experiments.scenarios import load_scenario, parse_set
+
+    config = load_scenario(args.scenario, scale=args.scale, overrides=parse_set(args.sets))
+    out = args.out if args.out is not None else Path("runs") / config.name
+    ensure_dir(out)
+    progress = not args.quiet and sys.stderr.isatty()
+    result = run(config, args.seed, progress=progress, engine=args.engine)
+    write_run(result, out)
+    idx = result.summary["indices"]
+    moves = ", ".join(f"{k} {v['total_return']:+.1%}" for k, v in idx.items())
+    print(
+        f"{config.name} seed {args.seed}: {result.summary['steps']} steps in "
+        f"{result.summary['wall_time_s']:.1f} s; {moves}"
+    )
+    print(f"wrote {out / 'model.parquet'}, {out / 'prices.parquet'}, {out / 'summary.json'}")
+    return 0
+
+
+def _cmd_scenarios(args: argparse.Namespace) -> int:
+    from experiments.scenarios import load_scenario, scenario_names
+
+    for name in scenario_names():
+        print(f"{name:28s} {load_scenario(name).description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"unwind: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("unwind: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

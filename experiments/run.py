@@ -1,0 +1,101 @@
+"""One run of one scenario: step the model, then write its tables and summary."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from experiments.outputs import ensure_dir, write_json, write_parquet
+from model.config import ScenarioConfig
+from model.market_model import MarketModel
+from model.universe import INDEX_NAMES
+
+PACKAGES = ("microcap-unwind", "mesa", "numpy", "pandas", "networkx", "pyarrow")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def max_drawdown(levels: np.ndarray) -> float:
+    """Largest peak-to-trough fall, as a positive fraction."""
+    peak = np.maximum.accumulate(levels)
+    return float(np.max(1.0 - levels / peak)) if levels.size else 0.0
+
+
+def index_stats(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Total return and maximum drawdown of each index column (base 1000 at the start)."""
+    out = {}
+    for name in INDEX_NAMES:
+        levels = np.concatenate([[1000.0], frame[name].to_numpy(dtype=float)])
+        out[name] = {
+            "total_return": float(levels[-1] / levels[0] - 1.0),
+            "max_drawdown": max_drawdown(levels),
+        }
+    return out
+
+
+@dataclass
+class RunResult:
+    model: MarketModel
+    frame: pd.DataFrame  # one row per step
+    summary: dict[str, Any]
+
+
+def run(
+    config: ScenarioConfig, seed: int, *, progress: bool = False, engine: str = "vectorized"
+) -> RunResult:
+    """Run ``config`` with ``seed`` to the end and return the model, its table and summary."""
+    started = time.perf_counter()
+    model = MarketModel(config, rng=seed, engine=engine)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=model.total_steps, unit="step", desc=config.name, file=sys.stderr)
+    model.run(progress=(lambda m: bar.update(1)) if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    frame = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+    summary = {
+        "scenario": config.name,
+        "seed": seed,
+        "engine": engine,
+        "steps": int(model.steps),
+        "trading_days": len(model.days),
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "indices": index_stats(frame),
+        "parameters": config.to_dict(),
+        "versions": versions(),
+    }
+    return RunResult(model, frame, summary)
+
+
+def daily_closes(model: MarketModel) -> pd.DataFrame:
+    """Close price per trading day (rows) and stock (columns ``s0``, ``s1``, ...), in CNY."""
+    closes = np.array(model.closes, dtype=np.float64) / 100.0
+    frame = pd.DataFrame(closes, columns=[f"s{i}" for i in range(closes.shape[1])])
+    frame.insert(0, "date", [d.isoformat() for d in model.days[: len(model.closes)]])
+    return frame
+
+
+def write_run(result: RunResult, out: Path) -> None:
+    """Write model.parquet, prices.parquet and summary.json into ``out``."""
+    ensure_dir(out)
+    write_parquet(result.frame, out / "model.parquet")
+    write_parquet(daily_closes(result.model), out / "prices.parquet")
+    write_json(result.summary, out / "summary.json")

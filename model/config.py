@@ -1,0 +1,334 @@
+"""Scenario configuration: frozen dataclasses that validate themselves.
+
+Every scenario value lives in one of the sections below. Each field carries its
+allowed range in its metadata, so a bad value is refused the moment a config is
+built, with a one-line message naming the dotted key, the value and what is
+allowed. The same machinery serves TOML files (experiments/), ``--set`` overrides
+and the keyword arguments that ``mesa.batch_run`` passes to ``MarketModel``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import math
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that the model cannot accept."""
+
+
+def _num(default: float, lo: float | None = None, hi: float | None = None, *, doc: str = ""):
+    """A numeric field with an inclusive allowed range ``[lo, hi]``."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "doc": doc})
+
+
+def _open(default: float, lo: float, hi: float, *, doc: str = ""):
+    """A numeric field with an open allowed range ``(lo, hi)``."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "open": True, "doc": doc})
+
+
+def _describe_range(meta: Mapping[str, Any]) -> str:
+    lo, hi, is_open = meta.get("lo"), meta.get("hi"), meta.get("open", False)
+    if lo is not None and hi is not None:
+        return f"in ({lo}, {hi})" if is_open else f"in [{lo}, {hi}]"
+    if lo is not None:
+        return f"> {lo}" if is_open else f">= {lo}"
+    if hi is not None:
+        return f"< {hi}" if is_open else f"<= {hi}"
+    return ""
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    """Return ``value`` as ``kind`` or raise a ConfigError naming ``key``."""
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} = {value!r}: must be a number")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} = {value!r}: must be a finite number")
+        return value
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} = {value!r}: must be an integer")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} = {value!r}: must be true or false")
+        return value
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} = {value!r}: must be a string")
+        return value
+    if kind is dt.date:
+        if isinstance(value, dt.datetime):
+            value = value.date()
+        if isinstance(value, str):
+            try:
+                value = dt.date.fromisoformat(value)
+            except ValueError:
+                raise ConfigError(f"{key} = {value!r}: must be a date YYYY-MM-DD") from None
+        if not isinstance(value, dt.date):
+            raise ConfigError(f"{key} = {value!r}: must be a date YYYY-MM-DD")
+        return value
+    if typing.get_origin(kind) is tuple:
+        (item_kind, _ellipsis) = typing.get_args(kind)
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} = {value!r}: must be a list")
+        return tuple(_coerce(f"{key}[{i}]", v, item_kind) for i, v in enumerate(value))
+    raise TypeError(f"unsupported config type {kind!r} for {key}")  # a bug, not user input
+
+
+class Section:
+    """Base of every config section: type and range checks at construction."""
+
+    _prefix: str = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            kind = hints[f.name]
+            if isinstance(kind, type) and issubclass(kind, Section):
+                continue
+            key = self._key(f.name)
+            value = _coerce(key, getattr(self, f.name), kind)
+            object.__setattr__(self, f.name, value)
+            if kind in (int, float) and f.metadata:
+                lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+                is_open = f.metadata.get("open", False)
+                bad = (lo is not None and (value <= lo if is_open else value < lo)) or (
+                    hi is not None and (value >= hi if is_open else value > hi)
+                )
+                if bad:
+                    raise ConfigError(f"{key} = {value!r}: must be {_describe_range(f.metadata)}")
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field checks; sections override this."""
+
+    @classmethod
+    def _key(cls, name: str) -> str:
+        return f"{cls._prefix}.{name}" if cls._prefix else name
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Self:
+        """Build this section from nested mappings, refusing unknown keys."""
+        if not isinstance(data, Mapping):
+            where = cls._prefix or "scenario"
+            raise ConfigError(f"{where} = {data!r}: must be a table")
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            if name not in names:
+                close = difflib.get_close_matches(str(name), names, n=1)
+                hint = f"; did you mean {cls._key(close[0])!r}?" if close else ""
+                allowed = ", ".join(names)
+                raise ConfigError(f"{cls._key(name)}: unknown key{hint} (allowed: {allowed})")
+            kind = hints[name]
+            if isinstance(kind, type) and issubclass(kind, Section):
+                kwargs[name] = kind.from_mapping(value)
+            else:
+                kwargs[name] = value
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain-Python dict (dates as ISO strings), ready for JSON or TOML."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Section):
+                value = value.to_dict()
+            elif isinstance(value, dt.date):
+                value = value.isoformat()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Self:
+        """Return a copy with dotted-key overrides applied (``{"universe.n_stocks": 200}``)."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            node = data
+            parts = str(dotted).split(".")
+            for depth, part in enumerate(parts[:-1]):
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    table = ".".join(parts[: depth + 1])
+                    raise ConfigError(f"{dotted} = {value!r}: {table} is a value, not a table")
+                node = child
+            node[parts[-1]] = value
+        return type(self).from_mapping(data)
+
+
+def _section(prefix: str):
+    """Class decorator: a frozen dataclass section whose keys start with ``prefix``."""
+
+    def wrap(cls: type) -> type:
+        cls._prefix = prefix
+        return dataclass(frozen=True)(cls)
+
+    return wrap
+
+
+@_section("universe")
+class UniverseConfig(Section):
+    """The listed stocks: how many, how big, on which boards."""
+
+    n_stocks: int = _num(1000, 10, 20000, doc="number of listed stocks (5,000 at full scale)")
+    cap_tail: float = _num(1.0, 0.3, 3.0, doc="Pareto exponent of free-float market caps")
+    min_cap_bn: float = _open(1.5, 0.0, 1e3, doc="smallest free-float cap, bn CNY")
+    max_cap_bn: float = _open(1500.0, 0.0, 1e5, doc="largest free-float cap, bn CNY")
+    median_price: float = _open(12.0, 0.0, 1e4, doc="median share price, CNY")
+    share_chinext_star: float = _num(0.28, 0.0, 1.0, doc="share of stocks on ChiNext/STAR")
+    share_beijing: float = _num(0.05, 0.0, 1.0, doc="share of stocks on the Beijing exchange")
+    share_st: float = _num(0.03, 0.0, 1.0, doc="share of main-board stocks under ST")
+    limit_main: float = _open(0.10, 0.0, 1.0, doc="main-board daily price limit")
+    limit_st: float = _open(0.05, 0.0, 1.0, doc="ST daily price limit")
+    limit_growth: float = _open(0.20, 0.0, 1.0, doc="ChiNext/STAR daily price limit")
+    limit_beijing: float = _open(0.30, 0.0, 1.0, doc="Beijing daily price limit")
+    microcap_count: int = _num(400, 1, 20000, doc="micro-cap index size at 5,000 stocks")
+    microcap_rebalance_days: int = _num(5, 1, 250, doc="trading days between micro-cap rebalances")
+    csi_rebalance_days: int = _num(120, 1, 1000, doc="trading days between CSI tier rebalances")
+
+    def check(self) -> None:
+        if self.max_cap_bn <= self.min_cap_bn:
+            raise ConfigError(
+                f"universe.max_cap_bn = {self.max_cap_bn}: must exceed "
+                f"universe.min_cap_bn = {self.min_cap_bn}"
+            )
+        if self.share_chinext_star + self.share_beijing > 1.0:
+            raise ConfigError(
+                f"universe.share_beijing = {self.share_beijing}: with universe.share_chinext_star"
+                f" = {self.share_chinext_star} the board shares must sum to at most 1"
+            )
+
+
+@_section("market")
+class MarketConfig(Section):
+    """Trading sessions and the order-book grid."""
+
+    start: dt.date = field(default=dt.date(2023, 1, 3))
+    end: dt.date = field(default=dt.date(2023, 12, 29))
+    steps_per_day: int = _num(4, 1, 48, doc="intraday session slices per trading day")
+    n_levels: int = _num(101, 5, 2001, doc="price levels per stock between the day's limits")
+    lot: int = _num(100, 1, 10000, doc="board lot, shares")
+
+    def check(self) -> None:
+        if self.end < self.start:
+            raise ConfigError(
+                f"market.end = {self.end}: must not be before market.start = {self.start}"
+            )
+
+
+@_section("fundamentals")
+class FundamentalsConfig(Section):
+    """Fundamental value: market factor, size factor, idiosyncratic news (daily)."""
+
+    market_vol: float = _num(0.008, 0.0, 0.2, doc="daily volatility of the market factor")
+    size_vol: float = _num(0.003, 0.0, 0.2, doc="daily volatility of the small-minus-big factor")
+    idio_vol: float = _num(0.012, 0.0, 0.2, doc="daily idiosyncratic volatility")
+    size_drift: float = _num(0.0, -0.05, 0.05, doc="daily drift of small caps over large caps")
+    initial_mispricing: float = _num(0.05, 0.0, 1.0, doc="st.dev. of log(price/value) at start")
+
+
+@_section("market_makers")
+class MarketMakerConfig(Section):
+    """Liquidity providers resting a ladder of limit orders on both sides."""
+
+    n_agents: int = _num(10, 1, 1000)
+    depth_pct_cap: float = _open(
+        0.002, 0.0, 1.0, doc="full depth per side, share of free-float cap"
+    )
+    ladder_levels: int = _num(10, 1, 100, doc="price levels per side of each ladder")
+    ladder_spacing: float = _open(0.002, 0.0, 0.1, doc="relative distance between ladder rungs")
+    replenish: float = _num(0.15, 0.0, 1.0, doc="share of missing depth restored per step")
+    vol_aversion: float = _num(2.0, 0.0, 100.0, doc="depth cut per unit of recent vol / normal vol")
+    inventory_skew: float = _num(0.02, 0.0, 1.0, doc="quote shift per unit inventory deviation")
+    inventory_pct_float: float = _num(0.03, 0.0, 0.5, doc="initial inventory, share of float")
+
+
+@_section("fundamental_traders")
+class FundamentalTraderConfig(Section):
+    """Value investors who buy below and sell above fundamental value."""
+
+    n_agents: int = _num(200, 0, 1_000_000)
+    capital_pct_float: float = _num(0.02, 0.0, 1.0, doc="total cash, share of total float cap")
+    holdings_pct_float: float = _num(0.10, 0.0, 0.9, doc="initial holdings, share of float")
+    threshold: float = _num(0.03, 0.0, 1.0, doc="mispricing before they act")
+    aggressiveness: float = _num(0.02, 0.0, 1.0, doc="share of float traded per unit mispricing")
+    stocks_watched: int = _num(20, 1, 10000, doc="stocks each one reviews per step")
+
+
+@_section("noise_traders")
+class NoiseTraderConfig(Section):
+    """Liquidity-demanding traders with no view; attention rises with volatility."""
+
+    n_agents: int = _num(2000, 0, 10_000_000)
+    orders_per_stock_step: float = _num(1.0, 0.0, 1000.0, doc="mean orders per stock per step")
+    order_pct_cap: float = _open(1e-4, 0.0, 0.1, doc="median order value, share of cap")
+    size_sigma: float = _num(1.0, 0.0, 4.0, doc="log-normal spread of order size")
+    market_order_share: float = _num(0.4, 0.0, 1.0, doc="share of orders sent at the limit price")
+    limit_offset: float = _num(
+        0.005, 0.0, 0.5, doc="mean distance of a limit order from last price"
+    )
+    cancel_rate: float = _num(0.5, 0.0, 1.0, doc="share of resting orders withdrawn per step")
+    attention: float = _num(1.5, 0.0, 50.0, doc="extra activity per unit recent vol / normal vol")
+    rebalancing: float = _num(10.0, 0.0, 100.0, doc="pull of the buy odds towards the cash target")
+    holdings_pct_float: float = _num(0.2, 0.0, 0.9, doc="initial holdings, share of float")
+    capital_pct_float: float = _num(0.05, 0.0, 1.0, doc="total cash, share of total float cap")
+
+
+@_section("")
+class ScenarioConfig(Section):
+    """A whole scenario: everything one run needs besides its seed."""
+
+    name: str = "custom"
+    description: str = ""
+    universe: UniverseConfig = field(default_factory=UniverseConfig)
+    market: MarketConfig = field(default_factory=MarketConfig)
+    fundamentals: FundamentalsConfig = field(default_factory=FundamentalsConfig)
+    market_makers: MarketMakerConfig = field(default_factory=MarketMakerConfig)
+    fundamental_traders: FundamentalTraderConfig = field(default_factory=FundamentalTraderConfig)
+    noise_traders: NoiseTraderConfig = field(default_factory=NoiseTraderConfig)
+
+
+def flat_keys(config: Section) -> dict[str, Any]:
+    """Dotted key -> value for every leaf of a config, as ``--set`` names them."""
+    out: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for k, v in node.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                walk(v, key + ".")
+            else:
+                out[key] = v
+
+    walk(config.to_dict(), "")
+    return out
+
+
+__all__ = [
+    "ConfigError",
+    "FundamentalTraderConfig",
+    "FundamentalsConfig",
+    "MarketConfig",
+    "MarketMakerConfig",
+    "NoiseTraderConfig",
+    "ScenarioConfig",
+    "Section",
+    "UniverseConfig",
+    "flat_keys",
+]

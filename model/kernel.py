@@ -1,0 +1,214 @@
+"""Vectorized call-auction clearing of every stock in one pass.
+
+The kernel knows nothing of agents: it sees order arrays (stock, side, price
+level, lots) and a per-stock price grid spanning the day's limits. For each
+stock it finds the price level that maximizes executed volume (ties: smallest
+imbalance, then closest to the reference level, as in the exchanges' call
+auction), fills every order above the marginal level in full and the orders at
+the marginal level pro rata in whole lots, earliest orders first for the
+leftover lots. Everything is integer: lots and fen, so fills balance exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BUY, SELL = np.int8(1), np.int8(-1)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The day's price levels per stock: ``lower + j * step``, capped at ``upper``."""
+
+    lower: np.ndarray  # (S,) int64 fen, limit-down price
+    upper: np.ndarray  # (S,) int64 fen, limit-up price
+    step: np.ndarray  # (S,) int64 fen between adjacent levels
+    n_active: np.ndarray  # (S,) int64, levels in use; the top one is ``upper``
+    n_levels: int  # L, width of the (S, L) arrays
+
+    @classmethod
+    def from_close(cls, prev_close: np.ndarray, limit: np.ndarray, n_levels: int) -> Grid:
+        """Grid within ``prev_close * (1 -/+ limit)``, on whole fen, at least a fen apart."""
+        upper = np.round(prev_close * (1.0 + limit)).astype(np.int64)
+        lower = np.maximum(np.round(prev_close * (1.0 - limit)).astype(np.int64), 1)
+        span = np.maximum(upper - lower, 1)
+        upper = lower + span
+        step = -(-span // (n_levels - 1))  # ceil division: levels never exceed n_levels
+        n_active = -(-span // step) + 1
+        return cls(lower, upper, step, n_active, n_levels)
+
+    @property
+    def n_stocks(self) -> int:
+        return self.lower.shape[0]
+
+    def prices(self) -> np.ndarray:
+        """(S, L) int64 price of every level; inactive levels repeat ``upper``."""
+        j = np.arange(self.n_levels, dtype=np.int64)
+        return np.minimum(
+            self.lower[:, None] + j[None, :] * self.step[:, None], self.upper[:, None]
+        )
+
+    def price_of(self, stock: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """Price in fen of ``level`` of ``stock`` (element-wise)."""
+        return np.minimum(self.lower[stock] + level * self.step[stock], self.upper[stock])
+
+    def level_of(self, stock: np.ndarray, price: np.ndarray, side: np.ndarray) -> np.ndarray:
+        """Grid level where an order rests: buys round down, sells round up, clipped to limits.
+
+        An order priced beyond a limit rests at the limit: that is how a market order
+        behaves under daily price limits.
+        """
+        offset = price - self.lower[stock]
+        step = self.step[stock]
+        up = -(-offset // step)
+        down = offset // step
+        level = np.where(side > 0, down, up)
+        return np.clip(level, 0, self.n_active[stock] - 1)
+
+    def nearest_level(self, stock: np.ndarray, price: np.ndarray) -> np.ndarray:
+        """Level closest to ``price`` (the reference for tie-breaks)."""
+        level = np.rint((price - self.lower[stock]) / self.step[stock]).astype(np.int64)
+        return np.clip(level, 0, self.n_active[stock] - 1)
+
+
+@dataclass(frozen=True)
+class Clearing:
+    """Result of one call auction over all stocks."""
+
+    level: np.ndarray  # (S,) int64 clearing level (reference level where nothing trades)
+    price: np.ndarray  # (S,) int64 clearing price in fen
+    volume: np.ndarray  # (S,) int64 lots executed
+    filled: np.ndarray  # (n_orders,) int64 lots each order executed
+    lock: np.ndarray  # (S,) int8: +1 locked limit-up, -1 locked limit-down, 0 otherwise
+    bid_qty: np.ndarray  # (S, L) int64 lots bid at each level before clearing
+    ask_qty: np.ndarray  # (S, L) int64 lots offered at each level before clearing
+
+
+def clear(
+    grid: Grid,
+    stock: np.ndarray,
+    side: np.ndarray,
+    level: np.ndarray,
+    lots: np.ndarray,
+    ref_level: np.ndarray,
+) -> Clearing:
+    """Clear every stock's call auction at once.
+
+    Args:
+        grid: the day's price grid.
+        stock, side, level, lots: (n_orders,) order arrays; side is BUY or SELL,
+            lots are positive integers.
+        ref_level: (S,) level of the last price, the final tie-break.
+    """
+    n_stocks, n_levels = grid.n_stocks, grid.n_levels
+    cell = stock.astype(np.int64) * n_levels + level
+    is_buy = side > 0
+    size = n_stocks * n_levels
+    bid_qty = np.bincount(cell[is_buy], lots[is_buy], minlength=size)
+    ask_qty = np.bincount(cell[~is_buy], lots[~is_buy], minlength=size)
+    bid_qty = np.rint(bid_qty).astype(np.int64).reshape(n_stocks, n_levels)
+    ask_qty = np.rint(ask_qty).astype(np.int64).reshape(n_stocks, n_levels)
+
+    # demand[s, j]: lots bid at level j or higher; supply[s, j]: lots offered at j or lower.
+    demand = np.cumsum(bid_qty[:, ::-1], axis=1)[:, ::-1]
+    supply = np.cumsum(ask_qty, axis=1)
+    volume_at = np.minimum(demand, supply)  # (S, L)
+    active = np.arange(n_levels)[None, :] < grid.n_active[:, None]
+    volume_at = np.where(active, volume_at, -1)
+
+    # Max volume, then min imbalance, then closest to the reference level.
+    best = volume_at.max(axis=1, keepdims=True)
+    imbalance = np.where(volume_at == best, np.abs(demand - supply), np.iinfo(np.int64).max)
+    tied = imbalance == imbalance.min(axis=1, keepdims=True)
+    distance = np.abs(np.arange(n_levels)[None, :] - ref_level[:, None])
+    level_star = np.argmin(np.where(tied, distance, n_levels + 1), axis=1)
+    volume = best[:, 0]
+    rows = np.arange(n_stocks)
+    level_star = np.where(volume > 0, level_star, ref_level)
+
+    # Each side fills from its best level inwards until the volume is used up: the marginal
+    # level is the last one a side reaches (it can lie beyond the price when levels are empty).
+    reaches_buy = demand >= volume[:, None]
+    reaches_sell = supply >= volume[:, None]
+    buy_margin = n_levels - 1 - np.argmax(reaches_buy[:, ::-1], axis=1)  # last j with D >= V
+    sell_margin = np.argmax(reaches_sell, axis=1)  # first j with S >= V
+    above = np.where(
+        buy_margin + 1 < n_levels, demand[rows, np.minimum(buy_margin + 1, n_levels - 1)], 0
+    )
+    below = np.where(sell_margin > 0, supply[rows, np.maximum(sell_margin - 1, 0)], 0)
+    marginal_buy = np.where(volume > 0, volume - above, 0)
+    marginal_sell = np.where(volume > 0, volume - below, 0)
+
+    filled = _fills(
+        stock,
+        level,
+        lots,
+        is_buy,
+        buy_margin,
+        sell_margin,
+        volume,
+        bid_qty,
+        ask_qty,
+        marginal_buy,
+        marginal_sell,
+    )
+
+    top = grid.n_active - 1
+    lock = np.zeros(n_stocks, dtype=np.int8)
+    lock[(level_star == top) & (demand[rows, top] > volume)] = 1
+    lock[(level_star == 0) & (supply[:, 0] > volume)] = -1
+    return Clearing(
+        level=level_star,
+        price=grid.price_of(rows, level_star),
+        volume=volume,
+        filled=filled,
+        lock=lock,
+        bid_qty=bid_qty,
+        ask_qty=ask_qty,
+    )
+
+
+def _fills(
+    stock,
+    level,
+    lots,
+    is_buy,
+    buy_margin,
+    sell_margin,
+    volume,
+    bid_qty,
+    ask_qty,
+    marginal_buy,
+    marginal_sell,
+) -> np.ndarray:
+    """Lots filled per order: in full beyond each side's marginal level, pro rata at it."""
+    margin = np.where(is_buy, buy_margin[stock], sell_margin[stock])
+    traded = volume[stock] > 0
+    beyond = np.where(is_buy, level > margin, level < margin)
+    at = traded & (level == margin)
+    filled = np.where(traded & beyond, lots, 0).astype(np.int64)
+
+    # Pro rata at the marginal level: floor(lots * target / resting), exact in integers.
+    target = np.where(is_buy, marginal_buy[stock], marginal_sell[stock])
+    resting = np.where(is_buy, bid_qty[stock, margin], ask_qty[stock, margin])
+    resting = np.maximum(resting, 1)
+    share = np.where(at, lots * target // resting, 0)
+    remainder = np.where(at, lots * target % resting, 0)
+    filled += share
+
+    # Leftover lots (fewer than the orders with a remainder) go one each, earliest first.
+    given = np.bincount(stock[at] * 2 + is_buy[at], share[at], minlength=2 * volume.shape[0])
+    owed = np.concatenate([marginal_sell[:, None], marginal_buy[:, None]], axis=1).ravel()
+    owed = owed - np.rint(given).astype(np.int64)
+    candidates = np.flatnonzero(remainder > 0)
+    if candidates.size:
+        group = stock[candidates] * 2 + is_buy[candidates]
+        order = np.argsort(group, kind="stable")  # keeps time priority within a group
+        group_sorted = group[order]
+        first = np.searchsorted(group_sorted, group_sorted, side="left")
+        rank = np.arange(group_sorted.shape[0]) - first
+        lucky = candidates[order][rank < owed[group_sorted]]
+        filled[lucky] += 1
+    return filled

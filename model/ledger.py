@@ -1,0 +1,147 @@
+"""The clearing house: cash and share accounts, kept in integers.
+
+Cash is in fen (0.01 CNY) and holdings in shares, both ``int64``, so every
+trade moves exactly what it should and the books balance to the fen. Holdings
+are sparse: a sorted table of ``(account, stock)`` keys, because an investor
+holds a handful of stocks and a fund a few hundred, never the whole market.
+Money that enters or leaves the system (subscriptions, redemptions, interest)
+goes through :meth:`Ledger.external_cash`, which records it, so conservation
+can be checked: ``cash.sum() == initial cash + recorded external flows``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Ledger:
+    """Accounts of every agent, and the positions they hold."""
+
+    def __init__(self, n_stocks: int) -> None:
+        self.n_stocks = n_stocks
+        self.cash = np.zeros(0, dtype=np.int64)  # (A,) fen
+        self.credit = np.zeros(0, dtype=np.int64)  # (A,) fen the account may borrow
+        # Sparse holdings, sorted by key = account * n_stocks + stock.
+        self.key = np.zeros(0, dtype=np.int64)  # (P,)
+        self.shares = np.zeros(0, dtype=np.int64)  # (P,)
+        self.bought_today = np.zeros(0, dtype=np.int64)  # (P,) T+1: not sellable until tomorrow
+        self.external = 0  # net fen that entered from outside the system
+        self.initial_cash = 0
+        self.initial_shares = np.zeros(n_stocks, dtype=np.int64)
+
+    # -- accounts -------------------------------------------------------------------------
+    @property
+    def n_accounts(self) -> int:
+        return self.cash.shape[0]
+
+    def open_accounts(
+        self, cash_fen: np.ndarray, credit_fen: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Open one account per entry of ``cash_fen``; return their ids."""
+        cash_fen = np.asarray(cash_fen, dtype=np.int64)
+        first = self.n_accounts
+        self.cash = np.concatenate([self.cash, cash_fen])
+        credit = np.zeros_like(cash_fen) if credit_fen is None else np.asarray(credit_fen, np.int64)
+        self.credit = np.concatenate([self.credit, credit])
+        self.initial_cash += int(cash_fen.sum())
+        return np.arange(first, self.n_accounts, dtype=np.int64)
+
+    def endow(self, account: np.ndarray, stock: np.ndarray, shares: np.ndarray) -> None:
+        """Give initial holdings (before trading starts): they count as the float."""
+        self._add_positions(account, stock, np.asarray(shares, np.int64), bought=False)
+        np.add.at(self.initial_shares, stock, shares)
+
+    def external_cash(self, account: np.ndarray, fen: np.ndarray) -> None:
+        """Move cash in (+) or out (-) of the system, and record it."""
+        fen = np.asarray(fen, dtype=np.int64)
+        np.add.at(self.cash, account, fen)
+        self.external += int(fen.sum())
+
+    # -- holdings -------------------------------------------------------------------------
+    def rows_of(self, account: np.ndarray, stock: np.ndarray) -> np.ndarray:
+        """Row of each (account, stock) in the holdings table, -1 where none."""
+        key = np.asarray(account, np.int64) * self.n_stocks + np.asarray(stock, np.int64)
+        if self.key.size == 0:
+            return np.full(key.shape, -1, dtype=np.int64)
+        row = np.minimum(np.searchsorted(self.key, key), self.key.size - 1)
+        return np.where(self.key[row] == key, row, -1)
+
+    def holding(self, account: np.ndarray, stock: np.ndarray) -> np.ndarray:
+        """Shares held per (account, stock), zero where none."""
+        row = self.rows_of(account, stock)
+        return np.where(row >= 0, self.shares[np.maximum(row, 0)], 0)
+
+    def sellable(self, account: np.ndarray, stock: np.ndarray) -> np.ndarray:
+        """Shares that may be sold now: held, minus bought today (T+1)."""
+        row = self.rows_of(account, stock)
+        safe = np.maximum(row, 0)
+        return np.where(row >= 0, self.shares[safe] - self.bought_today[safe], 0)
+
+    def positions(self, accounts: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """(account, stock, shares, sellable) of held positions, optionally of some accounts."""
+        account, stock = np.divmod(self.key, self.n_stocks)
+        keep = self.shares != 0
+        if accounts is not None:
+            keep &= np.isin(account, accounts)
+        sell = self.shares - self.bought_today
+        return account[keep], stock[keep], self.shares[keep], sell[keep]
+
+    def shares_by_stock(self) -> np.ndarray:
+        """(S,) total shares held per stock, across all accounts."""
+        _, stock = np.divmod(self.key, self.n_stocks)
+        return np.bincount(stock, self.shares, minlength=self.n_stocks).astype(np.int64)
+
+    def _add_positions(self, account, stock, delta, *, bought: bool) -> None:
+        key = np.asarray(account, np.int64) * self.n_stocks + np.asarray(stock, np.int64)
+        ukey, inverse = np.unique(key, return_inverse=True)
+        udelta = np.bincount(inverse, delta.astype(np.float64), minlength=ukey.size)
+        udelta = np.rint(udelta).astype(np.int64)
+        missing = ukey[~np.isin(ukey, self.key, assume_unique=True)]
+        if missing.size:
+            merged = np.union1d(self.key, missing)
+            old = np.searchsorted(merged, self.key)
+            shares = np.zeros(merged.size, np.int64)
+            today = np.zeros(merged.size, np.int64)
+            shares[old] = self.shares
+            today[old] = self.bought_today
+            self.key, self.shares, self.bought_today = merged, shares, today
+        row = np.searchsorted(self.key, ukey)
+        self.shares[row] += udelta
+        if bought:
+            self.bought_today[row] += np.maximum(udelta, 0)
+
+    # -- settlement -----------------------------------------------------------------------
+    def settle(
+        self,
+        account: np.ndarray,
+        stock: np.ndarray,
+        signed_shares: np.ndarray,
+        price_fen: np.ndarray,
+    ) -> None:
+        """Book fills: buyers (+shares) pay ``shares * price``, sellers receive it."""
+        signed_shares = np.asarray(signed_shares, np.int64)
+        cost = signed_shares * np.asarray(price_fen, np.int64)
+        self.cash += np.rint(np.bincount(account, -cost, minlength=self.n_accounts)).astype(
+            np.int64
+        )
+        buys = signed_shares > 0
+        self._add_positions(account[buys], stock[buys], signed_shares[buys], bought=True)
+        self._add_positions(account[~buys], stock[~buys], signed_shares[~buys], bought=False)
+
+    def new_day(self) -> None:
+        """Overnight: yesterday's purchases become sellable; empty positions are dropped."""
+        self.bought_today[:] = 0
+        keep = self.shares != 0
+        if not keep.all():
+            self.key, self.shares, self.bought_today = (
+                self.key[keep],
+                self.shares[keep],
+                self.bought_today[keep],
+            )
+
+    # -- invariants -----------------------------------------------------------------------
+    def conservation_error(self) -> tuple[int, np.ndarray]:
+        """(cash drift in fen, per-stock share drift); both zero when the books balance."""
+        cash_drift = int(self.cash.sum()) - self.initial_cash - self.external
+        share_drift = self.shares_by_stock() - self.initial_shares
+        return cash_drift, share_drift

@@ -1,0 +1,50 @@
+"""Order arrays: what every agent type hands to the market, one row per order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Orders:
+    """A batch of limit orders. A market order is a limit order at the day's limit price."""
+
+    account: np.ndarray  # (n,) int64 ledger account
+    stock: np.ndarray  # (n,) int64
+    side: np.ndarray  # (n,) int8, +1 buy, -1 sell
+    price: np.ndarray  # (n,) int64 limit price in fen
+    lots: np.ndarray  # (n,) int64 board lots, > 0
+
+    def __post_init__(self) -> None:
+        for f, dtype in zip(
+            fields(self), (np.int64, np.int64, np.int8, np.int64, np.int64), strict=True
+        ):
+            object.__setattr__(self, f.name, np.asarray(getattr(self, f.name), dtype=dtype))
+
+    def __len__(self) -> int:
+        return self.account.shape[0]
+
+    @classmethod
+    def empty(cls) -> Orders:
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z, z, z, z)
+
+    @classmethod
+    def concat(cls, batches: list[Orders]) -> Orders:
+        """One batch holding ``batches`` in the given order (earlier = higher time priority)."""
+        batches = [b for b in batches if len(b)]
+        if not batches:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(cls)))
+
+    def select(self, mask: np.ndarray) -> Orders:
+        return Orders(*(getattr(self, f.name)[mask] for f in fields(self)))
+
+    def with_lots(self, lots: np.ndarray) -> Orders:
+        """Same orders with new sizes; rows with no lots left are dropped."""
+        keep = lots > 0
+        return Orders(
+            self.account[keep], self.stock[keep], self.side[keep], self.price[keep], lots[keep]
+        )

@@ -1,0 +1,105 @@
+"""The command line: a run writes its files; a user mistake is one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments.cli import main
+
+TINY = [
+    "--set",
+    "universe.n_stocks=30",
+    "--set",
+    "market.end=2023-01-06",
+    "--set",
+    "noise_traders.n_agents=100",
+    "--set",
+    "fundamental_traders.n_agents=10",
+]
+
+
+def test_run_writes_model_table_and_summary(tmp_path):
+    out = tmp_path / "calm"
+    assert main(["run", "calm", "--seed", "1", "--out", str(out), "--quiet", *TINY]) == 0
+    frame = pd.read_parquet(out / "model.parquet")
+    for col in ("step", "date", "csi300", "csi500", "csi1000", "csi2000", "microcap", "turnover"):
+        assert col in frame.columns
+    assert len(frame) == 4 * 4  # 4 trading days x 4 slices
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scenario"] == "calm" and summary["seed"] == 1
+    assert summary["parameters"]["universe"]["n_stocks"] == 30
+    assert set(summary["indices"]) == {"csi300", "csi500", "csi1000", "csi2000", "microcap"}
+    last = frame["microcap"].iloc[-1]
+    assert summary["indices"]["microcap"]["total_return"] == pytest.approx(last / 1000 - 1)
+    assert summary["versions"]["mesa"].startswith("3.")
+    assert not list(out.glob(".*tmp"))  # no temporary files left
+
+
+BAD = [
+    (["run", "nosuch"], "scenario = 'nosuch': unknown scenario"),
+    (["run", "calm", "--set", "universe.n_stock=30"], "did you mean 'universe.n_stocks'"),
+    (["run", "calm", "--set", "universe.n_stocks=5"], "universe.n_stocks = 5: must be in"),
+    (["run", "calm", "--set", "universe.n_stocks=abc"], "universe.n_stocks = 'abc': must be an"),
+    (["run", "calm", "--set", "universe.limit_main=1.5"], "universe.limit_main = 1.5: must be in"),
+    (["run", "calm", "--set", "universe.min_cap_bn=-1"], "universe.min_cap_bn = -1.0: must be"),
+    (["run", "calm", "--set", "fundamentals.idio_vol=nan"], "fundamentals.idio_vol = nan"),
+    (["run", "calm", "--set", "market.end=2022-12-01"], "market.end = 2022-12-01: must not be"),
+    (
+        ["run", "calm", "--set", "market.start=2031-01-05", "--set", "market.end=2031-02-01"],
+        "market.start = 2031-01-05: must be within",
+    ),
+    (["run", "calm", "--set", "nonsense"], "must be KEY=VALUE"),
+    (["run", "calm", "--scale", "huge"], "--scale = 'huge': must be one of"),
+    (["run", "calm", "--seed", "-3"], "--seed = '-3': must be an integer"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD, ids=[m for _, m in BAD])
+def test_user_mistakes_get_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    code = (
+        main([*argv, "--out", str(tmp_path / "x")])
+        if argv[0] == "run" and "--seed" not in argv
+        else _exit_code(argv)
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and err.count("\n") == 0 and "Traceback" not in err
+    assert not (tmp_path / "x" / "model.parquet").exists()
+
+
+def _exit_code(argv):
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def test_malformed_toml_and_unwritable_out(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[universe\nn_stocks = 3")
+    assert main(["run", str(bad)]) == 2
+    assert "malformed TOML" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["run", "calm", "--out", str(blocker / "sub"), *TINY]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_a_process(tmp_path):
+    exe = Path(sys.executable).with_name("unwind")
+    proc = subprocess.run(
+        [str(exe), "run", "calm", "--set", "universe.n_stock=1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("unwind: error: universe.n_stock: unknown key")

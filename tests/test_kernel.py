@@ -1,0 +1,133 @@
+"""The call auction: volume-maximizing price, exact fills, locks and carry-over."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from model.kernel import Grid, clear
+
+
+def _grid(n_stocks: int, n_levels: int = 21) -> Grid:
+    return Grid.from_close(np.full(n_stocks, 1000), np.full(n_stocks, 0.10), n_levels)
+
+
+def _brute_volume(bid: np.ndarray, ask: np.ndarray) -> int:
+    """Max over levels of min(bids at or above, asks at or below), for one stock."""
+    return max(min(bid[j:].sum(), ask[: j + 1].sum()) for j in range(bid.shape[0]))
+
+
+books = st.lists(
+    st.tuples(st.integers(0, 3), st.sampled_from([1, -1]), st.integers(0, 20), st.integers(1, 50)),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(books)
+def test_clearing_maximizes_volume_and_fills_balance(orders):
+    grid = _grid(4)
+    stock, side, level, lots = (np.array(c, dtype=np.int64) for c in zip(*orders, strict=True))
+    side = side.astype(np.int8)
+    res = clear(grid, stock, side, level, lots, ref_level=np.full(4, 10))
+    for s in range(4):
+        bid = np.bincount(level[(stock == s) & (side > 0)], lots[(stock == s) & (side > 0)], 21)
+        ask = np.bincount(level[(stock == s) & (side < 0)], lots[(stock == s) & (side < 0)], 21)
+        assert res.volume[s] == _brute_volume(bid, ask)
+        buys, sells = (stock == s) & (side > 0), (stock == s) & (side < 0)
+        assert res.filled[buys].sum() == res.volume[s] == res.filled[sells].sum()
+    assert np.all(res.filled <= lots) and np.all(res.filled >= 0)
+    # Nobody trades through their limit: buyers at or above, sellers at or below the price.
+    traded = res.filled > 0
+    assert np.all(
+        np.where(
+            side[traded] > 0,
+            level[traded] >= res.level[stock[traded]],
+            level[traded] <= res.level[stock[traded]],
+        )
+    )
+
+
+def test_tie_breaks_on_imbalance_then_reference():
+    grid = _grid(1)
+    # 10 lots bid at level 12, 10 offered at level 8: every level 8..12 trades 10 lots with
+    # no imbalance, so the reference level decides.
+    stock = np.zeros(2, np.int64)
+    side = np.array([1, -1], np.int8)
+    level = np.array([12, 8])
+    lots = np.array([10, 10])
+    for ref, expect in ((10, 10), (0, 8), (20, 12)):
+        res = clear(grid, stock, side, level, lots, np.array([ref]))
+        assert res.level[0] == expect and res.volume[0] == 10
+
+
+def test_pro_rata_at_the_margin_in_whole_lots_earliest_first():
+    grid = _grid(1)
+    # Three buyers at one level share 10 lots offered: 7/7/7 -> 3.33 each -> 4, 3, 3.
+    stock = np.zeros(4, np.int64)
+    side = np.array([1, 1, 1, -1], np.int8)
+    level = np.array([10, 10, 10, 10])
+    lots = np.array([7, 7, 7, 10])
+    res = clear(grid, stock, side, level, lots, np.array([10]))
+    assert res.filled.tolist() == [4, 3, 3, 10]
+
+
+def test_limit_down_locks_and_the_queue_stays():
+    grid = _grid(1)
+    top = int(grid.n_active[0] - 1)
+    # A flood of sells at the limit-down price against a thin bid.
+    stock = np.zeros(2, np.int64)
+    side = np.array([-1, 1], np.int8)
+    level = np.array([0, 0])
+    lots = np.array([500, 20])
+    res = clear(grid, stock, side, level, lots, np.array([10]))
+    assert res.level[0] == 0 and res.lock[0] == -1 and res.volume[0] == 20
+    assert res.price[0] == grid.lower[0]
+    left = lots - res.filled
+    assert left.tolist() == [480, 0]
+    # Same queue next slice with a new bid: it fills from the queue, still at the limit.
+    res2 = clear(grid, stock, side, level, np.array([480, 30]), np.array([0]))
+    assert res2.volume[0] == 30 and res2.lock[0] == -1
+    # And a limit-up lock mirrors it.
+    res3 = clear(
+        grid,
+        stock,
+        np.array([1, -1], np.int8),
+        np.array([top, top]),
+        np.array([500, 5]),
+        np.array([10]),
+    )
+    assert res3.lock[0] == 1 and res3.price[0] == grid.upper[0]
+
+
+def test_no_orders_no_trade_price_stays_at_reference():
+    grid = _grid(3)
+    res = clear(
+        grid,
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int8),
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int64),
+        np.array([3, 10, 17]),
+    )
+    assert res.volume.tolist() == [0, 0, 0]
+    assert res.level.tolist() == [3, 10, 17]
+
+
+def test_grid_spans_limits_on_ticks():
+    prev = np.array([1000, 1000, 1000, 1000, 237])
+    limit = np.array([0.10, 0.05, 0.20, 0.30, 0.10])
+    grid = Grid.from_close(prev, limit, 101)
+    prices = grid.prices()
+    assert grid.upper.tolist() == [1100, 1050, 1200, 1300, 261]
+    assert grid.lower.tolist() == [900, 950, 800, 700, 213]
+    for s in range(5):
+        active = prices[s, : grid.n_active[s]]
+        assert active[0] == grid.lower[s] and active[-1] == grid.upper[s]
+        assert np.all(np.diff(active) > 0)  # distinct whole-fen levels
+    # Buys round down, sells round up, and nothing rests beyond a limit.
+    s = np.array([0, 0, 0, 0])
+    lv = grid.level_of(s, np.array([1001, 1001, 5000, 1]), np.array([1, -1, 1, -1]))
+    assert grid.price_of(s, lv).tolist() == [1000, 1002, 1100, 900]
