@@ -1,8 +1,8 @@
 """Fundamental traders: value investors who lean against mispricing.
 
-Each step each one reviews a few stocks. Below value by more than its threshold,
-it bids up to that margin below value; above, it offers down to that margin
-above. Size grows with the mispricing. They are what ties prices to values, and
+Each one covers a fixed list of stocks and reviews it every step. Below value by
+more than its threshold, it bids up to that margin below value; above, it offers
+down to that margin above. Size grows with the mispricing. They are what ties prices to values, and
 their finite cash is why a big enough forced sale can still overwhelm them.
 """
 
@@ -25,13 +25,19 @@ class FundamentalTraders(Population):
     def __init__(self, model, accounts, cfg: FundamentalTraderConfig) -> None:
         super().__init__(model, accounts)
         self.cfg = cfg
+        n_stocks = model.universe.n
+        watched = min(cfg.stocks_watched, n_stocks)
+        # (n, W) the stocks each one covers, a fixed list as an analyst's coverage is; every
+        # stock is covered about equally often.
+        flat = self.rng.permutation(np.resize(np.arange(n_stocks), self.n * watched))
+        self.coverage = flat.reshape(self.n, watched)
 
     def decide(self, rows: np.ndarray) -> Orders:
         market, c = self.market, self.cfg
         market.cancel_accounts(np.sort(self.accounts[rows]))
         n_stocks = market.universe.n
-        watched = min(c.stocks_watched, n_stocks)
-        stock = self.rng.integers(0, n_stocks, size=(rows.shape[0], watched))  # (r, W)
+        stock = self.coverage[rows]  # (r, W)
+        watched = stock.shape[1]
         account = np.broadcast_to(self.accounts[rows][:, None], stock.shape)
         log_value = self.model.fundamentals.log_value[stock]
         gap = log_value - np.log(market.last[stock] / 100.0)  # > 0: cheap

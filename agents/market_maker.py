@@ -6,7 +6,8 @@ depth proportional to k: latent liquidity that grows linearly away from the
 price, which is what makes the impact of a meta-order grow like the square root
 of its size. What the market takes is gone until it is replenished, at
 ``replenish`` of the gap per step; depth shrinks when recent volatility is high,
-and quotes lean against inventory.
+quotes lean against inventory, and the morning's quotes move with the overnight
+news about fundamental value, which is public.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class MarketMakers(Population):
         self.depth = np.zeros((maker_of.shape[0], 2))  # (S, 2) lots on the book: [bid, ask]
         self.rung = np.arange(1, cfg.ladder_levels + 1, dtype=np.float64)  # (K,)
         self.depth[:] = self.target_depth(np.arange(maker_of.shape[0]))[:, None]  # full at start
+        self.news = np.zeros(maker_of.shape[0])  # (S,) log value change not yet in the quotes
+        self.seen_value = model.fundamentals.log_value.copy()  # (S,)
 
     def target_depth(self, stocks: np.ndarray) -> np.ndarray:
         """(n,) lots a side the maker wants on the book, less when volatility runs high."""
@@ -46,9 +49,13 @@ class MarketMakers(Population):
         return lots / (1.0 + c.vol_aversion * stress)
 
     def begin_day(self) -> None:
-        # Yesterday's book has expired: the maker starts from what it would have replenished.
+        # Yesterday's book has expired: the maker starts from what it would have replenished,
+        # and moves its quotes by the overnight news, which is public.
         target = self.target_depth(np.arange(self.maker_of.shape[0]))
         self.depth += self.cfg.replenish * (target[:, None] - self.depth)
+        value = self.model.fundamentals.log_value
+        self.news = value - self.seen_value
+        self.seen_value = value.copy()
 
     def decide(self, rows: np.ndarray) -> Orders:
         market, c = self.market, self.cfg
@@ -69,7 +76,8 @@ class MarketMakers(Population):
         # Quotes lean against inventory: long makers lower both sides to sell.
         held = market.ledger.holding(accounts, stocks)
         lean = np.clip(held / np.maximum(self.inventory0[stocks], 1) - 1.0, -1.0, 1.0)
-        ref = market.last[stocks] * np.exp(-c.inventory_skew * lean)  # (n,) fen
+        ref = market.last[stocks] * np.exp(self.news[stocks] - c.inventory_skew * lean)  # (n,) fen
+        self.news[stocks] = 0.0
 
         k = self.rung[None, :]  # (1, K)
         weight = k / self.rung.sum()

@@ -60,21 +60,19 @@ class NoiseTraders(Population):
         stock = rng.choice(n_stocks, size=n, p=attention / attention.sum())
         cap_lots = np.full(n, np.iinfo(np.int64).max)
 
-        # Sellers sell from their own positions that they may sell today, bigger ones more often.
+        # Each trader keeps a handful of stocks: sellers sell one of their positions (they may
+        # sell today), and half the buyers add to one rather than open a new one.
         acct, h_stock, _, sellable = market.ledger.positions(accounts)
-        ok = sellable > 0
-        acct, h_stock, sellable = acct[ok], h_stock[ok], sellable[ok]
         first = np.searchsorted(acct, accounts)  # (r,) first position of each row
-        last = np.searchsorted(acct, accounts, side="right")
-        sell = ~buy & (last > first)[owner]
+        held = (np.searchsorted(acct, accounts, side="right") - first)[owner]  # (n,)
+        pick = first[owner] + np.floor(rng.random(n) * held).astype(np.int64)
+        pick = np.minimum(pick, max(acct.shape[0] - 1, 0))
+        sell = ~buy & (held > 0)
+        top_up = buy & (held > 0) & (rng.random(n) < 0.5)
         if acct.shape[0]:
-            cum = np.cumsum(sellable * market.last[h_stock].astype(np.float64))
-            lo = np.where(first > 0, cum[np.maximum(first - 1, 0)], 0.0)[owner]
-            hi = cum[np.maximum(last - 1, 0)][owner]
-            pick = np.searchsorted(cum, lo + rng.random(n) * (hi - lo), side="right")
-            pick = np.minimum(pick, acct.shape[0] - 1)
-            stock = np.where(sell, h_stock[pick], stock)
+            stock = np.where(sell | top_up, h_stock[pick], stock)
             cap_lots = np.where(sell, sellable[pick] // market.lot, cap_lots)
+        sell &= cap_lots > 0
         keep = buy | sell
         side = np.where(buy, 1, -1).astype(np.int8)
 
@@ -82,7 +80,9 @@ class NoiseTraders(Population):
         value = (
             c.order_pct_cap * market.caps()[stock] * np.exp(c.size_sigma * rng.standard_normal(n))
         )
-        lots = np.minimum(np.maximum(np.floor(value * 100.0 / (price * market.lot)), 1), cap_lots)
+        lots = np.maximum(np.floor(value * 100.0 / (price * market.lot)), 1)
+        # A seller left with less than another order's worth sells out: holdings stay a handful.
+        lots = np.where(cap_lots < 2 * lots, cap_lots, lots)
         price = price * np.exp(-side * rng.exponential(c.limit_offset, size=n))
         at_limit = rng.random(n) < c.market_order_share
         price = np.where(at_limit, market.limit_price(stock, side), price)

@@ -238,7 +238,7 @@ class FundamentalsConfig(Section):
 
     market_vol: float = _num(0.008, 0.0, 0.2, doc="daily volatility of the market factor")
     size_vol: float = _num(0.003, 0.0, 0.2, doc="daily volatility of the small-minus-big factor")
-    idio_vol: float = _num(0.012, 0.0, 0.2, doc="daily idiosyncratic volatility")
+    idio_vol: float = _num(0.008, 0.0, 0.2, doc="daily idiosyncratic volatility")
     size_drift: float = _num(0.0, -0.05, 0.05, doc="daily drift of small caps over large caps")
     initial_mispricing: float = _num(0.05, 0.0, 1.0, doc="st.dev. of log(price/value) at start")
 
@@ -254,7 +254,7 @@ class MarketMakerConfig(Section):
     ladder_levels: int = _num(10, 1, 100, doc="price levels per side of each ladder")
     ladder_spacing: float = _open(0.002, 0.0, 0.1, doc="relative distance between ladder rungs")
     replenish: float = _num(0.15, 0.0, 1.0, doc="share of missing depth restored per step")
-    vol_aversion: float = _num(2.0, 0.0, 100.0, doc="depth cut per unit of recent vol / normal vol")
+    vol_aversion: float = _num(5.0, 0.0, 100.0, doc="depth cut per unit of recent vol / normal vol")
     inventory_skew: float = _num(0.02, 0.0, 1.0, doc="quote shift per unit inventory deviation")
     inventory_pct_float: float = _num(0.03, 0.0, 0.5, doc="initial inventory, share of float")
 
@@ -266,7 +266,7 @@ class FundamentalTraderConfig(Section):
     n_agents: int = _num(200, 0, 1_000_000)
     capital_pct_float: float = _num(0.02, 0.0, 1.0, doc="total cash, share of total float cap")
     holdings_pct_float: float = _num(0.10, 0.0, 0.9, doc="initial holdings, share of float")
-    threshold: float = _num(0.03, 0.0, 1.0, doc="mispricing before they act")
+    threshold: float = _num(0.05, 0.0, 1.0, doc="mispricing before they act")
     aggressiveness: float = _num(0.02, 0.0, 1.0, doc="share of float traded per unit mispricing")
     stocks_watched: int = _num(20, 1, 10000, doc="stocks each one reviews per step")
 
@@ -284,7 +284,7 @@ class NoiseTraderConfig(Section):
         0.005, 0.0, 0.5, doc="mean distance of a limit order from last price"
     )
     cancel_rate: float = _num(0.5, 0.0, 1.0, doc="share of resting orders withdrawn per step")
-    attention: float = _num(1.5, 0.0, 50.0, doc="extra activity per unit recent vol / normal vol")
+    attention: float = _num(3.0, 0.0, 50.0, doc="extra activity per unit recent vol / normal vol")
     rebalancing: float = _num(10.0, 0.0, 100.0, doc="pull of the buy odds towards the cash target")
     holdings_pct_float: float = _num(0.2, 0.0, 0.9, doc="initial holdings, share of float")
     capital_pct_float: float = _num(0.05, 0.0, 1.0, doc="total cash, share of total float cap")

@@ -48,7 +48,8 @@ class Ledger:
 
     def endow(self, account: np.ndarray, stock: np.ndarray, shares: np.ndarray) -> None:
         """Give initial holdings (before trading starts): they count as the float."""
-        self._add_positions(account, stock, np.asarray(shares, np.int64), bought=False)
+        shares = np.asarray(shares, np.int64)
+        self._add_positions(account, stock, shares, np.zeros(shares.shape, bool))
         np.add.at(self.initial_shares, stock, shares)
 
     def external_cash(self, account: np.ndarray, fen: np.ndarray) -> None:
@@ -91,24 +92,23 @@ class Ledger:
         _, stock = np.divmod(self.key, self.n_stocks)
         return np.bincount(stock, self.shares, minlength=self.n_stocks).astype(np.int64)
 
-    def _add_positions(self, account, stock, delta, *, bought: bool) -> None:
+    def _add_positions(self, account, stock, delta, bought) -> None:
+        """Add ``delta`` shares to each (account, stock); ``bought`` marks T+1-locked purchases."""
         key = np.asarray(account, np.int64) * self.n_stocks + np.asarray(stock, np.int64)
         ukey, inverse = np.unique(key, return_inverse=True)
-        udelta = np.bincount(inverse, delta.astype(np.float64), minlength=ukey.size)
-        udelta = np.rint(udelta).astype(np.int64)
-        missing = ukey[~np.isin(ukey, self.key, assume_unique=True)]
-        if missing.size:
-            merged = np.union1d(self.key, missing)
-            old = np.searchsorted(merged, self.key)
-            shares = np.zeros(merged.size, np.int64)
-            today = np.zeros(merged.size, np.int64)
-            shares[old] = self.shares
-            today[old] = self.bought_today
-            self.key, self.shares, self.bought_today = merged, shares, today
+        udelta = np.rint(np.bincount(inverse, delta, minlength=ukey.size)).astype(np.int64)
+        ubought = np.rint(np.bincount(inverse, np.where(bought, delta, 0), minlength=ukey.size))
         row = np.searchsorted(self.key, ukey)
+        padded = np.append(self.key, -1)  # row == size points at the sentinel: missing
+        missing = padded[row] != ukey
+        if missing.any():
+            at = row[missing]  # insertion points keep the table sorted
+            self.key = np.insert(self.key, at, ukey[missing])
+            self.shares = np.insert(self.shares, at, 0)
+            self.bought_today = np.insert(self.bought_today, at, 0)
+            row = np.searchsorted(self.key, ukey)
         self.shares[row] += udelta
-        if bought:
-            self.bought_today[row] += np.maximum(udelta, 0)
+        self.bought_today[row] += ubought.astype(np.int64)
 
     # -- settlement -----------------------------------------------------------------------
     def settle(
@@ -124,9 +124,7 @@ class Ledger:
         self.cash += np.rint(np.bincount(account, -cost, minlength=self.n_accounts)).astype(
             np.int64
         )
-        buys = signed_shares > 0
-        self._add_positions(account[buys], stock[buys], signed_shares[buys], bought=True)
-        self._add_positions(account[~buys], stock[~buys], signed_shares[~buys], bought=False)
+        self._add_positions(account, stock, signed_shares, signed_shares > 0)
 
     def new_day(self) -> None:
         """Overnight: yesterday's purchases become sellable; empty positions are dropped."""

@@ -91,16 +91,12 @@ class MarketModel(mesa.Model):
         float_lots = uni.float_shares // lot
         total_cap_fen = float(np.dot(uni.float_shares, uni.price0))
 
-        def spread(accounts: np.ndarray, pct: float, holders_per_stock: int) -> np.ndarray:
-            """Give ``pct`` of each stock's float to a few random accounts; return lots given."""
-            if accounts.size == 0 or pct <= 0:
-                return np.zeros(n_stocks, dtype=np.int64)
-            k = max(1, min(holders_per_stock, accounts.size))
-            lots = np.floor(float_lots * pct / k).astype(np.int64)  # (S,) lots per holder
-            owner = rng.choice(accounts, size=(n_stocks, k))
-            stock = np.repeat(np.arange(n_stocks), k)
-            ledger.endow(owner.ravel(), stock, np.repeat(lots, k) * lot)
-            return lots * k
+        def endow(account: np.ndarray, stock: np.ndarray, pct: float) -> np.ndarray:
+            """Split ``pct`` of each stock's float equally over the (account, stock) pairs."""
+            holders = np.bincount(stock, minlength=n_stocks)
+            each = np.floor(float_lots * pct / np.maximum(holders, 1)).astype(np.int64)  # (S,)
+            ledger.endow(account, stock, each[stock] * lot)
+            return each * holders  # (S,) lots given
 
         mm = cfg.market_makers
         n_mm = min(mm.n_agents, n_stocks)
@@ -115,12 +111,18 @@ class MarketModel(mesa.Model):
         ft = cfg.fundamental_traders
         ft_cash = ft.capital_pct_float * total_cap_fen / max(ft.n_agents, 1)
         funds = FundamentalTraders(self, ledger.open_accounts(np.full(ft.n_agents, ft_cash)), ft)
-        given += spread(funds.accounts, ft.holdings_pct_float, 3)
+        given += endow(
+            funds.accounts[np.repeat(funds.rows, funds.coverage.shape[1])],
+            funds.coverage.ravel(),
+            ft.holdings_pct_float,
+        )
 
         nt = cfg.noise_traders
         nt_cash = nt.capital_pct_float * total_cap_fen / max(nt.n_agents, 1)
         noise = NoiseTraders(self, ledger.open_accounts(np.full(nt.n_agents, nt_cash)), nt)
-        given += spread(noise.accounts, nt.holdings_pct_float, 5)
+        if noise.n:
+            holder = rng.choice(noise.accounts, size=(n_stocks, 5))  # five holders a stock
+            given += endow(holder.ravel(), np.repeat(np.arange(n_stocks), 5), nt.holdings_pct_float)
 
         # Whatever is left of the float sits with long-term holders who do not trade.
         self.holders = ledger.open_accounts(np.zeros(1))
