@@ -82,8 +82,8 @@ class Clearing:
     volume: np.ndarray  # (S,) int64 lots executed
     filled: np.ndarray  # (n_orders,) int64 lots each order executed
     lock: np.ndarray  # (S,) int8: +1 locked limit-up, -1 locked limit-down, 0 otherwise
-    bid_qty: np.ndarray  # (S, L) int64 lots bid at each level before clearing
-    ask_qty: np.ndarray  # (S, L) int64 lots offered at each level before clearing
+    bid_qty: np.ndarray  # (S, L) float64 (whole) lots bid at each level before clearing
+    ask_qty: np.ndarray  # (S, L) float64 (whole) lots offered at each level before clearing
 
 
 def clear(
@@ -106,38 +106,38 @@ def clear(
     cell = stock.astype(np.int64) * n_levels + level
     is_buy = side > 0
     size = n_stocks * n_levels
-    bid_qty = np.bincount(cell[is_buy], lots[is_buy], minlength=size)
-    ask_qty = np.bincount(cell[~is_buy], lots[~is_buy], minlength=size)
-    bid_qty = np.rint(bid_qty).astype(np.int64).reshape(n_stocks, n_levels)
-    ask_qty = np.rint(ask_qty).astype(np.int64).reshape(n_stocks, n_levels)
+    # Lots are whole numbers far below 2**53, so float64 sums are exact; float64 keeps the
+    # (S, L) passes few and fast. Orders never rest beyond a stock's active levels.
+    bid_qty = np.bincount(cell[is_buy], lots[is_buy], minlength=size).reshape(n_stocks, n_levels)
+    ask_qty = np.bincount(cell[~is_buy], lots[~is_buy], minlength=size).reshape(n_stocks, n_levels)
 
     # demand[s, j]: lots bid at level j or higher; supply[s, j]: lots offered at j or lower.
     demand = np.cumsum(bid_qty[:, ::-1], axis=1)[:, ::-1]
     supply = np.cumsum(ask_qty, axis=1)
     volume_at = np.minimum(demand, supply)  # (S, L)
-    active = np.arange(n_levels)[None, :] < grid.n_active[:, None]
-    volume_at = np.where(active, volume_at, -1)
+    best = volume_at.max(axis=1)  # (S,)
 
-    # Max volume, then min imbalance, then closest to the reference level.
-    best = volume_at.max(axis=1, keepdims=True)
-    imbalance = np.where(volume_at == best, np.abs(demand - supply), np.iinfo(np.int64).max)
-    tied = imbalance == imbalance.min(axis=1, keepdims=True)
-    distance = np.abs(np.arange(n_levels)[None, :] - ref_level[:, None])
-    level_star = np.argmin(np.where(tied, distance, n_levels + 1), axis=1)
-    volume = best[:, 0]
+    # Ties for the most volume (a few cells a stock): least imbalance, then nearest reference.
+    cand_stock, cand_level = np.nonzero((volume_at == best[:, None]) & (best[:, None] > 0))
+    imbalance = np.abs(demand[cand_stock, cand_level] - supply[cand_stock, cand_level])
+    distance = np.abs(cand_level - ref_level[cand_stock])
+    order = np.lexsort((distance, imbalance, cand_stock))
+    first = order[np.r_[True, np.diff(cand_stock[order]) != 0]] if order.size else order
+    level_star = np.asarray(ref_level, dtype=np.int64).copy()
+    level_star[cand_stock[first]] = cand_level[first]
+    volume = np.rint(best).astype(np.int64)
     rows = np.arange(n_stocks)
-    level_star = np.where(volume > 0, level_star, ref_level)
 
     # Each side fills from its best level inwards until the volume is used up: the marginal
     # level is the last one a side reaches (it can lie beyond the price when levels are empty).
-    reaches_buy = demand >= volume[:, None]
-    reaches_sell = supply >= volume[:, None]
-    buy_margin = n_levels - 1 - np.argmax(reaches_buy[:, ::-1], axis=1)  # last j with D >= V
-    sell_margin = np.argmax(reaches_sell, axis=1)  # first j with S >= V
+    # Demand falls with the level and supply rises, so counting the levels suffices.
+    buy_margin = (demand >= best[:, None]).sum(axis=1) - 1  # last j with D >= V
+    sell_margin = n_levels - (supply >= best[:, None]).sum(axis=1)  # first j with S >= V
     above = np.where(
         buy_margin + 1 < n_levels, demand[rows, np.minimum(buy_margin + 1, n_levels - 1)], 0
     )
     below = np.where(sell_margin > 0, supply[rows, np.maximum(sell_margin - 1, 0)], 0)
+    above, below = np.rint(above).astype(np.int64), np.rint(below).astype(np.int64)
     marginal_buy = np.where(volume > 0, volume - above, 0)
     marginal_sell = np.where(volume > 0, volume - below, 0)
 
@@ -187,28 +187,29 @@ def _fills(
     margin = np.where(is_buy, buy_margin[stock], sell_margin[stock])
     traded = volume[stock] > 0
     beyond = np.where(is_buy, level > margin, level < margin)
-    at = traded & (level == margin)
     filled = np.where(traded & beyond, lots, 0).astype(np.int64)
 
     # Pro rata at the marginal level: floor(lots * target / resting), exact in integers.
-    target = np.where(is_buy, marginal_buy[stock], marginal_sell[stock])
-    resting = np.where(is_buy, bid_qty[stock, margin], ask_qty[stock, margin])
-    resting = np.maximum(resting, 1)
-    share = np.where(at, lots * target // resting, 0)
-    remainder = np.where(at, lots * target % resting, 0)
-    filled += share
+    at = np.flatnonzero(traded & (level == margin))  # the few orders at a margin
+    s_at, buy_at, lots_at = stock[at], is_buy[at], lots[at]
+    target = np.where(buy_at, marginal_buy[s_at], marginal_sell[s_at])
+    resting = np.where(buy_at, bid_qty[s_at, margin[at]], ask_qty[s_at, margin[at]])
+    resting = np.maximum(np.rint(resting).astype(np.int64), 1)
+    share, remainder = np.divmod(lots_at * target, resting)
+    filled[at] += share
 
     # Leftover lots (fewer than the orders with a remainder) go one each, earliest first.
-    given = np.bincount(stock[at] * 2 + is_buy[at], share[at], minlength=2 * volume.shape[0])
+    group_at = s_at * 2 + buy_at
+    given = np.bincount(group_at, share, minlength=2 * volume.shape[0])
     owed = np.concatenate([marginal_sell[:, None], marginal_buy[:, None]], axis=1).ravel()
     owed = owed - np.rint(given).astype(np.int64)
-    candidates = np.flatnonzero(remainder > 0)
-    if candidates.size:
-        group = stock[candidates] * 2 + is_buy[candidates]
+    with_rem = np.flatnonzero(remainder > 0)
+    if with_rem.size:
+        group = group_at[with_rem]
         order = np.argsort(group, kind="stable")  # keeps time priority within a group
         group_sorted = group[order]
         first = np.searchsorted(group_sorted, group_sorted, side="left")
         rank = np.arange(group_sorted.shape[0]) - first
-        lucky = candidates[order][rank < owed[group_sorted]]
+        lucky = at[with_rem[order][rank < owed[group_sorted]]]
         filled[lucky] += 1
     return filled
