@@ -1,13 +1,16 @@
 """Market makers: ladders of resting limit orders whose depth is finite and recovers slowly.
 
-Each stock is quoted by one market maker. Its ladder has ``ladder_levels`` rungs a
-side, the k-th rung ``k * ladder_spacing`` from a reference price and holding
-depth proportional to k: latent liquidity that grows linearly away from the
-price, which is what makes the impact of a meta-order grow like the square root
-of its size. What the market takes is gone until it is replenished, at
-``replenish`` of the gap per step; depth shrinks when recent volatility is high,
-quotes lean against inventory, and the morning's quotes move with the overnight
-news about fundamental value, which is public.
+A maker's ladder has ``rungs`` price levels a side, the k-th one ``k * spacing``
+from a reference price and holding depth proportional to k: latent liquidity
+that grows linearly away from the price, which is what makes the impact of a
+meta-order grow like the square root of its size. What the market takes is gone
+until it is replenished, at ``replenish`` of the gap per step.
+
+Stock makers thin out when recent volatility is high, lean against inventory,
+and move their morning quotes by the overnight news about fundamental value,
+which is public. Futures makers quote around the index and lean against the
+inventory they can carry: persistent one-sided hedging pushes the futures away
+from the index until someone with capital takes the other side.
 """
 
 from __future__ import annotations
@@ -15,83 +18,191 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import ArrayAgent, Population
-from model.config import MarketMakerConfig
+from model.config import FuturesConfig, MarketMakerConfig
 from model.orders import Orders
 
 
 class MarketMaker(ArrayAgent):
-    """One market maker: quotes the stocks assigned to it."""
+    """One market maker: quotes the instruments assigned to it."""
 
     @property
     def stocks(self) -> np.ndarray:
-        return np.flatnonzero(self.population.maker_of == self.row)
+        """Instruments this maker quotes."""
+        pop = self.population
+        return pop.instrument[pop.maker_of == self.row]
 
 
-class MarketMakers(Population):
+class LadderMakers(Population):
+    """Makers quoting ladders on a set of instruments; subclasses say where and how deep."""
+
     agent_class = MarketMaker
 
-    def __init__(self, model, accounts, cfg: MarketMakerConfig, maker_of: np.ndarray) -> None:
+    def __init__(
+        self,
+        model,
+        accounts,
+        instrument: np.ndarray,
+        maker_of: np.ndarray,
+        *,
+        rungs: int,
+        spacing: float,
+        replenish: float,
+    ) -> None:
         super().__init__(model, accounts)
-        self.cfg = cfg
-        self.maker_of = maker_of  # (S,) row of the market maker quoting each stock
-        self.inventory0 = np.zeros(maker_of.shape[0], dtype=np.int64)  # (S,) shares, target
-        self.depth = np.zeros((maker_of.shape[0], 2))  # (S, 2) lots on the book: [bid, ask]
-        self.rung = np.arange(1, cfg.ladder_levels + 1, dtype=np.float64)  # (K,)
-        self.depth[:] = self.target_depth(np.arange(maker_of.shape[0]))[:, None]  # full at start
-        self.news = np.zeros(maker_of.shape[0])  # (S,) log value change not yet in the quotes
-        self.seen_value = model.fundamentals.log_value.copy()  # (S,)
+        self.instrument = np.asarray(instrument, dtype=np.int64)  # (Q,) instruments quoted
+        self.maker_of = np.asarray(maker_of, dtype=np.int64)  # (Q,) row quoting each one
+        self.rung = np.arange(1, rungs + 1, dtype=np.float64)  # (K,)
+        self.spacing = spacing
+        self.replenish = replenish
+        self.depth = np.zeros((self.instrument.shape[0], 2))  # (Q, 2) lots: [bid, ask]
 
-    def target_depth(self, stocks: np.ndarray) -> np.ndarray:
-        """(n,) lots a side the maker wants on the book, less when volatility runs high."""
-        market, c = self.market, self.cfg
-        lots = c.depth_pct_cap * market.caps()[stocks] * 100.0 / (market.last[stocks] * market.lot)
-        stress = np.maximum(market.vol_ratio()[stocks] - 1.0, 0.0)
-        return lots / (1.0 + c.vol_aversion * stress)
+    def fill_depth(self) -> None:
+        """Start with full ladders."""
+        self.depth[:] = self.target_depth(np.arange(self.instrument.shape[0]))[:, None]
 
+    # -- what subclasses define ------------------------------------------------------------
+    def target_depth(self, q: np.ndarray) -> np.ndarray:
+        """(n,) lots a side wanted on the book for quoted instruments ``q``."""
+        raise NotImplementedError
+
+    def reference(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
+        """(n,) price the ladder is centred on."""
+        raise NotImplementedError
+
+    def side_scale(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
+        """(n, 2) share of the bid and ask depth actually shown; 1 by default."""
+        return np.ones((q.shape[0], 2))
+
+    def taken(self, accounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(account, instrument, signed lots) the makers traded in the last auction."""
+        account, stock, signed, _ = self.market.last_fills
+        return account, stock, signed // self.market.lot
+
+    # -- the rules ------------------------------------------------------------------------
     def begin_day(self) -> None:
-        # Yesterday's book has expired: the maker starts from what it would have replenished,
-        # and moves its quotes by the overnight news, which is public.
-        target = self.target_depth(np.arange(self.maker_of.shape[0]))
-        self.depth += self.cfg.replenish * (target[:, None] - self.depth)
-        value = self.model.fundamentals.log_value
-        self.news = value - self.seen_value
-        self.seen_value = value.copy()
+        # Yesterday's book has expired: start from what the maker would have replenished.
+        target = self.target_depth(np.arange(self.instrument.shape[0]))
+        self.depth += self.replenish * (target[:, None] - self.depth)
 
     def decide(self, rows: np.ndarray) -> Orders:
-        market, c = self.market, self.cfg
-        stocks = np.flatnonzero(np.isin(self.maker_of, rows))  # (n,)
-        accounts = self.accounts[self.maker_of[stocks]]
+        market = self.market
+        q = np.flatnonzero(np.isin(self.maker_of, rows))  # (n,) quoted instruments of rows
+        instrument = self.instrument[q]
+        accounts = self.accounts[self.maker_of[q]]
         market.cancel_accounts(np.unique(accounts))
 
-        # What survived the last auction is still "on the book": take fills off, then replenish.
-        account, stock, signed, _ = market.last_fills
-        mine = np.isin(account, accounts) & np.isin(stock, stocks)
+        # What survived the last auction is still "on the book": take fills off, replenish.
+        account, traded, signed = self.taken(accounts)
+        mine = np.isin(account, accounts)
+        slot = np.searchsorted(self.instrument, traded[mine])  # instruments are sorted
         taken = np.zeros_like(self.depth)
-        side_col = (signed[mine] < 0).astype(np.int64)  # maker sold -> its ask was hit
-        np.add.at(taken, (stock[mine], side_col), np.abs(signed[mine]) / market.lot)
-        self.depth[stocks] = np.maximum(self.depth[stocks] - taken[stocks], 0.0)
-        target = self.target_depth(stocks)
-        self.depth[stocks] += c.replenish * (target[:, None] - self.depth[stocks])
+        np.add.at(taken, (slot, (signed[mine] < 0).astype(np.int64)), np.abs(signed[mine]))
+        self.depth[q] = np.maximum(self.depth[q] - taken[q], 0.0)
+        self.depth[q] += self.replenish * (self.target_depth(q)[:, None] - self.depth[q])
 
-        # Quotes lean against inventory: long makers lower both sides to sell.
-        held = market.ledger.holding(accounts, stocks)
-        lean = np.clip(held / np.maximum(self.inventory0[stocks], 1) - 1.0, -1.0, 1.0)
-        ref = market.last[stocks] * np.exp(self.news[stocks] - c.inventory_skew * lean)  # (n,) fen
-        self.news[stocks] = 0.0
-
+        ref = self.reference(q, accounts)  # (n,)
         k = self.rung[None, :]  # (1, K)
         weight = k / self.rung.sum()
-        bid_px = np.floor(ref[:, None] * (1.0 - c.ladder_spacing * k))  # (n, K)
-        ask_px = np.ceil(ref[:, None] * (1.0 + c.ladder_spacing * k))
-        bid_lots = np.floor(self.depth[stocks, 0:1] * weight)
-        ask_lots = np.floor(self.depth[stocks, 1:2] * weight)
+        shown = self.depth[q] * self.side_scale(q, accounts)  # (n, 2)
+        bid_px = np.floor(ref[:, None] * (1.0 - self.spacing * k))  # (n, K)
+        ask_px = np.ceil(ref[:, None] * (1.0 + self.spacing * k))
+        bid_lots = np.floor(shown[:, 0:1] * weight)
+        ask_lots = np.floor(shown[:, 1:2] * weight)
         n, kk = bid_px.shape
         acct = np.repeat(accounts, kk)
-        stk = np.repeat(stocks, kk)
+        instr = np.repeat(instrument, kk)
         return Orders(
             account=np.concatenate([acct, acct]),
-            stock=np.concatenate([stk, stk]),
+            stock=np.concatenate([instr, instr]),
             side=np.concatenate([np.ones(n * kk), -np.ones(n * kk)]),
             price=np.concatenate([bid_px.ravel(), ask_px.ravel()]),
             lots=np.concatenate([bid_lots.ravel(), ask_lots.ravel()]),
         )
+
+
+class MarketMakers(LadderMakers):
+    """Stock makers: one per stock, holding inventory in it."""
+
+    def __init__(self, model, accounts, cfg: MarketMakerConfig, maker_of: np.ndarray) -> None:
+        n_stocks = maker_of.shape[0]
+        super().__init__(
+            model,
+            accounts,
+            np.arange(n_stocks),
+            maker_of,
+            rungs=cfg.ladder_levels,
+            spacing=cfg.ladder_spacing,
+            replenish=cfg.replenish,
+        )
+        self.cfg = cfg
+        self.inventory0 = np.zeros(n_stocks, dtype=np.int64)  # (S,) shares, target
+        self.news = np.zeros(n_stocks)  # (S,) log value change not yet in the quotes
+        self.seen_value = model.fundamentals.log_value.copy()  # (S,)
+        self.fill_depth()
+
+    def target_depth(self, q: np.ndarray) -> np.ndarray:
+        """Depth a side in lots, a share of the cap, less when volatility runs high."""
+        market, c = self.market, self.cfg
+        lots = c.depth_pct_cap * market.caps()[q] * 100.0 / (market.last[q] * market.lot)
+        stress = np.maximum(market.vol_ratio()[q] - 1.0, 0.0)
+        return lots / (1.0 + c.vol_aversion * stress)
+
+    def begin_day(self) -> None:
+        super().begin_day()
+        value = self.model.fundamentals.log_value
+        self.news = value - self.seen_value
+        self.seen_value = value.copy()
+
+    def reference(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
+        """Last price, moved by unpriced news, leaning against inventory."""
+        held = self.market.ledger.holding(accounts, q)
+        lean = np.clip(held / np.maximum(self.inventory0[q], 1) - 1.0, -1.0, 1.0)
+        ref = self.market.last[q] * np.exp(self.news[q] - self.cfg.inventory_skew * lean)
+        self.news[q] = 0.0
+        return ref
+
+
+class FuturesMakers(LadderMakers):
+    """Futures makers: one per contract, quoting around the index, lean on inventory."""
+
+    def __init__(self, model, accounts, cfg: FuturesConfig, scale: float) -> None:
+        spec = model.futures
+        super().__init__(
+            model,
+            accounts,
+            spec.instrument,
+            np.arange(len(spec.instrument)),
+            rungs=10,
+            spacing=cfg.mm_spacing,
+            replenish=cfg.mm_replenish,
+        )
+        self.cfg = cfg
+        self.depth_cny = cfg.mm_depth_bn * 1e9 * scale
+        self.limit_cny = cfg.mm_inventory_limit_bn * 1e9 * scale
+        self.fill_depth()
+
+    def _contract_value(self, q: np.ndarray) -> np.ndarray:
+        spec = self.model.futures
+        return self.model.indices.level[spec.underlying[q]] * spec.multiplier[q]
+
+    def target_depth(self, q: np.ndarray) -> np.ndarray:
+        return self.depth_cny / self._contract_value(q)
+
+    def _lean(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
+        held = self.market.ledger.futures_position(accounts)[np.arange(q.shape[0]), q]
+        return np.clip(held * self._contract_value(q) / self.limit_cny, -1.0, 1.0)
+
+    def reference(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
+        """The index in ticks, shaded down when long (to sell) and up when short."""
+        spec = self.model.futures
+        index_ticks = self.model.indices.level[spec.underlying[q]] / 0.2
+        return index_ticks * np.exp(-self.cfg.mm_inventory_skew * self._lean(q, accounts))
+
+    def side_scale(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
+        """No more bids once the inventory limit is reached long, no more asks short."""
+        lean = self._lean(q, accounts)
+        return np.stack([1.0 - np.maximum(lean, 0.0), 1.0 + np.minimum(lean, 0.0)], axis=1)
+
+    def taken(self, accounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        account, contract, signed = self.market.futures_fills
+        return account, contract + self.market.n_stocks, signed

@@ -290,6 +290,132 @@ class NoiseTraderConfig(Section):
     capital_pct_float: float = _num(0.05, 0.0, 1.0, doc="total cash, share of total float cap")
 
 
+def _date(default: str):
+    return field(default=dt.date.fromisoformat(default))
+
+
+@_section("futures")
+class FuturesConfig(Section):
+    """Index futures IF (CSI 300), IC (CSI 500), IM (CSI 1000), cleared in the stock kernel."""
+
+    enabled: bool = False
+    margin: float = _open(0.12, 0.0, 1.0, doc="margin rate on notional (12-15% in practice)")
+    limit: float = _open(0.10, 0.0, 1.0, doc="daily price limit")
+    mm_depth_bn: float = _num(3.0, 0.0, 1e4, doc="futures makers' depth a side, bn CNY, full scale")
+    mm_spacing: float = _open(0.0005, 0.0, 0.05, doc="relative distance between ladder rungs")
+    mm_replenish: float = _num(0.2, 0.0, 1.0, doc="share of missing depth restored per step")
+    mm_inventory_skew: float = _num(0.01, 0.0, 1.0, doc="quote shift per unit of inventory limit")
+    mm_inventory_limit_bn: float = _open(20.0, 0.0, 1e5, doc="inventory a maker will carry, bn")
+
+
+@_section("lending")
+class LendingConfig(Section):
+    """Securities lending supply and the dated policy timeline that cut it."""
+
+    institutional_pct_float: float = _num(0.004, 0.0, 0.5, doc="lendable from institutions")
+    restricted_pct_float: float = _num(0.006, 0.0, 0.5, doc="lendable from restricted shares")
+    restricted_ban: dt.date = _date("2023-10-16")
+    t1_date: dt.date = _date("2024-01-29")
+    t0_close: dt.date = _date("2024-02-06")
+    curb_enabled: bool = True
+    t1_cut: float = _num(0.4, 0.0, 1.0, doc="share of institutional supply lost at t1_date")
+    t0_cut: float = _num(0.5, 0.0, 1.0, doc="share of what is left lost at t0_close")
+    recall_per_day: float = _num(0.3, 0.0, 1.0, doc="share of excess loans recalled per day")
+
+
+@_section("neutral")
+class NeutralFundConfig(Section):
+    """Private quant-neutral products: long small caps, short index futures or borrowed stock."""
+
+    n_funds: int = _num(0, 0, 100_000, doc="number of products at full scale (60 in jan2024)")
+    aum_bn: float = _num(500.0, 0.0, 1e5, doc="total equity, bn CNY, at full scale")
+    dma_share: float = _num(0.3, 0.0, 1.0, doc="share of products run as DMA")
+    dma_leverage: float = _num(3.0, 1.0, 4.0, doc="gross long exposure / equity of DMA products")
+    plain_leverage: float = _num(1.0, 0.5, 2.0, doc="gross long exposure / equity otherwise")
+    warning_line: float = _open(0.8, 0.0, 1.0, doc="NAV per unit where exposure is cut")
+    stop_line: float = _open(0.7, 0.0, 1.0, doc="NAV per unit where everything is liquidated")
+    line_spread: float = _num(0.05, 0.0, 0.3, doc="some funds set their lines up to this higher")
+    warning_cut: float = _num(0.5, 0.0, 1.0, doc="share of exposure cut at the warning line")
+    basket_size: int = _num(300, 1, 5000, doc="stocks in each long basket at full scale")
+    size_tilt: float = _num(2.0, 0.0, 10.0, doc="preference for small caps in basket picks")
+    lending_hedge_share: float = _num(0.3, 0.0, 1.0, doc="hedge share via borrowed stock")
+    im_share: float = _num(0.6, 0.0, 1.0, doc="futures hedge share in IM (the rest IC)")
+    redemption_sensitivity: float = _num(2.0, 0.0, 100.0, doc="daily redemptions per drawdown")
+    trade_days: int = _num(3, 1, 60, doc="days over which a fund works a rebalance")
+    inflow: float = _num(0.002, 0.0, 0.1, doc="daily subscriptions per unit of 60-day excess")
+    nav0_spread: float = _num(0.25, 0.0, 1.0, doc="initial NAV per unit drawn in 1 + [0, this]")
+
+
+@_section("public_funds")
+class PublicFundConfig(Section):
+    """Mutual funds with micro-cap mandates: flows chase past returns."""
+
+    n_funds: int = _num(0, 0, 100_000, doc="number of funds at full scale (30 in jan2024)")
+    aum_bn: float = _num(150.0, 0.0, 1e5, doc="total assets, bn CNY, at full scale")
+    cash_buffer: float = _num(0.05, 0.0, 0.9, doc="cash share kept for redemptions")
+    flow_sensitivity: float = _num(0.02, 0.0, 1.0, doc="daily flow per unit of 20-day return")
+    basket_size: int = _num(200, 1, 5000, doc="stocks held at full scale")
+
+
+@_section("snowball")
+class SnowballConfig(Section):
+    """A broker's book of snowball autocallables on CSI 500 and CSI 1000, delta hedged."""
+
+    notional_bn: float = _num(0.0, 0.0, 1e5, doc="outstanding notional, bn CNY, full scale")
+    ic_share: float = _num(0.6, 0.0, 1.0, doc="share written on CSI 500 (the rest CSI 1000)")
+    knock_in: float = _num(0.75, 0.3, 1.0, doc="knock-in barrier, share of initial level")
+    knock_out: float = _num(1.03, 0.8, 1.5, doc="knock-out barrier, share of initial level")
+    coupon: float = _num(0.15, 0.0, 1.0, doc="annual coupon")
+    tenor_days: int = _num(504, 20, 2000, doc="tenor, trading days")
+    issue_span_days: int = _num(250, 1, 2000, doc="issue dates spread over this many days")
+    vol: float = _open(0.22, 0.0, 2.0, doc="volatility the issuer prices deltas with")
+    hedge_lag: float = _num(0.5, 0.0, 1.0, doc="share of the delta gap closed per step")
+
+
+@_section("retail")
+class RetailConfig(Section):
+    """Retail investors on a social graph who chase small-cap winners and panic on losses."""
+
+    n_agents: int = _num(0, 0, 10_000_000, doc="retail investors (jan2024: 20,000; 100,000 full)")
+    capital_bn: float = _num(400.0, 0.0, 1e6, doc="total cash and stock, bn CNY, at full scale")
+    degree: int = _num(8, 1, 200, doc="mean number of neighbours on the graph")
+    activity: float = _num(0.05, 0.0, 1.0, doc="chance an investor trades in a step")
+    chase: float = _num(20.0, 0.0, 1000.0, doc="weight of a stock's 20-day return in picks")
+    herding: float = _num(0.5, 0.0, 1.0, doc="weight of neighbours' actions in the decision")
+    panic: float = _num(10.0, 0.0, 1000.0, doc="extra sell odds per unit own drawdown")
+    holdings: int = _num(5, 1, 100, doc="stocks an investor holds")
+
+
+@_section("arbitrage")
+class ArbitrageConfig(Section):
+    """Basis arbitrageurs: buy futures at a discount, short the basket with borrowed stock."""
+
+    capital_bn: float = _num(0.0, 0.0, 1e5, doc="capital, bn CNY, at full scale")
+    threshold: float = _num(0.06, 0.0, 2.0, doc="annualized discount before they act")
+    speed: float = _num(0.3, 0.0, 1.0, doc="share of the target position traded per step")
+
+
+@_section("national_team")
+class NationalTeamConfig(Section):
+    """State buying of broad ETFs on a schedule, large caps first."""
+
+    enabled: bool = False
+    start: dt.date = _date("2024-01-22")
+    early_date: dt.date = _date("2024-02-06")
+    early_bn: float = _num(70.0, 0.0, 1e5, doc="cumulative buying by early_date, bn, full scale")
+    late_date: dt.date = _date("2024-02-23")
+    late_bn: float = _num(410.0, 0.0, 1e5, doc="cumulative buying by late_date, bn, full scale")
+    small_cap_date: dt.date = _date("2024-02-06")
+    small_cap_share: float = _num(0.5, 0.0, 1.0, doc="share going to CSI 500/1000 after it")
+
+    def check(self) -> None:
+        if not self.start <= self.early_date <= self.late_date:
+            raise ConfigError(
+                f"national_team.early_date = {self.early_date}: must lie between "
+                f"national_team.start = {self.start} and national_team.late_date = {self.late_date}"
+            )
+
+
 @_section("")
 class ScenarioConfig(Section):
     """A whole scenario: everything one run needs besides its seed."""
@@ -302,6 +428,14 @@ class ScenarioConfig(Section):
     market_makers: MarketMakerConfig = field(default_factory=MarketMakerConfig)
     fundamental_traders: FundamentalTraderConfig = field(default_factory=FundamentalTraderConfig)
     noise_traders: NoiseTraderConfig = field(default_factory=NoiseTraderConfig)
+    futures: FuturesConfig = field(default_factory=FuturesConfig)
+    lending: LendingConfig = field(default_factory=LendingConfig)
+    neutral: NeutralFundConfig = field(default_factory=NeutralFundConfig)
+    public_funds: PublicFundConfig = field(default_factory=PublicFundConfig)
+    snowball: SnowballConfig = field(default_factory=SnowballConfig)
+    retail: RetailConfig = field(default_factory=RetailConfig)
+    arbitrage: ArbitrageConfig = field(default_factory=ArbitrageConfig)
+    national_team: NationalTeamConfig = field(default_factory=NationalTeamConfig)
 
 
 def flat_keys(config: Section) -> dict[str, Any]:

@@ -25,6 +25,11 @@ class Ledger:
         self.key = np.zeros(0, dtype=np.int64)  # (P,)
         self.shares = np.zeros(0, dtype=np.int64)  # (P,)
         self.bought_today = np.zeros(0, dtype=np.int64)  # (P,) T+1: not sellable until tomorrow
+        # Futures: contracts per account (long > 0) and the mark each was last valued at.
+        self.n_futures = 0
+        self.fut_pos = np.zeros((0, 0), dtype=np.int64)  # (A, F)
+        self.fut_mark = np.zeros(0, dtype=np.int64)  # (F,) ticks
+        self.fut_tick_value = np.zeros(0, dtype=np.int64)  # (F,) fen per tick per contract
         self.external = 0  # net fen that entered from outside the system
         self.initial_cash = 0
         self.initial_shares = np.zeros(n_stocks, dtype=np.int64)
@@ -44,6 +49,8 @@ class Ledger:
         credit = np.zeros_like(cash_fen) if credit_fen is None else np.asarray(credit_fen, np.int64)
         self.credit = np.concatenate([self.credit, credit])
         self.initial_cash += int(cash_fen.sum())
+        grow = np.zeros((cash_fen.shape[0], self.n_futures), dtype=np.int64)
+        self.fut_pos = np.concatenate([self.fut_pos.reshape(first, self.n_futures), grow])
         return np.arange(first, self.n_accounts, dtype=np.int64)
 
     def endow(self, account: np.ndarray, stock: np.ndarray, shares: np.ndarray) -> None:
@@ -57,6 +64,38 @@ class Ledger:
         fen = np.asarray(fen, dtype=np.int64)
         np.add.at(self.cash, account, fen)
         self.external += int(fen.sum())
+
+    # -- futures -------------------------------------------------------------------------
+    def list_futures(self, mark_ticks: np.ndarray, tick_value_fen: np.ndarray) -> None:
+        """Start clearing futures contracts at ``mark_ticks`` (before any position exists)."""
+        self.n_futures = len(mark_ticks)
+        self.fut_pos = np.zeros((self.n_accounts, self.n_futures), dtype=np.int64)
+        self.fut_mark = np.asarray(mark_ticks, dtype=np.int64).copy()
+        self.fut_tick_value = np.asarray(tick_value_fen, dtype=np.int64)
+
+    def futures_position(self, accounts: np.ndarray) -> np.ndarray:
+        """(len(accounts), F) contracts held, long positive."""
+        return self.fut_pos[np.asarray(accounts, dtype=np.int64)]
+
+    def mark_futures(self, mark_ticks: np.ndarray) -> np.ndarray:
+        """Variation margin: pay every account its P&L from the old mark to ``mark_ticks``.
+
+        Longs and shorts net to zero, so the payments sum to zero exactly. Returns (A,) fen paid.
+        """
+        move = (np.asarray(mark_ticks, np.int64) - self.fut_mark) * self.fut_tick_value  # (F,)
+        paid = self.fut_pos @ move  # (A,)
+        self.cash += paid
+        self.fut_mark = np.asarray(mark_ticks, np.int64).copy()
+        return paid
+
+    def settle_futures(self, account: np.ndarray, contract: np.ndarray, signed: np.ndarray) -> None:
+        """Book futures fills at the current mark (the clearing price): positions only."""
+        np.add.at(self.fut_pos, (account, contract), signed)
+
+    def futures_margin_used(self, accounts: np.ndarray, margin: float) -> np.ndarray:
+        """(len(accounts),) fen of margin the accounts' futures positions tie up."""
+        notional = np.abs(self.fut_pos[accounts]) @ (self.fut_mark * self.fut_tick_value)
+        return margin * notional
 
     # -- holdings -------------------------------------------------------------------------
     def rows_of(self, account: np.ndarray, stock: np.ndarray) -> np.ndarray:
@@ -126,6 +165,28 @@ class Ledger:
         )
         self._add_positions(account, stock, signed_shares, signed_shares > 0)
 
+    def transfer(
+        self,
+        giver: np.ndarray,
+        taker: np.ndarray,
+        stock: np.ndarray,
+        shares: np.ndarray,
+        *,
+        locked: bool,
+    ) -> None:
+        """Move shares between accounts outside the market (a loan or its return).
+
+        ``locked`` shares cannot be sold by the taker until tomorrow.
+        """
+        shares = np.asarray(shares, np.int64)
+        n = shares.shape[0]
+        self._add_positions(
+            np.concatenate([giver, taker]),
+            np.concatenate([stock, stock]),
+            np.concatenate([-shares, shares]),
+            np.concatenate([np.zeros(n, bool), np.full(n, locked)]),
+        )
+
     def new_day(self) -> None:
         """Overnight: yesterday's purchases become sellable; empty positions are dropped."""
         self.bought_today[:] = 0
@@ -139,7 +200,11 @@ class Ledger:
 
     # -- invariants -----------------------------------------------------------------------
     def conservation_error(self) -> tuple[int, np.ndarray]:
-        """(cash drift in fen, per-stock share drift); both zero when the books balance."""
+        """(cash drift in fen, per-instrument drift); all zero when the books balance.
+
+        The instrument drift holds each stock's shares held minus its float, then each
+        futures contract's net open position (longs minus shorts, which must be zero).
+        """
         cash_drift = int(self.cash.sum()) - self.initial_cash - self.external
         share_drift = self.shares_by_stock() - self.initial_shares
-        return cash_drift, share_drift
+        return cash_drift, np.concatenate([share_drift, self.fut_pos.sum(axis=0)])

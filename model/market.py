@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from model.futures import FuturesSpec
 from model.kernel import Clearing, Grid, clear
 from model.ledger import Ledger
 from model.orders import Orders
@@ -40,36 +41,60 @@ def _fit(keys_old, need_old, keys_new, need_new, capacity_of) -> np.ndarray:
 
 
 class Market:
-    """Exchange state: price grid, resting book, prices, and the clearing house."""
+    """Exchange state: price grid, resting book, prices, and the clearing house.
+
+    Instruments ``0 .. S-1`` are the stocks; index futures, when listed, follow them
+    (``S .. S+F-1``) and clear in the same kernel, priced in ticks, sized in contracts.
+    """
 
     def __init__(
-        self, universe: Universe, ledger: Ledger, n_levels: int, lot: int, base_var: float
+        self,
+        universe: Universe,
+        ledger: Ledger,
+        n_levels: int,
+        lot: int,
+        base_var: float,
+        futures: FuturesSpec | None = None,
+        futures_limit: float = 0.10,
+        futures_price0: np.ndarray | None = None,
+        futures_margin: float = 0.12,
     ) -> None:
         self.universe = universe
         self.ledger = ledger
         self.n_levels = n_levels
         self.lot = lot
-        n = universe.n
-        self.prev_close = universe.price0.copy()  # (S,) fen
-        self.last = universe.price0.copy()  # (S,) fen, last clearing price
-        self.grid = Grid.from_close(self.prev_close, universe.limit, n_levels)
+        self.n_stocks = n = universe.n
+        self.futures = futures
+        self.futures_margin = futures_margin
+        price0, limit = universe.price0, universe.limit
+        if futures is not None:
+            price0 = np.concatenate([price0, np.asarray(futures_price0, dtype=np.int64)])
+            limit = np.concatenate([limit, np.full(len(futures_price0), futures_limit)])
+            ledger.list_futures(futures_price0, futures.tick_value_fen)
+        self.limit = limit  # (I,) daily limit per instrument
+        self.prev_close = price0.copy()  # (I,) fen for stocks, ticks for futures
+        self.last = price0.copy()  # (I,) last clearing price
+        self.grid = Grid.from_close(self.prev_close, self.limit, n_levels)
         self.book = Orders.empty()
         self.book_level = np.zeros(0, dtype=np.int64)
-        self.turnover = 0.0  # CNY traded in the last slice
-        self.volume = np.zeros(n, dtype=np.int64)  # (S,) lots in the last slice
-        self.lock = np.zeros(n, dtype=np.int8)  # (S,) limit lock after the last slice
-        self.step_return = np.zeros(n)  # (S,) log return of the last slice
+        self.turnover = 0.0  # CNY of stock traded in the last slice
+        n_instr = price0.shape[0]
+        self.volume = np.zeros(n_instr, dtype=np.int64)  # (I,) lots/contracts, last slice
+        self.lock = np.zeros(n_instr, dtype=np.int8)  # (I,) limit lock after the last slice
+        self.step_return = np.zeros(n_instr)  # (I,) log return of the last slice
         # Volatility trackers per stock: squared slice returns, fast and slow averages,
         # both starting at the variance a quiet market would have (``base_var``).
         self.var_fast = np.full(n, base_var)
         self.var_slow = np.full(n, base_var)
         self.last_clearing: Clearing | None = None
         self.last_fills: tuple[np.ndarray, ...] = (np.zeros(0, np.int64),) * 4
+        self.variation_margin = np.zeros(0, dtype=np.int64)  # (A,) fen paid at the last mark
+        self.futures_fills: tuple[np.ndarray, ...] = (np.zeros(0, np.int64),) * 3
 
     # -- the day --------------------------------------------------------------------------
     def open_day(self) -> None:
         """New limits from yesterday's close; yesterday's orders have expired."""
-        self.grid = Grid.from_close(self.prev_close, self.universe.limit, self.n_levels)
+        self.grid = Grid.from_close(self.prev_close, self.limit, self.n_levels)
         self.book = Orders.empty()
         self.book_level = np.zeros(0, dtype=np.int64)
         self.ledger.new_day()
@@ -99,10 +124,24 @@ class Market:
             self.clip_price(orders.stock, orders.price),
             orders.lots,
         )
+        is_stock = orders.stock < self.n_stocks
         lots = orders.lots.copy()
-        n_stocks, lot, book = self.ledger.n_stocks, self.lot, self.book
+        if is_stock.any():
+            lots[is_stock] = self._admit_stock(orders.select(is_stock))
+        if not is_stock.all():
+            lots[~is_stock] = self._admit_futures(orders.select(~is_stock))
+        admitted = orders.with_lots(lots)
+        level = self.grid.level_of(admitted.stock, admitted.price, admitted.side)
+        self.book = Orders.concat([self.book, admitted])
+        self.book_level = np.concatenate([self.book_level, level])
+        return admitted
 
-        sell, old_sell = orders.side < 0, book.side < 0
+    def _admit_stock(self, orders: Orders) -> np.ndarray:
+        """Lots admitted: sells within today's sellable shares, buys within cash and credit."""
+        lots = orders.lots.copy()
+        n_stocks, lot, book = self.n_stocks, self.lot, self.book
+        old_stock = book.stock < n_stocks
+        sell, old_sell = orders.side < 0, old_stock & (book.side < 0)
         if sell.any():
 
             def sellable(keys):
@@ -116,26 +155,53 @@ class Market:
                 sellable,
             )
             lots[sell] = (shares // lot).astype(np.int64)
-        buy, old_buy = ~sell, ~old_sell
+        buy, old_buy = ~sell, old_stock & (book.side > 0)
         if buy.any():
-
-            def power(accounts):
-                return self.ledger.cash[accounts] + self.ledger.credit[accounts]
-
             cost = orders.lots[buy] * lot * orders.price[buy]
             fen = _fit(
                 book.account[old_buy],
                 book.lots[old_buy] * lot * book.price[old_buy],
                 orders.account[buy],
                 cost,
-                power,
+                self.buying_power,
             )
             lots[buy] = (fen // (lot * orders.price[buy])).astype(np.int64)
-        admitted = orders.with_lots(lots)
-        level = self.grid.level_of(admitted.stock, admitted.price, admitted.side)
-        self.book = Orders.concat([book, admitted])
-        self.book_level = np.concatenate([self.book_level, level])
-        return admitted
+        return lots
+
+    def buying_power(self, accounts: np.ndarray) -> np.ndarray:
+        """Cash plus credit, in fen."""
+        return self.ledger.cash[accounts] + self.ledger.credit[accounts]
+
+    def _admit_futures(self, orders: Orders) -> np.ndarray:
+        """Contracts admitted: orders that add exposure must be covered by margin.
+
+        Orders that reduce a position need no margin. Margin counts the positions held
+        and the exposure-adding orders already resting.
+        """
+        ledger, margin, book = self.ledger, self.futures_margin, self.book
+        first = self.n_stocks
+        tick_value = ledger.fut_tick_value
+
+        def adds(o: Orders) -> np.ndarray:
+            held = ledger.fut_pos[o.account, o.stock - first]
+            return np.sign(held) != -o.side
+
+        def need(o: Orders) -> np.ndarray:
+            return margin * o.lots * o.price * tick_value[o.stock - first]
+
+        def room(accounts: np.ndarray) -> np.ndarray:
+            return self.buying_power(accounts) - ledger.futures_margin_used(accounts, margin)
+
+        lots = orders.lots.copy()
+        add = adds(orders)
+        old = book.select(book.stock >= first)
+        old = old.select(adds(old))
+        if add.any():
+            new = orders.select(add)
+            fen = _fit(old.account, need(old), new.account, need(new), room)
+            per_lot = margin * new.price * tick_value[new.stock - first]
+            lots[add] = np.floor(fen / per_lot).astype(np.int64)
+        return lots
 
     def cancel(self, mask: np.ndarray) -> None:
         """Withdraw the resting orders where ``mask`` (shape of the book) is true."""
@@ -150,33 +216,49 @@ class Market:
 
     # -- clearing -------------------------------------------------------------------------
     def clear(self) -> Clearing:
-        """One call auction in every stock; settle fills; keep the unfilled orders resting."""
-        book, grid = self.book, self.grid
+        """One call auction in every instrument; settle fills; unfilled orders keep resting."""
+        book, grid, n_stocks = self.book, self.grid, self.n_stocks
         ref = grid.nearest_level(np.arange(grid.n_stocks), self.last)
         result = clear(grid, book.stock, book.side, self.book_level, book.lots, ref)
         traded = result.filled > 0
-        account, stock = book.account[traded], book.stock[traded]
-        signed = book.side[traded].astype(np.int64) * result.filled[traded] * self.lot
-        price = result.price[stock]
-        self.ledger.settle(account, stock, signed, price)
-        self.last_fills = (account, stock, signed, price)
+        account, instrument = book.account[traded], book.stock[traded]
+        signed_lots = book.side[traded].astype(np.int64) * result.filled[traded]
+        stock = instrument < n_stocks
+        price = result.price[instrument[stock]]
+        signed = signed_lots[stock] * self.lot
+        self.ledger.settle(account[stock], instrument[stock], signed, price)
+        self.last_fills = (account[stock], instrument[stock], signed, price)
+
+        new_last = np.where(result.volume > 0, result.price, self.last)
+        if self.futures is not None:
+            # Variation margin to the new marks first, then the fills join at that mark.
+            self.variation_margin = self.ledger.mark_futures(new_last[n_stocks:])
+            fut = ~stock
+            self.ledger.settle_futures(account[fut], instrument[fut] - n_stocks, signed_lots[fut])
+            self.futures_fills = (account[fut], instrument[fut] - n_stocks, signed_lots[fut])
 
         left = book.lots - result.filled
         self.book = book.with_lots(left)
         self.book_level = self.book_level[left > 0]
 
-        new_last = np.where(result.volume > 0, result.price, self.last)
         self.step_return = np.log(new_last / self.last)
         self.last = new_last
         self.volume = result.volume
         self.lock = result.lock
-        self.turnover = float(np.dot(result.volume, result.price)) * self.lot / 100.0
+        self.turnover = (
+            float(np.dot(result.volume[:n_stocks], result.price[:n_stocks])) * self.lot / 100.0
+        )
         self._track_volatility()
         self.last_clearing = result
         return result
 
+    def settle_expiry(self, index_ticks: np.ndarray) -> None:
+        """Expiry: the contracts settle to the index; positions roll on at that price."""
+        self.last[self.n_stocks :] = index_ticks
+        self.variation_margin = self.ledger.mark_futures(index_ticks)
+
     def _track_volatility(self, fast: float = 0.03, slow: float = 0.003) -> None:
-        r2 = self.step_return**2
+        r2 = self.step_return[: self.n_stocks] ** 2
         self.var_fast += fast * (r2 - self.var_fast)
         self.var_slow += slow * (r2 - self.var_slow)
 
@@ -186,4 +268,4 @@ class Market:
 
     def caps(self) -> np.ndarray:
         """(S,) free-float caps in CNY at the last price."""
-        return self.universe.caps(self.last)
+        return self.universe.caps(self.last[: self.n_stocks])

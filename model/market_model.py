@@ -15,15 +15,19 @@ import numpy as np
 
 from agents.base import Population
 from agents.fundamental_trader import FundamentalTraders
-from agents.market_maker import MarketMakers
+from agents.market_maker import FuturesMakers, MarketMakers
+from agents.neutral_fund import NeutralFunds
 from agents.noise_trader import NoiseTraders
 from model.calendar import trading_days
 from model.config import ScenarioConfig
 from model.fundamentals import Fundamentals
+from model.futures import NAMES as FUTURES_NAMES
+from model.futures import UNDERLYING, FuturesSpec, expiry_days
 from model.indices import Indices
 from model.ledger import Ledger
+from model.lending import LendingDesk
 from model.market import Market
-from model.universe import INDEX_NAMES, build_universe
+from model.universe import INDEX_NAMES, REFERENCE_N, build_universe
 
 ENGINES = ("vectorized", "agents")
 
@@ -63,17 +67,40 @@ class MarketModel(mesa.Model):
         self.total_steps = len(self.days) * self.steps_per_day
 
         self.universe = build_universe(config.universe, self.rng, mc.lot)
+        self.scale = self.universe.n / REFERENCE_N  # sizes in the config are at full scale
         self.ledger = Ledger(self.universe.n)
         f = config.fundamentals
         base_var = (f.market_vol**2 + f.idio_vol**2) / mc.steps_per_day
-        self.market = Market(self.universe, self.ledger, mc.n_levels, mc.lot, base_var)
+        self.indices = Indices(
+            self.universe.caps(self.universe.price0), config.universe.microcap_count
+        )
+        self.futures: FuturesSpec | None = None
+        fc = config.futures
+        if fc.enabled:
+            self.futures = FuturesSpec(self.universe.n, expiry_days(self.days), tuple(self.days))
+        self.market = Market(
+            self.universe,
+            self.ledger,
+            mc.n_levels,
+            mc.lot,
+            base_var,
+            futures=self.futures,
+            futures_limit=fc.limit,
+            futures_price0=FuturesSpec.ticks(self.indices.level[UNDERLYING]),
+            futures_margin=fc.margin,
+        )
         self.fundamentals = Fundamentals(f, self.universe.price0, self.universe.size_z, self.rng)
-        self.indices = Indices(self.market.caps(), config.universe.microcap_count)
+        self.lending: LendingDesk | None = None
         self.populations: list[Population] = self._populate()
 
         self.day_index = 0
         self.turnover_today = 0.0
         self.closes: list[np.ndarray] = []  # daily closes, fen, one (S,) array per day
+        self.forced_sales = 0.0  # CNY sold under duress in the last step
+        self.forced_sales_total = 0.0
+        self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
+
+    def _reporters(self) -> dict[str, Any]:
         reporters: dict[str, Any] = {
             "step": lambda m: m.steps,
             "date": lambda m: m.date.isoformat(),
@@ -81,7 +108,31 @@ class MarketModel(mesa.Model):
         for i, name in enumerate(INDEX_NAMES):
             reporters[name] = lambda m, i=i: float(m.indices.level[i])
         reporters["turnover"] = lambda m: m.market.turnover
-        self.datacollector = mesa.DataCollector(model_reporters=reporters)
+        for k, name in enumerate(FUTURES_NAMES):
+            reporters[f"{name.lower()}_basis"] = lambda m, k=k: m.basis()[k]
+        reporters["forced_sales"] = "forced_sales"
+        reporters["neutral_nav"] = lambda m: m.neutral_nav()
+        reporters["liquidated_funds"] = lambda m: m.liquidated_funds()
+        reporters["limit_down_count"] = lambda m: int((m.market.lock[: m.universe.n] < 0).sum())
+        return reporters
+
+    # -- read-outs ------------------------------------------------------------------------
+    def basis(self) -> np.ndarray:
+        """(3,) annualized basis of IF, IC, IM (NaN without futures)."""
+        if self.futures is None:
+            return np.full(3, np.nan)
+        n = self.universe.n
+        return self.futures.basis(self.market.last[n:], self.indices.level, self.day_index)
+
+    def neutral_nav(self) -> float:
+        """Unit-weighted NAV per unit of all quant-neutral products (NaN without them)."""
+        funds = self.neutral
+        if funds is None or funds.n == 0:
+            return float("nan")
+        return float(np.dot(funds.nav, funds.units) / max(funds.units.sum(), 1e-9))
+
+    def liquidated_funds(self) -> int:
+        return 0 if self.neutral is None else int(self.neutral.liquidated.sum())
 
     # -- set-up ---------------------------------------------------------------------------
     def _populate(self) -> list[Population]:
@@ -90,6 +141,7 @@ class MarketModel(mesa.Model):
         n_stocks, lot = uni.n, self.config.market.lot
         float_lots = uni.float_shares // lot
         total_cap_fen = float(np.dot(uni.float_shares, uni.price0))
+        populations: list[Population] = []
 
         def endow(account: np.ndarray, stock: np.ndarray, pct: float) -> np.ndarray:
             """Split ``pct`` of each stock's float equally over the (account, stock) pairs."""
@@ -107,6 +159,12 @@ class MarketModel(mesa.Model):
         ledger.endow(makers.accounts[maker_of], np.arange(n_stocks), inv_lots * lot)
         makers.inventory0 = inv_lots * lot
         given = inv_lots.copy()
+        populations.append(makers)
+
+        if self.futures is not None:
+            fc = cfg.futures
+            cash = np.full(3, 10 * (fc.mm_inventory_limit_bn + fc.mm_depth_bn) * 1e11 * self.scale)
+            populations.append(FuturesMakers(self, ledger.open_accounts(cash), fc, self.scale))
 
         ft = cfg.fundamental_traders
         ft_cash = ft.capital_pct_float * total_cap_fen / max(ft.n_agents, 1)
@@ -116,6 +174,7 @@ class MarketModel(mesa.Model):
             funds.coverage.ravel(),
             ft.holdings_pct_float,
         )
+        populations.append(funds)
 
         nt = cfg.noise_traders
         nt_cash = nt.capital_pct_float * total_cap_fen / max(nt.n_agents, 1)
@@ -123,15 +182,67 @@ class MarketModel(mesa.Model):
         if noise.n:
             holder = rng.choice(noise.accounts, size=(n_stocks, 5))  # five holders a stock
             given += endow(holder.ravel(), np.repeat(np.arange(n_stocks), 5), nt.holdings_pct_float)
+        populations.append(noise)
 
-        # Whatever is left of the float sits with long-term holders who do not trade.
+        self.neutral: NeutralFunds | None = None
+        nc = cfg.neutral
+        n_neutral = round(nc.n_funds * self.scale) if nc.n_funds else 0
+        if n_neutral:
+            n_neutral = max(n_neutral, 1)
+            equity = rng.lognormal(0.0, 0.8, n_neutral)
+            equity *= nc.aum_bn * 1e9 * self.scale / equity.sum()  # CNY per product
+            lev = np.ones(n_neutral)  # credit is set once the products know their leverage
+            accounts = ledger.open_accounts(np.rint(equity * 100), np.zeros(n_neutral))
+            neutral = NeutralFunds(self, accounts, nc, self.scale, equity)
+            lev = neutral.leverage
+            ledger.credit[accounts] = np.rint(equity * (lev - 1.0) * 1.1 * 100).astype(np.int64)
+            given += self._endow_baskets(
+                neutral.accounts, neutral.basket, equity * lev, float_lots - given
+            )
+            self.neutral = neutral
+            populations.append(neutral)
+
+        # Whatever is left of the float sits with long-term holders who do not trade; they
+        # are also the lenders of stock.
         self.holders = ledger.open_accounts(np.zeros(1))
         ledger.endow(
             np.repeat(self.holders, n_stocks),
             np.arange(n_stocks),
             np.maximum(float_lots - given, 0) * lot,
         )
-        return [makers, funds, noise]
+        if self.neutral is not None:
+            self.lending = LendingDesk(
+                cfg.lending, uni.float_shares, int(self.holders[0]), lot, ledger
+            )
+        return populations
+
+    def _endow_baskets(
+        self,
+        accounts: np.ndarray,
+        basket: np.ndarray,
+        value_cny: np.ndarray,
+        available_lots: np.ndarray,
+    ) -> np.ndarray:
+        """Give each account an equal-value basket bought with its cash; return lots given.
+
+        Where several want more of a stock than is available, all are scaled down.
+        """
+        uni, lot, ledger = self.universe, self.config.market.lot, self.ledger
+        b = basket.shape[1]
+        stock = basket.ravel()
+        want = np.repeat(value_cny / b, b) * 100.0 / uni.price0[stock] / lot  # lots
+        total = np.bincount(stock, want, minlength=uni.n)
+        cap = np.minimum(1.0, 0.8 * np.maximum(available_lots, 0) / np.maximum(total, 1e-9))
+        lots = np.floor(want * cap[stock]).astype(np.int64)
+        account = np.repeat(accounts, b)
+        ledger.endow(account, stock, lots * lot)
+        # Paid for from the account's cash (credit for leveraged products); the float
+        # changes hands from the long-term holders, who receive the cash.
+        cost = lots * lot * uni.price0[stock]
+        paid = np.bincount(np.searchsorted(accounts, account), cost, minlength=accounts.size)
+        ledger.cash[accounts] -= np.rint(paid).astype(np.int64)
+        ledger.initial_cash -= int(np.rint(paid).astype(np.int64).sum())
+        return np.bincount(stock, lots, minlength=uni.n).astype(np.int64)
 
     # -- time -----------------------------------------------------------------------------
     @property
@@ -151,10 +262,13 @@ class MarketModel(mesa.Model):
         else:
             for population in self.populations:
                 population.agents.shuffle_do("step")
-        old = self.market.last.copy()
+        n = self.universe.n
+        old = self.market.last[:n].copy()
         self.market.clear()
-        self.indices.update(self.universe.float_shares, old, self.market.last)
+        self.indices.update(self.universe.float_shares, old, self.market.last[:n])
         self.turnover_today += self.market.turnover
+        self.forced_sales = sum(getattr(p, "forced_sales", 0.0) for p in self.populations)
+        self.forced_sales_total += self.forced_sales
         if slice_ == self.steps_per_day - 1:
             self._close_day()
         self.datacollector.collect(self)
@@ -171,13 +285,18 @@ class MarketModel(mesa.Model):
             if day % u.microcap_rebalance_days == 0:
                 self.indices.rebalance_micro(caps)
         self.market.open_day()
+        if self.lending is not None:
+            self.lending.new_day(self.days[day])
         self.turnover_today = 0.0
         for population in self.populations:
             population.begin_day()
 
     def _close_day(self) -> None:
+        n = self.universe.n
+        if self.futures is not None and self.futures.is_expiry(self.day_index):
+            self.market.settle_expiry(FuturesSpec.ticks(self.indices.level[UNDERLYING]))
         self.market.close_day()
-        self.closes.append(self.market.last.copy())
+        self.closes.append(self.market.last[:n].copy())
 
     def run(self, progress: Any = None) -> None:
         """Step until the last trading day closes; ``progress(model)`` is called after each step."""

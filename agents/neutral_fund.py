@@ -1,0 +1,279 @@
+"""Quant-neutral products: long a basket of small caps, short index futures or borrowed stock.
+
+Each product holds many small positions picked by a noisy signal with a tilt to
+the smallest caps, and hedges the basket's market exposure by shorting IC and IM
+futures and, where lending allows, borrowed stock. Plain products run about 1x
+gross long; DMA products borrow from their broker for up to 4x.
+
+The rules that make the spiral, per product and per day:
+- NAV per unit is marked on every step; investors redeem after drawdowns.
+- Below the warning line the product cuts exposure; below the stop line it
+  liquidates everything. Either way it sells the long basket at the market.
+- Futures losses are paid in cash every step (variation margin); when cash runs
+  below what the broker and the exchange require, the product sells longs.
+- Recalled stock loans must be bought in, and that hedge moves to futures.
+What they sell is the micro-caps' main bid: selling lowers the basket, which
+lowers NAV, which triggers more selling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.base import ArrayAgent, Population
+from model.config import NeutralFundConfig
+from model.orders import Orders
+
+NORMAL, WARNED, STOPPED = 0, 1, 2
+STATE_NAMES = ("normal", "warned", "stopped")
+
+
+class NeutralFund(ArrayAgent):
+    """One quant-neutral product."""
+
+    @property
+    def nav_per_unit(self) -> float:
+        return float(self.population.nav[self.row])
+
+    @property
+    def state(self) -> str:
+        return STATE_NAMES[int(self.population.state[self.row])]
+
+
+class NeutralFunds(Population):
+    agent_class = NeutralFund
+
+    def __init__(
+        self, model, accounts, cfg: NeutralFundConfig, scale: float, equity_cny: np.ndarray
+    ) -> None:
+        super().__init__(model, accounts)
+        self.cfg = cfg
+        rng, n = self.rng, self.n
+        uni = model.universe
+        self.is_dma = rng.random(n) < cfg.dma_share  # (n,)
+        self.leverage = np.where(self.is_dma, cfg.dma_leverage, cfg.plain_leverage)
+        offset = rng.random(n) * cfg.line_spread  # some set their lines higher
+        self.warning = cfg.warning_line + offset
+        self.stop = cfg.stop_line + offset
+        self.nav = 1.0 + rng.random(n) * cfg.nav0_spread  # (n,) NAV per unit
+        self.units = equity_cny / self.nav
+        self.peak = self.nav.copy()
+        self.state = np.full(n, NORMAL, dtype=np.int8)
+        self.liquidated = np.zeros(n, dtype=bool)  # stop line crossed at some point
+        self.nav_history: list[np.ndarray] = []
+
+        # Baskets: (n, B) stocks picked by a noisy signal tilted to small caps.
+        size = max(1, min(round(cfg.basket_size * scale * 5), uni.n))  # a fifth of the market
+        basket = max(1, min(round(cfg.basket_size * max(scale, 0.2)), uni.n))
+        score = cfg.size_tilt * uni.size_z[None, :] + rng.standard_normal((n, uni.n))
+        self.basket = np.argsort(-score, axis=1)[:, :basket]  # (n, B)
+        del size
+        # Hedge split: futures (IC/IM) and borrowed stock from the CSI 500/1000 tiers.
+        self.im_share = cfg.im_share
+        mid = np.flatnonzero((model.indices.tier == 1) | (model.indices.tier == 2))
+        if mid.size == 0:
+            mid = np.arange(uni.n)
+        n_hedge = max(1, min(20, mid.size))
+        pick = np.argsort(rng.random((n, mid.size)), axis=1)[:, :n_hedge]
+        self.hedge_stocks = mid[pick]  # (n, H) stocks shorted with borrowed shares
+        self.lend_share = np.zeros(n)  # share of the hedge actually done with borrowed stock
+        self.forced_sales = 0.0  # CNY sold this step under duress
+        self.trailing = np.zeros(n)  # 60-day excess return, for subscriptions
+
+    # -- marking ----------------------------------------------------------------------------
+    def equity(self, rows: np.ndarray) -> np.ndarray:
+        """(r,) CNY: cash + longs - shares owed on loans, at last prices."""
+        model, market = self.model, self.market
+        accounts = self.accounts[rows]
+        acct, stock, shares, _ = model.ledger.positions(accounts)
+        slot = np.searchsorted(accounts, acct)
+        value = np.bincount(slot, shares * market.last[stock] / 100.0, minlength=rows.size)
+        owed = np.zeros(rows.size)
+        if model.lending is not None:
+            b, s, sh = model.lending.loans(accounts)
+            owed = np.bincount(
+                np.searchsorted(accounts, b), sh * market.last[s] / 100.0, minlength=rows.size
+            )
+        return model.ledger.cash[accounts] / 100.0 + value - owed
+
+    def long_value(self, rows: np.ndarray) -> np.ndarray:
+        market = self.market
+        accounts = self.accounts[rows]
+        acct, stock, shares, _ = self.model.ledger.positions(accounts)
+        return np.bincount(
+            np.searchsorted(accounts, acct),
+            shares * market.last[stock] / 100.0,
+            minlength=rows.size,
+        )
+
+    def mark(self) -> None:
+        """NAV per unit of every product at the last prices."""
+        live = self.units > 0
+        eq = self.equity(self.rows)
+        self.nav = np.where(live, eq / np.maximum(self.units, 1e-9), self.nav)
+
+    # -- daily decisions --------------------------------------------------------------------
+    def begin_day(self) -> None:
+        c, model = self.cfg, self.model
+        self.mark()
+        self.nav_history.append(self.nav.copy())
+        self.peak = np.maximum(self.peak, self.nav)
+        # Risk lines: the stop line is final, the warning line cuts exposure once.
+        crossed_stop = (self.nav <= self.stop) & (self.state != STOPPED)
+        self.state[crossed_stop] = STOPPED
+        self.liquidated |= crossed_stop
+        warn = (self.nav <= self.warning) & (self.state == NORMAL)
+        self.state[warn] = WARNED
+        # Flows: redemptions after drawdowns; subscriptions after excess returns.
+        if len(self.nav_history) > 60:
+            self.trailing = self.nav / self.nav_history[-61] - 1.0
+        drawdown = 1.0 - self.nav / self.peak
+        flow = c.inflow * np.clip(self.trailing, 0.0, None) * 10.0
+        flow -= c.redemption_sensitivity * np.maximum(drawdown - 0.02, 0.0) / 20.0
+        flow = np.where(self.state == STOPPED, 0.0, np.clip(flow, -0.2, 0.05))
+        eq = self.equity(self.rows)
+        cash_flow = flow * np.maximum(eq, 0.0)
+        model.ledger.external_cash(self.accounts, np.rint(cash_flow * 100).astype(np.int64))
+        self.units = np.maximum(self.units + cash_flow / np.maximum(self.nav, 1e-9), 0.0)
+        if model.lending is not None:
+            self._manage_loans()
+
+    def _manage_loans(self) -> None:
+        """Repay what is recalled (or everything, once stopped); borrow up to the plan."""
+        model, desk, market = self.model, self.model.lending, self.market
+        borrower, stock, owed = desk.loans(self.accounts)
+        row = np.searchsorted(self.accounts, borrower)
+        stopped = self.state[row] == STOPPED
+        key = borrower * desk.n_stocks + stock
+        loan_row = np.searchsorted(desk.key, key)
+        if loan_row.size:
+            desk.recall_due[loan_row[stopped]] = desk.owed[loan_row[stopped]]
+        due = desk.recall_due[loan_row] if loan_row.size else np.zeros(0, np.int64)
+        desk.repay(borrower, stock, due)
+        # Borrow towards the planned stock hedge while the product is healthy.
+        healthy = np.flatnonzero(self.state == NORMAL)
+        if healthy.size == 0:
+            return
+        plan = self.target_exposure(healthy) * self.cfg.lending_hedge_share  # CNY
+        borrower, stock, owed = desk.loans(self.accounts[healthy])
+        slot = np.searchsorted(self.accounts[healthy], borrower)
+        have = np.bincount(slot, owed * market.last[stock] / 100.0, minlength=healthy.size)
+        short = np.maximum(plan - have, 0.0)  # (h,)
+        hedge = self.hedge_stocks[healthy]  # (h, H)
+        shares = (short / hedge.shape[1])[:, None] * 100.0 / market.last[hedge]
+        desk.borrow(
+            np.repeat(self.accounts[healthy], hedge.shape[1]),
+            hedge.ravel(),
+            shares.ravel(),
+            model.date,
+        )
+
+    def target_exposure(self, rows: np.ndarray) -> np.ndarray:
+        """(r,) gross long exposure wanted, CNY."""
+        eq = np.maximum(self.equity(rows), 0.0)
+        scale = np.select(
+            [self.state[rows] == NORMAL, self.state[rows] == WARNED],
+            [1.0, 1.0 - self.cfg.warning_cut],
+            0.0,
+        )
+        return self.leverage[rows] * eq * scale
+
+    # -- orders ---------------------------------------------------------------------------
+    def decide(self, rows: np.ndarray) -> Orders:
+        model, market, c = self.model, self.market, self.cfg
+        accounts = self.accounts[rows]
+        market.cancel_accounts(accounts)
+        self.forced_sales = 0.0 if rows.size == self.n else self.forced_sales
+        target = self.target_exposure(rows)  # (r,)
+        pace = 1.0 / (c.trade_days * model.steps_per_day)
+        distressed = self.state[rows] != NORMAL
+
+        # Margin: cash may not fall below the broker's credit line; a product short of it
+        # must sell longs now (a margin call), whatever its NAV says.
+        short_cash = (
+            np.maximum(-(model.ledger.cash[accounts] + model.ledger.credit[accounts]), 0) / 100.0
+        )
+        if model.futures is not None:
+            short_cash += model.ledger.futures_margin_used(accounts, market.futures_margin) / 100.0
+            short_cash = np.maximum(
+                short_cash - np.maximum(model.ledger.cash[accounts], 0) / 100, 0.0
+            )
+        margin_call = short_cash > 0
+
+        # Long basket: equal weights; sell what is beyond target, buy what is short of it.
+        basket = self.basket[rows]  # (r, B)
+        b = basket.shape[1]
+        price = market.last[basket].astype(np.float64)  # (r, B) fen
+        held = model.ledger.holding(np.repeat(accounts, b), basket.ravel()).reshape(basket.shape)
+        want = target[:, None] / b * 100.0 / price  # (r, B) shares wanted
+        gap = want - held
+        urgent = (distressed | margin_call)[:, None]
+        step_share = np.where(urgent, np.maximum(pace * 4, 0.25), pace)
+        trade = gap * step_share
+        # A margin call sells at least what it needs, pro rata over the basket.
+        need = short_cash * 1.2 * 100.0 / np.maximum(held * price, 1).sum(axis=1)  # share
+        trade = np.where(
+            margin_call[:, None], np.minimum(trade, -held * np.minimum(need, 1)[:, None]), trade
+        )
+        lots = np.trunc(trade / market.lot)
+        side = np.sign(lots).astype(np.int8)
+        limit = market.limit_price(basket, side)
+        near = price * np.where(side > 0, 1.002, 0.998)
+        order_price = np.where(urgent | (side < 0) & urgent, limit, near)
+        forced = urgent & (side < 0)
+        self.forced_sales += float((np.abs(lots) * market.lot * price / 100.0)[forced].sum())
+        stocks = Orders(
+            np.repeat(accounts, b),
+            basket.ravel(),
+            side.ravel(),
+            order_price.ravel(),
+            np.abs(lots).ravel(),
+        )
+        parts = [stocks]
+        if model.lending is not None:
+            parts.append(self._short_leg(rows, accounts, target))
+        if model.futures is not None:
+            parts.append(self._hedge(rows, accounts, target, urgent[:, 0]))
+        return Orders.concat(parts)
+
+    def _short_leg(self, rows, accounts, target) -> Orders:
+        """Sell borrowed shares short; buy in what a recall wants back and is no longer held."""
+        model, market, desk = self.model, self.market, self.model.lending
+        borrower, stock, owed = desk.loans(accounts)
+        key = borrower * desk.n_stocks + stock
+        due = desk.recall_due[np.searchsorted(desk.key, key)] if key.size else owed
+        held = model.ledger.holding(borrower, stock)
+        sellable = model.ledger.sellable(borrower, stock)
+        keep_short = owed - due  # shares to stay short
+        sell = np.minimum(sellable, np.maximum(held - due, 0))
+        buy = np.maximum(due - held, 0)
+        slot = np.searchsorted(accounts, borrower)
+        value = np.bincount(slot, keep_short * market.last[stock] / 100.0, minlength=rows.size)
+        self.lend_share[rows] = np.clip(value / np.maximum(target, 1.0), 0.0, 1.0)
+        bought_in = float((buy * market.last[stock]).sum()) / 100.0
+        self.forced_sales += bought_in
+        desk.buy_ins += bought_in
+        lots = np.where(buy > 0, -(-buy // market.lot), sell // market.lot)
+        side = np.where(buy > 0, 1, -1).astype(np.int8)
+        price = np.where(side > 0, market.limit_price(stock, side), market.last[stock])
+        return Orders(borrower, stock, side, price, lots)
+
+    def _hedge(self, rows, accounts, target, urgent) -> Orders:
+        """Short IC and IM against the futures share of the long book."""
+        model, market = self.model, self.market
+        spec = model.futures
+        level = model.indices.level[spec.underlying[1:]]  # (2,) IC, IM underlying levels
+        value = level * spec.multiplier[1:]  # (2,) CNY per contract
+        split = np.array([1.0 - self.im_share, self.im_share])
+        fut_share = 1.0 - self.lend_share[rows]
+        want = -(target * fut_share)[:, None] * split[None, :] / value[None, :]  # (r, 2)
+        held = model.ledger.futures_position(accounts)[:, 1:]
+        pace = np.where(urgent, 0.5, 1.0 / (self.cfg.trade_days * model.steps_per_day))
+        lots = np.trunc((want - held) * pace[:, None])
+        lots = np.where(np.abs(want - held) < 1, 0, np.where(lots == 0, np.sign(want - held), lots))
+        side = np.sign(lots).astype(np.int8)
+        instr = np.broadcast_to(spec.instrument[1:], lots.shape)
+        price = market.limit_price(instr, side)
+        return Orders(
+            np.repeat(accounts, 2), instr.ravel(), side.ravel(), price.ravel(), np.abs(lots).ravel()
+        )

@@ -1,0 +1,135 @@
+"""Securities lending: supply per stock, loans, and the policy timeline that cut supply.
+
+Lendable shares come from the long-term holders' account: an institutional part,
+and (until the rule changed) a restricted-share part. A loan moves shares from
+the lender to the borrower, who sells them short; it is repaid by handing the
+same number of shares back. When policy cuts supply below what is lent, loans
+are recalled, a share of the excess a day: the borrower must return the shares,
+buying them in the market if it no longer holds them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+
+from model.config import LendingConfig
+from model.ledger import Ledger
+
+
+class LendingDesk:
+    """Lendable supply and open loans, kept as arrays (a loan per borrower and stock)."""
+
+    def __init__(
+        self, cfg: LendingConfig, float_shares: np.ndarray, lender: int, lot: int, ledger: Ledger
+    ) -> None:
+        self.cfg = cfg
+        self.lender = lender
+        self.lot = lot
+        self.ledger = ledger
+        self.institutional = np.floor(float_shares * cfg.institutional_pct_float / lot) * lot
+        self.restricted = np.floor(float_shares * cfg.restricted_pct_float / lot) * lot
+        self.n_stocks = float_shares.shape[0]
+        # Loans keyed by borrower * S + stock, sorted; shares owed (int64).
+        self.key = np.zeros(0, dtype=np.int64)
+        self.owed = np.zeros(0, dtype=np.int64)
+        self.recall_due = np.zeros(0, dtype=np.int64)  # shares to hand back, per loan
+        self.same_day_route = True  # borrowed shares may be sold the day they arrive (T+0)
+        self.buy_ins = 0.0  # CNY of shares bought in because of recalls, this step
+
+    def supply(self, day: dt.date) -> np.ndarray:
+        """(S,) shares lendable in total on ``day`` under the policy timeline."""
+        c = self.cfg
+        inst = self.institutional.copy()
+        restricted = self.restricted
+        if c.curb_enabled:
+            if day >= c.restricted_ban:
+                restricted = np.zeros_like(restricted)
+            if day >= c.t1_date:
+                inst = inst * (1.0 - c.t1_cut)
+            if day >= c.t0_close:
+                inst = inst * (1.0 - c.t0_cut)
+        return np.floor((inst + restricted) / self.lot) * self.lot
+
+    def owed_by_stock(self) -> np.ndarray:
+        return np.bincount(self.key % self.n_stocks, self.owed, minlength=self.n_stocks)
+
+    def loans(self, borrowers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(borrower, stock, shares owed) of the given borrowers' open loans."""
+        borrower, stock = np.divmod(self.key, self.n_stocks)
+        keep = np.isin(borrower, borrowers) & (self.owed > 0)
+        return borrower[keep], stock[keep], self.owed[keep]
+
+    def new_day(self, day: dt.date) -> None:
+        """Apply the timeline: recall a share of whatever is lent beyond today's supply."""
+        c = self.cfg
+        self.same_day_route = not (c.curb_enabled and day >= c.t1_date)
+        excess = np.maximum(self.owed_by_stock() - self.supply(day), 0)  # (S,)
+        if not excess.any() or self.key.size == 0:
+            return
+        stock = self.key % self.n_stocks
+        total = np.maximum(self.owed_by_stock(), 1)
+        share = (excess * c.recall_per_day / total)[stock]
+        due = np.ceil(self.owed * share / self.lot) * self.lot
+        self.recall_due = np.minimum(self.recall_due + due.astype(np.int64), self.owed)
+
+    def borrow(
+        self, borrower: np.ndarray, stock: np.ndarray, shares: np.ndarray, day: dt.date
+    ) -> np.ndarray:
+        """Lend what supply allows (one request per borrower and stock); return shares lent."""
+        room = np.maximum(self.supply(day) - self.owed_by_stock(), 0)  # (S,)
+        # Requests for the same stock share the room in order.
+        order = np.argsort(stock, kind="stable")
+        s_sorted = stock[order]
+        want = np.floor(shares[order] / self.lot) * self.lot
+        cum = np.cumsum(want)
+        start = np.searchsorted(s_sorted, s_sorted)
+        before = cum - want - (cum[start] - want[start])
+        grant_sorted = np.clip(room[s_sorted] - before, 0, want)
+        grant = np.empty_like(grant_sorted)
+        grant[order] = grant_sorted
+        grant = grant.astype(np.int64)
+        ok = grant > 0
+        if ok.any():
+            self.ledger.transfer(
+                np.full(ok.sum(), self.lender),
+                borrower[ok],
+                stock[ok],
+                grant[ok],
+                locked=not self.same_day_route,
+            )
+            self._add(borrower[ok], stock[ok], grant[ok])
+        return grant
+
+    def repay(self, borrower: np.ndarray, stock: np.ndarray, shares: np.ndarray) -> np.ndarray:
+        """Hand back up to ``shares`` (limited by what is owed and held); return shares repaid."""
+        key = borrower * self.n_stocks + stock
+        row = np.searchsorted(self.key, key)
+        found = np.append(self.key, -1)[row] == key
+        row = np.where(found, row, 0)
+        owed = np.where(found, self.owed[row] if self.owed.size else 0, 0)
+        held = self.ledger.holding(borrower, stock)
+        give = np.minimum(np.minimum(shares, owed), held)
+        give = (give // self.lot) * self.lot
+        ok = give > 0
+        if ok.any():
+            self.ledger.transfer(
+                borrower[ok], np.full(ok.sum(), self.lender), stock[ok], give[ok], locked=False
+            )
+            np.subtract.at(self.owed, row[ok], give[ok])
+            self.recall_due[row[ok]] = np.maximum(self.recall_due[row[ok]] - give[ok], 0)
+        return give
+
+    def _add(self, borrower: np.ndarray, stock: np.ndarray, shares: np.ndarray) -> None:
+        key = borrower * self.n_stocks + stock
+        row = np.searchsorted(self.key, key)
+        missing = np.append(self.key, -1)[row] != key
+        if missing.any():
+            new = np.unique(key[missing])
+            at = np.searchsorted(self.key, new)
+            self.key = np.insert(self.key, at, new)
+            self.owed = np.insert(self.owed, at, 0)
+            self.recall_due = np.insert(self.recall_due, at, 0)
+            row = np.searchsorted(self.key, key)
+        np.add.at(self.owed, row, shares)

@@ -1,0 +1,272 @@
+"""Snowball issuers: the delta table's shape, the book's bookkeeping, the hedge's direction."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import mesa
+import numpy as np
+import pytest
+
+from agents.snowball import (
+    DELTA_BOUNDS,
+    OBSERVATION_DAYS,
+    SnowballIssuers,
+    build_delta_table,
+    observe_close,
+)
+from model.config import SnowballConfig
+
+CFG = SnowballConfig(notional_bn=100.0)
+KI = CFG.knock_in
+
+
+@pytest.fixture(scope="module")
+def table():
+    return build_delta_table(CFG)
+
+
+def _delta(table, x: float, tau: int, knocked_in: bool) -> float:
+    return float(table.lookup(np.array([x]), np.array([tau]), np.array([knocked_in]))[0])
+
+
+# -- the delta table ----------------------------------------------------------------------
+def test_table_builds_fast_and_deterministic():
+    start = time.perf_counter()
+    first = build_delta_table(CFG)
+    assert time.perf_counter() - start < 1.0
+    second = build_delta_table(CFG)
+    assert np.array_equal(first.delta, second.delta)
+    assert np.array_equal(first.value, second.value)
+
+
+@pytest.mark.parametrize("tau", [504, 400, 252, 126, 63])
+def test_delta_is_higher_just_above_knock_in_than_at_issue_level(table, tau):
+    assert _delta(table, KI * 1.01, tau, False) > _delta(table, 1.0, tau, False) + 0.2
+
+
+@pytest.mark.parametrize("tau", [504, 252, 126, 63])
+@pytest.mark.parametrize("above", [1.005, 1.02, 1.05])
+def test_knocked_in_delta_is_lower_near_the_barrier(table, tau, above):
+    assert _delta(table, KI * above, tau, True) < _delta(table, KI * above, tau, False)
+
+
+def test_deltas_are_finite_and_plausible(table):
+    assert np.isfinite(table.delta).all()
+    assert table.delta.min() >= DELTA_BOUNDS[0]
+    assert table.delta.max() <= DELTA_BOUNDS[1]
+    # Unclipped, away from the last months' digital steps, the deltas are in range anyway.
+    raw = np.gradient(table.value, table.dz, axis=2)
+    x = table.spot
+    inner = raw[:, 126:, (x > 0.5) & (x < 1.2)]
+    assert inner.min() > -0.5
+    assert inner.max() < 3.0
+
+
+def test_fresh_note_is_priced_near_par_with_a_modest_long_delta(table):
+    at_par = np.argmin(np.abs(table.spot - 1.0))
+    assert 0.9 < table.value[0, CFG.tenor_days, at_par] < 1.1
+    assert 0.0 < _delta(table, 1.0, CFG.tenor_days, False) < 0.8
+
+
+def test_deep_knocked_in_note_is_hedged_like_the_index(table):
+    # Far below the barrier the note pays ~S_T/S0: exposure ~x per unit notional.
+    assert _delta(table, 0.5, 252, True) == pytest.approx(0.5, abs=0.03)
+
+
+def test_lookup_interpolates_between_nodes(table):
+    i, tau = 100, 300
+    x = table.spot[i : i + 2]
+    mid = np.sqrt(x[0] * x[1])  # halfway in log-spot
+    got = table.lookup(np.array([mid]), np.array([tau + 0.5]), np.array([False]))[0]
+    corners = table.delta[0, tau : tau + 2, i : i + 2]
+    assert got == pytest.approx(corners.mean())
+
+
+# -- bookkeeping on a path ----------------------------------------------------------------
+def _run_path(path: np.ndarray) -> tuple[list[int], list[int], list[int]]:
+    """Days of knock-in, knock-out and maturity of one tranche issued at day 0 on ``path``."""
+    knocked_in = np.array([False])
+    ins, outs, ends = [], [], []
+    for day, x in enumerate(path):
+        k_in, k_out, matured = observe_close(np.array([x]), np.array([day]), knocked_in, CFG)
+        knocked_in |= k_in
+        ins += [day] * int(k_in[0])
+        outs += [day] * int(k_out[0])
+        ends += [day] * int(matured[0])
+    return ins, outs, ends
+
+
+def test_knock_in_on_the_first_close_below_the_barrier():
+    path = np.linspace(1.0, 0.6, 60)
+    first_below = int(np.argmax(path < KI))
+    ins, outs, _ = _run_path(path)
+    assert ins == [first_below]
+    assert outs == []
+
+
+def test_knock_out_only_on_an_observation_day():
+    path = np.full(3 * OBSERVATION_DAYS, 1.10)  # above the knock-out level all along
+    _, outs, _ = _run_path(path)
+    assert outs[0] == OBSERVATION_DAYS  # not day 1: the first observation is a month in
+
+
+def test_knocked_in_note_can_still_knock_out():
+    path = np.r_[np.full(5, 0.7), np.full(40, 1.05)]
+    ins, outs, _ = _run_path(path)
+    assert ins == [0]
+    assert outs[0] == OBSERVATION_DAYS
+
+
+def test_maturity_without_knock_out():
+    path = np.full(CFG.tenor_days + 1, 0.9)
+    ins, outs, ends = _run_path(path)
+    assert ins == [] and outs == []
+    assert ends[0] == CFG.tenor_days
+
+
+# -- the issuers in a small fake model ----------------------------------------------------
+class _FakeMarket:
+    def __init__(self) -> None:
+        self.last = np.zeros(63, dtype=np.int64)  # 60 stocks, then IF, IC, IM in ticks
+        self.cancelled: list[np.ndarray] = []
+
+    def cancel_accounts(self, accounts: np.ndarray) -> None:
+        self.cancelled.append(np.asarray(accounts))
+
+    def limit_price(self, instrument: np.ndarray, side: np.ndarray) -> np.ndarray:
+        upper = np.rint(self.last[instrument] * 1.1)
+        lower = np.rint(self.last[instrument] * 0.9)
+        return np.where(side > 0, upper, lower).astype(np.int64)
+
+
+class _FakeLedger:
+    def __init__(self) -> None:
+        self.futures = np.zeros((2, 3), dtype=np.int64)  # accounts 0, 1
+
+    def futures_position(self, accounts: np.ndarray) -> np.ndarray:
+        return self.futures[np.asarray(accounts)]
+
+
+class _FakeModel(mesa.Model):
+    def __init__(self, seed: int) -> None:
+        super().__init__(rng=seed)
+        self.indices = SimpleNamespace(level=np.full(5, 1000.0))
+        self.futures = SimpleNamespace(
+            instrument=np.array([60, 61, 62]),
+            underlying=np.array([0, 1, 2]),
+            multiplier=np.array([300, 200, 200]),
+        )
+        self.market = _FakeMarket()
+        self.ledger = _FakeLedger()
+        self.day_index = 0
+
+    def set_level(self, level: float) -> None:
+        self.indices.level[:] = level
+        self.market.last[60:] = round(level / 0.2)
+
+
+def _issuers(seed: int = 3) -> tuple[_FakeModel, SnowballIssuers]:
+    model = _FakeModel(seed)
+    model.set_level(1000.0)
+    return model, SnowballIssuers(model, np.array([0, 1]), CFG, scale=0.2)
+
+
+def _uniform_book(issuers: SnowballIssuers, model: _FakeModel) -> None:
+    """All tranches issued 100 days before day 0 at 1000, none knocked in."""
+    issuers.tranche_s0[:] = 1000.0
+    issuers.tranche_issue_day[:] = -100
+    issuers.tranche_knocked_in[:] = False
+    model.day_index = 5  # last close is 104 days after issue: no observation
+
+
+def test_initial_book_notional_split_and_barriers():
+    model, issuers = _issuers()
+    total = CFG.notional_bn * 1e9 * 0.2
+    by_book = np.bincount(issuers.tranche_underlying, issuers.tranche_notional)
+    assert by_book == pytest.approx([total * CFG.ic_share, total * (1 - CFG.ic_share)])
+    x = model.indices.level[1] / issuers.tranche_s0
+    assert (x < CFG.knock_out).all()
+    assert (issuers.tranche_knocked_in[x < KI]).all()
+    assert len(issuers.agents) == 2
+    np.testing.assert_array_equal(_issuers()[1].tranche_s0, issuers.tranche_s0)
+
+
+def test_hedge_target_rises_towards_knock_in_then_falls_after_it():
+    model, issuers = _issuers()
+    _uniform_book(issuers, model)
+    targets = []
+    for level in (1000.0, 900.0, 820.0, 760.0):
+        model.set_level(level)
+        targets.append(issuers.hedge_target())
+    targets = np.array(targets)  # (4, 2)
+    assert (targets > 0).all()
+    assert (np.diff(targets, axis=0) > 0).all()
+
+    model.set_level(740.0)  # closes below the barrier
+    model.day_index += 1
+    issuers.begin_day()
+    assert issuers.tranche_knocked_in.all()
+    assert issuers.knock_in_count == issuers.tranche_s0.size
+    assert issuers.knocked_in_notional == pytest.approx(issuers.tranche_notional.sum())
+    assert (issuers.hedge_target() < targets[-1]).all()
+
+
+def test_knock_out_reissues_at_the_current_level():
+    model, issuers = _issuers()
+    _uniform_book(issuers, model)
+    notional = issuers.tranche_notional.sum()
+    model.day_index = OBSERVATION_DAYS * 5 - 100 + 1  # last close is an observation day
+    model.set_level(1050.0)
+    issuers.begin_day()
+    assert issuers.knock_out_count == issuers.tranche_s0.size
+    assert issuers.tranche_s0 == pytest.approx(1050.0)
+    assert (issuers.tranche_issue_day == model.day_index - 1).all()
+    assert issuers.tranche_notional.sum() == pytest.approx(notional)
+
+
+def test_decide_buys_towards_the_target_at_the_limit_price():
+    model, issuers = _issuers()
+    _uniform_book(issuers, model)
+    orders = issuers.decide(issuers.rows)
+    target = issuers.hedge_target()
+    assert orders.side.tolist() == [1, 1]
+    assert orders.stock.tolist() == [61, 62]  # IC, IM
+    np.testing.assert_array_equal(orders.lots, np.ceil(CFG.hedge_lag * np.rint(target)))
+    assert (orders.price == model.market.limit_price(orders.stock, orders.side)).all()
+    assert issuers.forced_sales_cny == 0.0
+    assert model.market.cancelled  # own resting orders withdrawn first
+
+
+def test_knock_in_dump_is_sold_and_counted_as_forced_sales():
+    model, issuers = _issuers()
+    _uniform_book(issuers, model)
+    model.set_level(760.0)
+    model.steps = 1
+    issuers.decide(issuers.rows)  # records each tranche's hedge
+    model.ledger.futures[:, 1:] = np.rint(issuers.hedge_target())
+
+    model.set_level(740.0)
+    model.day_index += 1
+    issuers.begin_day()
+    model.steps = 2
+    orders = issuers.decide(issuers.rows)
+    assert orders.side.tolist() == [-1, -1]
+    price = model.market.last[orders.stock] * 0.2 * np.array([200, 200])
+    assert 0.0 < issuers.forced_sales_cny <= float(np.dot(orders.lots, price)) + 1e-6
+
+    model.steps = 3
+    issuers.decide(np.array([0]))  # one row at a time, as the per-agent engine does
+    issuers.decide(np.array([1]))
+    assert issuers.forced_sales_cny >= 0.0
+
+
+def test_per_agent_rows_match_vectorized():
+    _, issuers = _issuers()
+    together = issuers.decide(issuers.rows)
+    apart = [issuers.decide(np.array([r])) for r in issuers.rows]
+    np.testing.assert_array_equal(together.lots, np.concatenate([o.lots for o in apart]))
+    agents = issuers.agents.to_list()
+    assert agents[0].hedge_target > 0
+    assert agents[1].tranches.size == CFG.issue_span_days
