@@ -188,16 +188,13 @@ class NeutralFunds(Population):
         pace = 1.0 / (c.trade_days * model.steps_per_day)
         distressed = self.state[rows] != NORMAL
 
-        # Margin: cash may not fall below the broker's credit line; a product short of it
-        # must sell longs now (a margin call), whatever its NAV says.
-        short_cash = (
-            np.maximum(-(model.ledger.cash[accounts] + model.ledger.credit[accounts]), 0) / 100.0
-        )
+        # Margin: cash plus the broker's credit line must cover the futures margin; a product
+        # short of it must sell longs now (a margin call), whatever its NAV says.
+        ledger = model.ledger
+        room = (ledger.cash[accounts] + ledger.credit[accounts]) / 100.0  # CNY
         if model.futures is not None:
-            short_cash += model.ledger.futures_margin_used(accounts, market.futures_margin) / 100.0
-            short_cash = np.maximum(
-                short_cash - np.maximum(model.ledger.cash[accounts], 0) / 100, 0.0
-            )
+            room -= ledger.futures_margin_used(accounts, market.futures_margin) / 100.0
+        short_cash = np.maximum(-room, 0.0)
         margin_call = short_cash > 0
 
         # Long basket: equal weights; sell what is beyond target, buy what is short of it.
@@ -219,7 +216,7 @@ class NeutralFunds(Population):
         side = np.sign(lots).astype(np.int8)
         limit = market.limit_price(basket, side)
         near = price * np.where(side > 0, 1.002, 0.998)
-        order_price = np.where(urgent | (side < 0) & urgent, limit, near)
+        order_price = np.where(urgent, limit, near)
         forced = urgent & (side < 0)
         self.forced_sales += float((np.abs(lots) * market.lot * price / 100.0)[forced].sum())
         stocks = Orders(
@@ -273,7 +270,8 @@ class NeutralFunds(Population):
         lots = np.where(np.abs(want - held) < 1, 0, np.where(lots == 0, np.sign(want - held), lots))
         side = np.sign(lots).astype(np.int8)
         instr = np.broadcast_to(spec.instrument[1:], lots.shape)
-        price = market.limit_price(instr, side)
+        near = market.last[instr] * (1.0 + 0.001 * side)
+        price = np.where(urgent[:, None], market.limit_price(instr, side), near)
         return Orders(
             np.repeat(accounts, 2), instr.ravel(), side.ravel(), price.ravel(), np.abs(lots).ravel()
         )

@@ -78,7 +78,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{config.name} seed {args.seed}: {result.summary['steps']} steps in "
         f"{result.summary['wall_time_s']:.1f} s; {moves}"
     )
-    print(f"wrote {out / 'model.parquet'}, {out / 'prices.parquet'}, {out / 'summary.json'}")
+    print(f"wrote model.parquet, prices.parquet, stocks.parquet, summary.json in {out}")
     return 0
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from experiments.outputs import ensure_dir, write_json, write_parquet
 from model.config import ScenarioConfig
 from model.market_model import MarketModel
-from model.universe import INDEX_NAMES
+from model.universe import BOARD_NAMES, INDEX_NAMES, TIERS, assign_tiers
 
 PACKAGES = ("microcap-unwind", "mesa", "numpy", "pandas", "networkx", "pyarrow")
 
@@ -93,9 +93,27 @@ def daily_closes(model: MarketModel) -> pd.DataFrame:
     return frame
 
 
+def stock_table(model: MarketModel) -> pd.DataFrame:
+    """One row per stock: board, free float, start price and cap, size tier at the start."""
+    uni = model.universe
+    tier, micro = assign_tiers(uni.caps(uni.price0), model.config.universe.microcap_count)
+    return pd.DataFrame(
+        {
+            "stock": [f"s{i}" for i in range(uni.n)],
+            "board": [BOARD_NAMES[b] for b in uni.board],
+            "float_shares": uni.float_shares,
+            "price0": uni.price0 / 100.0,
+            "cap0": uni.caps(uni.price0),
+            "tier0": [(*TIERS, "rest")[t] for t in tier],
+            "microcap0": micro,
+        }
+    )
+
+
 def write_run(result: RunResult, out: Path) -> None:
-    """Write model.parquet, prices.parquet and summary.json into ``out``."""
+    """Write model.parquet, prices.parquet, stocks.parquet and summary.json into ``out``."""
     ensure_dir(out)
     write_parquet(result.frame, out / "model.parquet")
     write_parquet(daily_closes(result.model), out / "prices.parquet")
+    write_parquet(stock_table(result.model), out / "stocks.parquet")
     write_json(result.summary, out / "summary.json")

@@ -301,7 +301,9 @@ class FuturesConfig(Section):
     enabled: bool = False
     margin: float = _open(0.12, 0.0, 1.0, doc="margin rate on notional (12-15% in practice)")
     limit: float = _open(0.10, 0.0, 1.0, doc="daily price limit")
-    mm_depth_bn: float = _num(3.0, 0.0, 1e4, doc="futures makers' depth a side, bn CNY, full scale")
+    mm_depth_bn: float = _num(
+        20.0, 0.0, 1e4, doc="futures makers' depth a side, bn CNY, full scale"
+    )
     mm_spacing: float = _open(0.0005, 0.0, 0.05, doc="relative distance between ladder rungs")
     mm_replenish: float = _num(0.2, 0.0, 1.0, doc="share of missing depth restored per step")
     mm_inventory_skew: float = _num(0.01, 0.0, 1.0, doc="quote shift per unit of inventory limit")
@@ -331,7 +333,9 @@ class NeutralFundConfig(Section):
     aum_bn: float = _num(500.0, 0.0, 1e5, doc="total equity, bn CNY, at full scale")
     dma_share: float = _num(0.3, 0.0, 1.0, doc="share of products run as DMA")
     dma_leverage: float = _num(3.0, 1.0, 4.0, doc="gross long exposure / equity of DMA products")
-    plain_leverage: float = _num(1.0, 0.5, 2.0, doc="gross long exposure / equity otherwise")
+    plain_leverage: float = _num(
+        0.85, 0.5, 2.0, doc="gross long / equity otherwise (cash for margin)"
+    )
     warning_line: float = _open(0.8, 0.0, 1.0, doc="NAV per unit where exposure is cut")
     stop_line: float = _open(0.7, 0.0, 1.0, doc="NAV per unit where everything is liquidated")
     line_spread: float = _num(0.05, 0.0, 0.3, doc="some funds set their lines up to this higher")

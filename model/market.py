@@ -231,6 +231,10 @@ class Market:
 
         new_last = np.where(result.volume > 0, result.price, self.last)
         if self.futures is not None:
+            # A contract that did not trade is marked at the middle of its book.
+            fut = slice(n_stocks, None)
+            mid = self._book_mid(result)[fut]
+            new_last[fut] = np.where((result.volume[fut] == 0) & (mid > 0), mid, new_last[fut])
             # Variation margin to the new marks first, then the fills join at that mark.
             self.variation_margin = self.ledger.mark_futures(new_last[n_stocks:])
             fut = ~stock
@@ -251,6 +255,18 @@ class Market:
         self._track_volatility()
         self.last_clearing = result
         return result
+
+    def _book_mid(self, result: Clearing) -> np.ndarray:
+        """(I,) middle of the best bid and ask before clearing, in price units; 0 if one-sided."""
+        prices = self.grid.prices()
+        n_levels = self.n_levels
+        has_bid = result.bid_qty > 0
+        has_ask = result.ask_qty > 0
+        best_bid = n_levels - 1 - np.argmax(has_bid[:, ::-1], axis=1)
+        best_ask = np.argmax(has_ask, axis=1)
+        rows = np.arange(prices.shape[0])
+        mid = np.rint((prices[rows, best_bid] + prices[rows, best_ask]) / 2).astype(np.int64)
+        return np.where(has_bid.any(axis=1) & has_ask.any(axis=1), mid, 0)
 
     def settle_expiry(self, index_ticks: np.ndarray) -> None:
         """Expiry: the contracts settle to the index; positions roll on at that price."""

@@ -18,6 +18,7 @@ from agents.fundamental_trader import FundamentalTraders
 from agents.market_maker import FuturesMakers, MarketMakers
 from agents.neutral_fund import NeutralFunds
 from agents.noise_trader import NoiseTraders
+from agents.retail import RetailChasers
 from model.calendar import trading_days
 from model.config import ScenarioConfig
 from model.fundamentals import Fundamentals
@@ -184,6 +185,15 @@ class MarketModel(mesa.Model):
             given += endow(holder.ravel(), np.repeat(np.arange(n_stocks), 5), nt.holdings_pct_float)
         populations.append(noise)
 
+        self.retail: RetailChasers | None = None
+        if cfg.retail.n_agents:
+            rt = cfg.retail
+            cash = RetailChasers.initial_cash_fen(rt, self.scale, rng)
+            retail = RetailChasers(self, ledger.open_accounts(cash), rt, self.scale)
+            given += retail.endow(np.maximum(float_lots - given, 0), lot)
+            self.retail = retail
+            populations.append(retail)
+
         self.neutral: NeutralFunds | None = None
         nc = cfg.neutral
         n_neutral = round(nc.n_funds * self.scale) if nc.n_funds else 0
@@ -195,7 +205,9 @@ class MarketModel(mesa.Model):
             accounts = ledger.open_accounts(np.rint(equity * 100), np.zeros(n_neutral))
             neutral = NeutralFunds(self, accounts, nc, self.scale, equity)
             lev = neutral.leverage
-            ledger.credit[accounts] = np.rint(equity * (lev - 1.0) * 1.1 * 100).astype(np.int64)
+            # The broker lends DMA products the leverage plus the futures margin on it.
+            line = np.maximum(lev - 1.0, 0.0) + cfg.futures.margin * lev + 0.1
+            ledger.credit[accounts] = np.rint(equity * line * 100).astype(np.int64)
             given += self._endow_baskets(
                 neutral.accounts, neutral.basket, equity * lev, float_lots - given
             )
@@ -268,6 +280,8 @@ class MarketModel(mesa.Model):
         self.indices.update(self.universe.float_shares, old, self.market.last[:n])
         self.turnover_today += self.market.turnover
         self.forced_sales = sum(getattr(p, "forced_sales", 0.0) for p in self.populations)
+        if self.retail is not None:
+            self.forced_sales += self.retail.panic_sales_cny
         self.forced_sales_total += self.forced_sales
         if slice_ == self.steps_per_day - 1:
             self._close_day()

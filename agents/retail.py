@@ -1,0 +1,389 @@
+"""Retail chasers: small investors on a social graph who chase winners and panic on losses.
+
+China's retail investors hold a large share of the small-cap float and trade it
+actively. They watch what their friends do (herding along a social graph), pile
+into small caps that have run up (chasing), and sell into a fall once their own
+account is well below its peak (panic). Together these turn a small-cap decline
+into a self-feeding unwind: sellers make their neighbours sell next step, and
+falling prices deepen everyone's drawdown.
+
+Each step an investor is active with a small probability, higher when the
+market is moving. An active investor's score is ``herding * neighbours' last
+action + (1 - herding) * own signal``, where the own signal is ``chase`` times
+the 20-day return of the few small caps it looks at minus ``panic`` times its
+own drawdown; ``tanh`` of the score tilts a coin between buying and selling.
+Neighbour influence is one sparse matrix product over the row-normalized
+adjacency. Holdings are sparse in the ledger: a handful of stocks each.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from typing import TYPE_CHECKING
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+
+from agents.base import ArrayAgent, Population
+from model.config import RetailConfig
+from model.orders import Orders
+
+if TYPE_CHECKING:
+    from model.market_model import MarketModel
+
+CASH_SHARE = 0.5  # share of each investor's capital that starts as cash (the rest in stock)
+WEALTH_TAIL = 1.5  # Pareto exponent of the wealth distribution (a classic wealth tail)
+SIZE_TILT = 1.0  # weight of size_z (standardized -log cap) in which stocks investors look at
+LOOKED_AT = 3  # stocks an active investor looks at in a step
+RETURN_DAYS = 20  # look-back of the return investors chase
+PANIC_DRAWDOWN = 0.10  # drawdown beyond which an investor sells whole positions at market
+MARKET_ORDER_SHARE = 0.5  # share of calm orders sent at the limit price
+LIMIT_OFFSET = 0.005  # mean relative distance of a limit order from the last price
+MAX_ATTENTION = 3.0  # cap on the activity multiplier from market volatility
+
+
+class RetailChaser(ArrayAgent):
+    """One retail investor."""
+
+
+def draw_capital(cfg: RetailConfig, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """(n,) capital in CNY: ``capital_bn * scale`` bn split with a Pareto wealth tail.
+
+    A few rich investors hold a large share of retail money, which is why their
+    decisions (and the neighbours who copy them) weigh on prices.
+    """
+    weight = rng.pareto(WEALTH_TAIL, size=cfg.n_agents) + 1.0  # (n,)
+    return cfg.capital_bn * scale * 1e9 * weight / max(weight.sum(), 1e-12)
+
+
+def row_normalized_adjacency(graph: nx.Graph, n: int) -> sp.csr_array:
+    """(n, n) CSR adjacency whose rows sum to one (zero rows for isolated nodes).
+
+    Multiplying it by an (n,) vector gives each node's neighbour average in one
+    sparse product, so herding costs O(edges) rather than a loop over agents.
+    """
+    if n == 0:
+        return sp.csr_array((0, 0), dtype=np.float64)
+    adjacency = nx.to_scipy_sparse_array(graph, nodelist=range(n), dtype=np.float64, format="csr")
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()  # (n,)
+    inverse = np.divide(1.0, degree, out=np.zeros(n), where=degree > 0)
+    return sp.csr_array(sp.diags_array(inverse) @ adjacency)
+
+
+def social_graph(n: int, degree: int, seed: int) -> nx.Graph:
+    """Barabasi-Albert graph on ``n`` nodes with mean degree about ``degree``.
+
+    Preferential attachment gives a few hubs (influencers) with many followers,
+    which is how stock tips spread among retail investors.
+    """
+    m = max((degree + 1) // 2, 1)
+    if n <= m:
+        return nx.complete_graph(n)
+    return nx.barabasi_albert_graph(n, m, seed=seed)
+
+
+class RetailChasers(Population):
+    """Retail investors on a social graph: state arrays, one row per investor.
+
+    Args:
+        model: the market model (its generator seeds the graph and all draws).
+        accounts: (n,) ledger accounts, ascending, opened with
+            :meth:`initial_cash_fen` so each holds ``CASH_SHARE`` of its capital.
+        cfg: the ``retail`` config section.
+        scale: ``n_stocks / 5000``; the capital of ``cfg`` is given at full scale.
+    """
+
+    agent_class = RetailChaser
+
+    def __init__(
+        self, model: MarketModel, accounts: np.ndarray, cfg: RetailConfig, scale: float
+    ) -> None:
+        super().__init__(model, accounts)
+        self.cfg = cfg
+        self.scale = scale
+        n, n_stocks = self.n, model.universe.n
+        self.capital = model.ledger.cash[self.accounts] / 100.0 / CASH_SHARE  # (n,) CNY
+        self.graph = social_graph(n, cfg.degree, seed=int(self.rng.integers(2**31)))
+        self.adjacency = row_normalized_adjacency(self.graph, n)  # (n, n) CSR, rows sum to 1
+        self.wealth = np.zeros(n)  # (n,) CNY at last prices, as of the last decision
+        self.peak_wealth = np.zeros(n)  # (n,) CNY, highest wealth seen (for the drawdown)
+        self.last_action = np.zeros(n, dtype=np.int8)  # (n,) +1 bought, -1 sold, last step
+        self.action = np.zeros(n, dtype=np.int8)  # (n,) the same, this step (so far)
+        self.selling = np.zeros(n, dtype=bool)  # (n,) sent a sell order this step
+        self.panicking = np.zeros(n, dtype=bool)  # (n,) drawdown beyond PANIC_DRAWDOWN
+        self.ret20 = np.zeros(n_stocks)  # (S,) log return over the last RETURN_DAYS closes
+        self.closes: deque[np.ndarray] = deque(maxlen=RETURN_DAYS + 1)  # (S,) fen each
+        self.step_seen = model.steps  # the step whose actions ``action`` holds
+
+    # -- set-up ---------------------------------------------------------------------------
+    @staticmethod
+    def initial_cash_fen(cfg: RetailConfig, scale: float, rng: np.random.Generator) -> np.ndarray:
+        """(n,) fen to open the accounts with: ``CASH_SHARE`` of each drawn capital."""
+        return np.rint(draw_capital(cfg, scale, rng) * CASH_SHARE * 100.0).astype(np.int64)
+
+    def use_graph(self, graph: nx.Graph) -> None:
+        """Replace the social graph (nodes ``0..n-1``), e.g. a hand-built one in tests."""
+        self.graph = graph
+        self.adjacency = row_normalized_adjacency(graph, self.n)
+
+    def look_weights(self) -> np.ndarray:
+        """(S,) probabilities of looking at each stock: small caps draw the eye."""
+        z = SIZE_TILT * self.model.universe.size_z
+        w = np.exp(z - z.max())
+        return w / w.sum()
+
+    def endow(self, float_lots: np.ndarray, lot: int) -> np.ndarray:
+        """Hand each investor ``cfg.holdings`` small caps worth its non-cash capital.
+
+        Picks are tilted to small caps (no return history exists before trading).
+        Where retail demand for a stock exceeds ``float_lots`` (what is left of its
+        float), every allotment in it is scaled down, so retail never gets more.
+
+        Returns:
+            (S,) lots handed out per stock.
+        """
+        n_stocks = self.model.universe.n
+        stock = self._distinct_picks(min(self.cfg.holdings, n_stocks))  # (n, k)
+        k = stock.shape[1]
+        value_fen = (self.capital * (1.0 - CASH_SHARE) * 100.0 / k)[:, None]  # (n, 1)
+        lots = np.floor(value_fen / (self.model.universe.price0[stock] * lot))  # (n, k)
+        demand = np.bincount(stock.ravel(), lots.ravel(), minlength=n_stocks)  # (S,)
+        fit = np.minimum(1.0, float_lots / np.maximum(demand, 1.0))  # (S,)
+        lots = np.floor(lots * fit[stock]).astype(np.int64).ravel()  # (n*k,)
+        give = lots > 0
+        account = np.repeat(self.accounts, k)[give]
+        self.model.ledger.endow(account, stock.ravel()[give], lots[give] * lot)
+        return np.bincount(stock.ravel()[give], lots[give], minlength=n_stocks).astype(np.int64)
+
+    def _distinct_picks(self, k: int, rounds: int = 50) -> np.ndarray:
+        """(n, k) stocks per investor, drawn by :meth:`look_weights`, distinct in each row.
+
+        Duplicates are redrawn round by round (rare for k much below S); any left after
+        ``rounds`` are kept, which only means that investor holds fewer stocks.
+        """
+        p = self.look_weights()
+        stock = self.rng.choice(p.shape[0], size=(self.n, k), p=p)
+        for _ in range(rounds):
+            order = np.sort(stock, axis=1)
+            dup = np.zeros_like(stock, dtype=bool)
+            dup[:, 1:] = order[:, 1:] == order[:, :-1]
+            if not dup.any():
+                return order
+            order[dup] = self.rng.choice(p.shape[0], size=int(dup.sum()), p=p)
+            stock = order
+        return stock
+
+    # -- state ----------------------------------------------------------------------------
+    def begin_day(self) -> None:
+        """Record yesterday's close and refresh the 20-day returns investors chase."""
+        self.closes.append(self.market.prev_close[: self.market.n_stocks].astype(np.float64))
+        self.ret20 = np.log(self.closes[-1] / self.closes[0])
+
+    @property
+    def drawdown(self) -> np.ndarray:
+        """(n,) share of its peak wealth each investor has lost, as of its last decision."""
+        peak = np.maximum(self.peak_wealth, 1e-9)
+        return np.clip(1.0 - self.wealth / peak, 0.0, 1.0)
+
+    def neighbour_action(self, rows: np.ndarray) -> np.ndarray:
+        """(r,) average last-step action of each row's neighbours, in [-1, 1]."""
+        adjacency = self.adjacency if rows.shape[0] == self.n else self.adjacency[rows]
+        return adjacency @ self.last_action.astype(np.float64)
+
+    def positions(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(slot, stock, shares, sellable) of the rows' positions, grouped by slot.
+
+        ``slot`` indexes into ``rows``. The ledger's keys are sorted by account, so each
+        account's positions are one slice found by binary search: O(r log P) rather
+        than a scan of the whole ledger, which matters when rows is a single agent.
+        """
+        ledger = self.model.ledger
+        n_stocks = ledger.n_stocks
+        accounts = self.accounts[rows]  # ascending: rows are, and accounts are contiguous
+        lo = np.searchsorted(ledger.key, accounts * n_stocks)  # (r,)
+        hi = np.searchsorted(ledger.key, (accounts + 1) * n_stocks)  # (r,)
+        count = hi - lo
+        slot = np.repeat(np.arange(rows.shape[0]), count)  # (p,)
+        at = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(slot.shape[0])
+        held = ledger.shares[at] != 0
+        at, slot = at[held], slot[held]
+        shares = ledger.shares[at]
+        return slot, ledger.key[at] % n_stocks, shares, shares - ledger.bought_today[at]
+
+    def _roll(self) -> None:
+        """At a step's first decision, this step's actions become last step's."""
+        if self.step_seen != self.model.steps:
+            self.step_seen = self.model.steps
+            self.last_action = self.action.copy()
+            self.action[:] = 0
+            self.selling[:] = False
+
+    def _mark(
+        self, rows: np.ndarray, slot: np.ndarray, stock: np.ndarray, shares: np.ndarray
+    ) -> None:
+        """Mark the rows' wealth to last prices and raise their peaks where it is new."""
+        cash_fen = np.maximum(self.model.ledger.cash[self.accounts[rows]], 0)
+        held = np.bincount(slot, shares * self.market.last[stock], minlength=rows.shape[0])
+        self.wealth[rows] = (cash_fen + held) / 100.0
+        self.peak_wealth[rows] = np.maximum(self.peak_wealth[rows], self.wealth[rows])
+
+    # -- rules ----------------------------------------------------------------------------
+    def decide(self, rows: np.ndarray) -> Orders:
+        """This step's orders of ``rows``: at most one order per active investor.
+
+        Every row is marked to market (drawdowns feed the panic flag the model
+        reports), then only the active few draw the rest of their decision.
+        """
+        self._roll()
+        market, c = self.market, self.cfg
+        market.cancel_accounts(np.sort(self.accounts[rows]))
+        slot, h_stock, h_shares, _ = self.positions(rows)
+        self._mark(rows, slot, h_stock, h_shares)
+        self.panicking[rows] = self.drawdown[rows] > PANIC_DRAWDOWN
+        self.action[rows] = 0
+        self.selling[rows] = False
+        attention = np.clip(market.vol_ratio().mean(), 1.0, MAX_ATTENTION)
+        active = self.rng.random(rows.shape[0]) < min(c.activity * attention, 1.0)
+        return self._orders(rows[active]) if active.any() else Orders.empty()
+
+    def _orders(self, rows: np.ndarray) -> Orders:
+        """Orders of the active ``rows``: buy or sell by the herding and own score.
+
+        The random numbers drawn do not depend on state, so two equal populations
+        differing only in state draw the same numbers and differ only where their
+        state leads them to.
+        """
+        market, c, rng = self.market, self.cfg, self.rng
+        r = rows.shape[0]
+        slot, h_stock, _, h_sellable = self.positions(rows)
+        looked = rng.choice(self.ret20.shape[0], size=(r, LOOKED_AT), p=self.look_weights())
+        own = c.chase * self.ret20[looked].mean(axis=1) - c.panic * self.drawdown[rows]  # (r,)
+        score = c.herding * self.neighbour_action(rows) + (1.0 - c.herding) * own
+        buy = rng.random(r) < 0.5 * (1.0 + np.tanh(score))  # (r,)
+
+        stock_buy = self._chase_pick(looked, rng.gumbel(size=looked.shape))
+        pick_u = rng.random(r)
+        stock_buy = self._top_up(stock_buy, slot, h_stock, pick_u)
+        stock_sell, sell_lots = self._sell_pick(slot, h_stock, h_sellable, pick_u, r)
+        full_sale = self.panicking[rows] | (sell_lots <= 1)
+        sell_lots = np.where(full_sale, sell_lots, np.ceil(sell_lots / 2)).astype(np.int64)
+
+        side = np.where(buy, 1, -1).astype(np.int8)
+        stock = np.where(buy, stock_buy, stock_sell)
+        price = self._price(stock, side, rng.random(r), rng.exponential(LIMIT_OFFSET, r), rows)
+        cash_fen = np.maximum(self.model.ledger.cash[self.accounts[rows]], 0)  # (r,)
+        budget = np.minimum(cash_fen, self.wealth[rows] * 100.0 / c.holdings)  # (r,) fen
+        buy_lots = np.floor(budget / (price * market.lot)).astype(np.int64)
+        lots = np.where(buy, buy_lots, sell_lots)
+        sent = lots > 0
+        self.action[rows] = np.where(sent, side, 0)
+        self.selling[rows] = sent & (side < 0)
+        return Orders(self.accounts[rows], stock, side, price, lots).select(sent)
+
+    def _chase_pick(self, looked: np.ndarray, gumbel: np.ndarray) -> np.ndarray:
+        """(r,) stock to buy among the (r, L) looked at: softmax of chase * 20-day return.
+
+        The Gumbel-max trick samples the softmax without a loop over rows.
+        """
+        best = np.argmax(self.cfg.chase * self.ret20[looked] + gumbel, axis=1)
+        return np.take_along_axis(looked, best[:, None], axis=1)[:, 0]
+
+    def _top_up(
+        self, stock: np.ndarray, slot: np.ndarray, h_stock: np.ndarray, u: np.ndarray
+    ) -> np.ndarray:
+        """(r,) stock to buy: a full portfolio (``cfg.holdings`` stocks) adds to a holding.
+
+        This keeps every investor's holdings a handful, as the sparse ledger expects.
+        """
+        if not slot.shape[0]:
+            return stock
+        count = np.bincount(slot, minlength=stock.shape[0])  # (r,) positions held
+        first = np.searchsorted(slot, np.arange(stock.shape[0]))  # (r,)
+        pick = np.minimum(first + np.floor(u * count).astype(np.int64), slot.shape[0] - 1)
+        return np.where(count >= self.cfg.holdings, h_stock[pick], stock)
+
+    def _sell_pick(
+        self,
+        slot: np.ndarray,
+        h_stock: np.ndarray,
+        h_sellable: np.ndarray,
+        u: np.ndarray,
+        r: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(r,) stock to sell and its sellable lots (0 where nothing is sellable today).
+
+        Only positions with shares sellable today (T+1) are candidates.
+        """
+        lot = self.market.lot
+        ok = h_sellable >= lot
+        slot, h_stock, lots = slot[ok], h_stock[ok], h_sellable[ok] // lot
+        count = np.bincount(slot, minlength=r)  # (r,)
+        if not slot.shape[0]:
+            return np.zeros(r, dtype=np.int64), np.zeros(r, dtype=np.int64)
+        first = np.searchsorted(slot, np.arange(r))
+        pick = np.minimum(first + np.floor(u * count).astype(np.int64), slot.shape[0] - 1)
+        return h_stock[pick], np.where(count > 0, lots[pick], 0)
+
+    def _price(
+        self,
+        stock: np.ndarray,
+        side: np.ndarray,
+        u: np.ndarray,
+        offset: np.ndarray,
+        rows: np.ndarray,
+    ) -> np.ndarray:
+        """(r,) limit prices in fen: panicking sellers and some others go at the limit price.
+
+        The rest rest near the last price, buyers a little below, sellers above.
+        """
+        market = self.market
+        near = market.clip_price(stock, market.last[stock] * np.exp(-side * offset))
+        at_limit = (u < MARKET_ORDER_SHARE) | (self.panicking[rows] & (side < 0))
+        return np.where(at_limit, market.limit_price(stock, side), near).astype(np.int64)
+
+    # -- reporting ------------------------------------------------------------------------
+    def rows_of(self, account: np.ndarray) -> np.ndarray:
+        """(m,) row of each ledger account, -1 where it is not one of this population's."""
+        if self.n == 0:
+            return np.full(np.shape(account), -1, dtype=np.int64)
+        row = np.minimum(np.searchsorted(self.accounts, account), self.n - 1)
+        return np.where(self.accounts[row] == account, row, -1)
+
+    @property
+    def panic_sales_cny(self) -> float:
+        """CNY sold in the last clearing by investors whose drawdown exceeded 10%.
+
+        Read it after the step's clearing (the model's data collection does): these
+        are the sales the lead may count as forced or panic selling.
+        """
+        account, _, signed, price = self.market.last_fills
+        row = self.rows_of(account)  # (m,)
+        mine = (row >= 0) & (signed < 0)
+        mine[mine] = self.panicking[row[mine]]
+        return float(np.dot(-signed[mine], price[mine])) / 100.0
+
+    def sample_graph(self, n: int, source: int | None = None) -> nx.Graph:
+        """A connected patch of up to ``n`` investors for the browser view.
+
+        A breadth-first ball around ``source`` (default: the biggest hub), so the
+        patch shows how selling spreads; it draws no random numbers, so viewing
+        never changes a run. Nodes carry ``selling``, ``action`` and ``drawdown``.
+        """
+        if self.n == 0 or n <= 0:
+            return nx.Graph()
+        if source is None:
+            source = int(np.argmax(np.diff(self.adjacency.indptr)))
+        reached = (v for _, v in nx.bfs_edges(self.graph, source))
+        nodes = np.array([source, *itertools.islice(reached, n - 1)], dtype=np.int64)
+        sub = self.graph.subgraph(nodes.tolist()).copy()
+        for name, values in (
+            ("selling", self.selling[nodes]),
+            ("action", self.action[nodes]),
+            ("drawdown", self.drawdown[nodes]),
+        ):
+            nx.set_node_attributes(
+                sub, dict(zip(nodes.tolist(), values.tolist(), strict=True)), name
+            )
+        return sub

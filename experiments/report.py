@@ -1,0 +1,581 @@
+"""One offline HTML report of one or more run directories.
+
+The report is a single file with plotly.js embedded once, so it can be mailed,
+archived next to the runs, or opened on a machine without network access. It
+only reads what ``unwind run`` wrote; it never imports the model, so building
+it stays fast (well under two seconds for small runs).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.offline
+
+from model.config import ConfigError
+
+REPORT_NAME = "report.html"
+INDEX_BASE = 1000.0  # every index starts at this level (see experiments.run.index_stats)
+INDICES = ("csi300", "csi500", "csi1000", "csi2000", "microcap")
+BASES = (("if_basis", "IF (CSI 300)"), ("ic_basis", "IC (CSI 500)"), ("im_basis", "IM (CSI 1000)"))
+TIER_COLOURS = {
+    "csi300": "#1f77b4",
+    "csi500": "#2ca02c",
+    "csi1000": "#ff7f0e",
+    "csi2000": "#d62728",
+    "rest": "#7f7f7f",
+}
+RUN_FILES = ("model.parquet", "prices.parquet", "stocks.parquet", "summary.json")
+
+# Figure titles: the tests look for them, and readers jump between runs by them.
+TITLE_INDICES = "Index paths by tier"
+TITLE_BASIS = "Annualized futures basis"
+TITLE_FORCED = "Forced sales per day"
+TITLE_FUNDS = "Liquidated funds and neutral NAV"
+TITLE_LIMIT = "Limit-down count per day"
+TITLE_SCATTER = "Return against size"
+TITLE_ATTRIBUTION = "Drawdown attribution"
+TITLE_OVERLAY = "Micro-cap index across runs"
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+p.note { color: #a05000; font-style: italic; }
+p.explain { color: #444; max-width: 60em; }
+"""
+
+
+@dataclass
+class RunData:
+    """Everything one run directory holds, read once."""
+
+    path: Path
+    model: pd.DataFrame
+    prices: pd.DataFrame
+    stocks: pd.DataFrame
+    summary: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        """Scenario and seed: enough to tell runs apart in legends and tables."""
+        return (
+            f"{self.summary.get('scenario', self.path.name)} (seed {self.summary.get('seed', '?')})"
+        )
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    """Squash an exception message to one short line, so CLI errors stay one line."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _run_error(path: Path, what: str) -> ConfigError:
+    return ConfigError(f"report PATH = {str(path)!r}: {what}")
+
+
+def _read(path: Path, name: str) -> Any:
+    """Read one run file, turning any failure into a one-line ConfigError naming the file."""
+    file = path / name
+    if not file.is_file():
+        raise _run_error(file, "missing; expected a directory written by 'unwind run'")
+    try:
+        if name.endswith(".json"):
+            with open(file) as fh:
+                data = json.load(fh)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            return data
+        return pd.read_parquet(file)
+    except Exception as exc:  # any reader error means the same thing to the user
+        raise _run_error(file, f"unreadable ({type(exc).__name__}: {_one_line(exc)})") from None
+
+
+def load_run(path: Path) -> RunData:
+    """Load a run directory written by ``unwind run``.
+
+    Args:
+        path: The run directory.
+
+    Returns:
+        Its tables and summary.
+
+    Raises:
+        ConfigError: One line naming the path, if the directory or a file is missing
+            or cannot be read; a user pointing at the wrong folder is not a bug.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise _run_error(path, "not a directory; expected a directory written by 'unwind run'")
+    model, prices, stocks, summary = (_read(path, name) for name in RUN_FILES)
+    return RunData(path, model, prices, stocks, summary)
+
+
+# ---------------------------------------------------------------------------- data helpers
+
+
+def daily(frame: pd.DataFrame) -> pd.DataFrame:
+    """Last step of each trading day: the close, which is what daily charts should show."""
+    if "date" not in frame.columns:
+        return frame
+    return frame.drop_duplicates("date", keep="last").reset_index(drop=True)
+
+
+def _x(frame: pd.DataFrame) -> pd.Series:
+    """Dates for the x axis, or steps for old tables without dates."""
+    return frame["date"] if "date" in frame.columns else frame.get("step", frame.index.to_series())
+
+
+def column(frame: pd.DataFrame, name: str) -> pd.Series | None:
+    """A numeric column, or None when it is absent or entirely NaN (a switched-off channel)."""
+    if name not in frame.columns:
+        return None
+    values = pd.to_numeric(frame[name], errors="coerce")
+    return None if values.isna().all() else values
+
+
+def max_drawdown(levels: np.ndarray) -> float:
+    """Largest peak-to-trough fall as a positive fraction (mirrors experiments.run)."""
+    levels = levels[np.isfinite(levels)]
+    if not levels.size:
+        return float("nan")
+    peak = np.maximum.accumulate(levels)
+    return float(np.max(1.0 - levels / peak))
+
+
+def microcap_drawdown(run: RunData) -> float:
+    """Micro-cap max drawdown from summary.json, recomputed from the table if absent."""
+    stats = run.summary.get("indices", {}).get("microcap", {})
+    if isinstance(stats.get("max_drawdown"), (int, float)):
+        return float(stats["max_drawdown"])
+    levels = column(run.model, "microcap")
+    if levels is None:
+        return float("nan")
+    return max_drawdown(np.concatenate([[INDEX_BASE], levels.to_numpy(dtype=float)]))
+
+
+def explained_share(dd_base: float, dd_run: float) -> float:
+    """Share of the baseline drawdown that disappears in a counterfactual run.
+
+    The counterfactual removes one channel, so what it no longer loses is what that
+    channel caused: ``(dd_base - dd_run) / dd_base``. NaN when the baseline never fell.
+    """
+    if not (np.isfinite(dd_base) and np.isfinite(dd_run)) or dd_base <= 0.0:
+        return float("nan")
+    return (dd_base - dd_run) / dd_base
+
+
+def stock_returns(run: RunData, window: tuple[str, str] | None = None) -> pd.DataFrame:
+    """Each stock's return, start cap and tier: over the run, or between two ISO dates."""
+    prices = run.prices
+    names = [c for c in prices.columns if c != "date"]
+    if window is None:
+        start = prices[names].iloc[0] if "price0" not in run.stocks else None
+        end = prices[names].iloc[-1]
+    else:
+        inside = prices[(prices["date"] >= window[0]) & (prices["date"] <= window[1])]
+        if inside.empty:
+            return pd.DataFrame(columns=["stock", "ret", "log_cap", "tier"])
+        start, end = inside[names].iloc[0], inside[names].iloc[-1]
+    stocks = run.stocks.set_index("stock").reindex(names)
+    base = stocks["price0"] if start is None else start
+    return pd.DataFrame(
+        {
+            "stock": names,
+            "ret": (end / base - 1.0).to_numpy(dtype=float),
+            "log_cap": np.log10(stocks["cap0"].to_numpy(dtype=float)),
+            "tier": stocks["tier0"].fillna("rest").to_numpy(),
+        }
+    )
+
+
+# ---------------------------------------------------------------------------- figures
+
+Figure = go.Figure | str  # a figure, or a note saying why it was skipped
+
+
+def _layout(fig: go.Figure, title: str, y_title: str, **extra: Any) -> go.Figure:
+    fig.update_layout(
+        title=title,
+        yaxis_title=y_title,
+        height=380,
+        margin={"l": 60, "r": 60, "t": 50, "b": 40},
+        legend={"orientation": "h", "y": -0.15},
+        # A full template costs ~0.1 s per figure to copy; these few settings look the same.
+        template="none",
+        plot_bgcolor="white",
+        font={"family": "system-ui, sans-serif", "size": 12},
+        **extra,
+    )
+    fig.update_xaxes(showgrid=True, gridcolor="#eee", zeroline=False)
+    fig.update_yaxes(showgrid=True, gridcolor="#eee", zeroline=False)
+    return fig
+
+
+def fig_indices(run: RunData) -> Figure:
+    """Index levels by tier, as growth of 1 from the common base, so tiers compare directly."""
+    day = daily(run.model)
+    fig = go.Figure()
+    for name in INDICES:
+        levels = column(day, name)
+        if levels is not None:
+            fig.add_scatter(x=_x(day), y=levels / INDEX_BASE, name=name, mode="lines")
+    if not fig.data:
+        return "no index columns in model.parquet"
+    return _layout(fig, TITLE_INDICES, "level / start")
+
+
+def fig_basis(run: RunData) -> Figure:
+    """Annualized basis of the three contracts: deep discounts are the neutral funds' cost."""
+    day = daily(run.model)
+    fig = go.Figure()
+    for name, label in BASES:
+        values = column(day, name)
+        if values is not None:
+            fig.add_scatter(x=_x(day), y=values, name=label, mode="lines")
+    if not fig.data:
+        return "no basis data: futures are off in this run"
+    fig.add_hline(y=0.0, line={"color": "#999", "width": 1})
+    return _layout(fig, TITLE_BASIS, "annualized basis", yaxis_tickformat=".0%")
+
+
+def fig_forced(run: RunData) -> Figure:
+    """Forced selling per day against the micro-cap index: the reflexive loop in one view."""
+    sales = column(run.model, "forced_sales")
+    if sales is None:
+        return "no forced_sales column in model.parquet"
+    per_day = sales.groupby(_x(run.model).to_numpy(), sort=False).sum()
+    fig = go.Figure()
+    fig.add_bar(x=per_day.index, y=per_day.to_numpy(), name="forced sales (CNY)")
+    day = daily(run.model)
+    micro = column(day, "microcap")
+    if micro is not None:
+        fig.add_scatter(x=_x(day), y=micro, name="micro-cap index", mode="lines", yaxis="y2")
+    return _layout(
+        fig,
+        TITLE_FORCED,
+        "CNY per day",
+        yaxis2={"title": "micro-cap index", "overlaying": "y", "side": "right"},
+    )
+
+
+def fig_funds(run: RunData) -> Figure:
+    """Cumulative fund liquidations with the neutral funds' NAV: who failed, and when."""
+    day = daily(run.model)
+    liquidated, nav = column(day, "liquidated_funds"), column(day, "neutral_nav")
+    if liquidated is None and nav is None:
+        return "no liquidated_funds or neutral_nav data: no funds in this run"
+    fig = go.Figure()
+    if liquidated is not None:
+        fig.add_scatter(x=_x(day), y=liquidated, name="liquidated funds", line_shape="hv")
+    if nav is not None:
+        fig.add_scatter(x=_x(day), y=nav, name="neutral NAV", mode="lines", yaxis="y2")
+    return _layout(
+        fig,
+        TITLE_FUNDS,
+        "funds liquidated (cumulative)",
+        yaxis2={"title": "neutral NAV", "overlaying": "y", "side": "right"},
+    )
+
+
+def fig_limit_down(run: RunData) -> Figure:
+    """Stocks locked limit-down at each close: a market that cannot clear."""
+    day = daily(run.model)
+    counts = column(day, "limit_down_count")
+    if counts is None:
+        return "no limit_down_count column in model.parquet"
+    fig = go.Figure()
+    fig.add_bar(x=_x(day), y=counts, name="stocks at limit down")
+    return _layout(fig, TITLE_LIMIT, "stocks")
+
+
+def fig_scatter(run: RunData, window: tuple[str, str] | None = None) -> Figure:
+    """Each stock's return against its starting size: the crash should slope up to the left."""
+    needed = {"stock", "cap0", "tier0"}
+    if not needed <= set(run.stocks.columns) or "date" not in run.prices.columns:
+        return "stocks.parquet or prices.parquet lacks stock, cap0, tier0 or date"
+    table = stock_returns(run, window)
+    table = table[np.isfinite(table["ret"]) & np.isfinite(table["log_cap"])]
+    if table.empty:
+        return "no stock returns in the chosen window"
+    fig = go.Figure()
+    for tier, colour in TIER_COLOURS.items():
+        part = table[table["tier"] == tier]
+        if not part.empty:
+            fig.add_scatter(
+                x=part["log_cap"],
+                y=part["ret"],
+                text=part["stock"],
+                mode="markers",
+                name=tier,
+                marker={"color": colour, "size": 5, "opacity": 0.7},
+            )
+    span = f" ({window[0]} to {window[1]})" if window else ""
+    return _layout(
+        fig,
+        TITLE_SCATTER + span,
+        "total return",
+        xaxis_title="log10 starting market cap (CNY)",
+        yaxis_tickformat=".0%",
+    )
+
+
+def fig_overlay(runs: list[RunData]) -> Figure:
+    """Micro-cap path of every run on one chart, the baseline first."""
+    fig = go.Figure()
+    for run in runs:
+        day = daily(run.model)
+        levels = column(day, "microcap")
+        if levels is not None:
+            fig.add_scatter(x=_x(day), y=levels / INDEX_BASE, name=run.label, mode="lines")
+    if not fig.data:
+        return "no micro-cap index in any run"
+    return _layout(fig, TITLE_OVERLAY, "level / start")
+
+
+# ---------------------------------------------------------------------------- html pieces
+
+
+def _pct(value: Any) -> str:
+    return f"{value:+.1%}" if isinstance(value, (int, float)) and np.isfinite(value) else "n/a"
+
+
+def _table(header: list[str], rows: list[list[str]], css_class: str) -> str:
+    """An HTML table; cells are escaped here so callers pass plain text."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f'<table class="{css_class}"><tr>{head}</tr>{body}</table>'
+
+
+def header_table(runs: list[RunData]) -> str:
+    """Scenario, seed, size and the headline index moves of each run, from summary.json."""
+    header = ["run", "scenario", "seed", "steps", "wall time (s)"]
+    header += [f"{name} {what}" for name in INDICES for what in ("return", "max DD")]
+    rows = []
+    for run in runs:
+        s = run.summary
+        wall = s.get("wall_time_s")
+        row = [
+            str(run.path),
+            s.get("scenario", "?"),
+            s.get("seed", "?"),
+            s.get("steps", len(run.model)),
+            f"{wall:.1f}" if isinstance(wall, (int, float)) else "n/a",
+        ]
+        for name in INDICES:
+            stats = s.get("indices", {}).get(name, {})
+            row += [_pct(stats.get("total_return")), _pct(stats.get("max_drawdown"))]
+        rows.append(row)
+    return _table(header, rows, "runs")
+
+
+def attribution_rows(runs: list[RunData]) -> list[dict[str, Any]]:
+    """Baseline first, then each counterfactual with the share of drawdown it explains."""
+    dd_base = microcap_drawdown(runs[0])
+    rows = []
+    for i, run in enumerate(runs):
+        dd = microcap_drawdown(run)
+        rows.append(
+            {
+                "run": str(run.path),
+                "scenario": run.summary.get("scenario", "?"),
+                "seed": run.summary.get("seed", "?"),
+                "microcap_max_drawdown": dd,
+                "share_explained": float("nan") if i == 0 else explained_share(dd_base, dd),
+            }
+        )
+    return rows
+
+
+def attribution_table(runs: list[RunData]) -> str:
+    """The attribution rows as HTML; the baseline's share is marked rather than left blank."""
+    header = ["run", "scenario", "seed", "micro-cap max DD", "share of baseline DD explained"]
+    rows = [
+        [
+            r["run"],
+            r["scenario"],
+            r["seed"],
+            _pct(r["microcap_max_drawdown"]),
+            "baseline" if i == 0 else _pct(r["share_explained"]),
+        ]
+        for i, r in enumerate(attribution_rows(runs))
+    ]
+    return _table(header, rows, "attribution")
+
+
+EXPLAIN = {
+    TITLE_INDICES: "Closing level of each size-tier index divided by its start. A small-cap "
+    "crash shows as the lower tiers (CSI 2000, micro-cap) falling away from the CSI 300.",
+    TITLE_BASIS: "Annualized basis of the index futures (future over spot). Market-neutral "
+    "funds are short futures, so a deep discount is the cost of their hedge.",
+    TITLE_FORCED: "Bars: CNY sold under duress each day (margin calls, snowball knock-ins, "
+    "fund liquidations, panic). Line: the micro-cap index on the right axis.",
+    TITLE_FUNDS: "Cumulative number of funds liquidated, and the mean NAV of the "
+    "market-neutral funds on the right axis.",
+    TITLE_LIMIT: "Number of stocks closing locked at the daily down limit: sellers who "
+    "cannot find buyers.",
+    TITLE_SCATTER: "Each dot is one stock: its return against log10 of its starting market "
+    "cap, coloured by its starting index tier. Small caps losing most is the signature.",
+    TITLE_OVERLAY: "Micro-cap index of every run, divided by its start; the first run is "
+    "the baseline.",
+}
+
+
+def _figure_html(fig: Figure, title: str) -> str:
+    """One figure section: heading, explanation, then the chart or the reason it is missing."""
+    parts = [
+        f"<h3>{html.escape(title)}</h3>",
+        f'<p class="explain">{html.escape(EXPLAIN[title])}</p>',
+    ]
+    if isinstance(fig, str):
+        parts.append(f'<p class="note">Skipped: {html.escape(fig)}.</p>')
+    else:
+        # plotly.js is in the page head once; each figure only carries its data.
+        parts.append(
+            fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+        )
+    return "\n".join(parts)
+
+
+def run_section(run: RunData, window: tuple[str, str] | None = None) -> str:
+    """All per-run figures for one run."""
+    figures: list[tuple[str, Callable[[], Figure]]] = [
+        (TITLE_INDICES, lambda: fig_indices(run)),
+        (TITLE_BASIS, lambda: fig_basis(run)),
+        (TITLE_FORCED, lambda: fig_forced(run)),
+        (TITLE_FUNDS, lambda: fig_funds(run)),
+        (TITLE_LIMIT, lambda: fig_limit_down(run)),
+        (TITLE_SCATTER, lambda: fig_scatter(run, window)),
+    ]
+    body = "\n".join(_figure_html(make(), title) for title, make in figures)
+    return f"<h2>Run: {html.escape(run.label)}</h2>\n<p>{html.escape(str(run.path))}</p>\n{body}"
+
+
+def comparison_section(runs: list[RunData]) -> str:
+    """Attribution table and micro-cap overlay: only meaningful with a baseline and others."""
+    intro = (
+        "The first run is the baseline; each other run is a counterfactual with one channel "
+        "removed. Share explained = (baseline DD − run DD) / baseline DD, using the micro-cap "
+        "index's maximum drawdown: the part of the fall that channel accounts for."
+    )
+    return "\n".join(
+        [
+            "<h2>Comparison</h2>",
+            f"<h3>{TITLE_ATTRIBUTION}</h3>",
+            f'<p class="explain">{html.escape(intro)}</p>',
+            attribution_table(runs),
+            _figure_html(fig_overlay(runs), TITLE_OVERLAY),
+        ]
+    )
+
+
+def render(runs: list[RunData], window: tuple[str, str] | None = None) -> str:
+    """The whole page as a string, with plotly.js inlined once in the head."""
+    stamp = dt.datetime.now().isoformat(timespec="seconds")
+    sections = [
+        "<h1>microcap-unwind report</h1>",
+        f"<p>Generated {stamp} from {len(runs)} run(s). Works offline: no external scripts.</p>",
+        "<h2>Runs</h2>",
+        header_table(runs),
+    ]
+    if len(runs) > 1:
+        sections.append(comparison_section(runs))
+    sections += [run_section(run, window) for run in runs]
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        "<title>microcap-unwind report</title>\n"
+        f"<style>{STYLE}</style>\n"
+        f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>\n'
+        "</head>\n<body>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
+    )
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def report_path(out: Path) -> Path:
+    """Where the report goes: ``out/report.html`` for a directory, else ``out`` itself.
+
+    A path that does not exist yet counts as a directory unless it ends in .html/.htm,
+    so ``--out reports/`` and ``--out reports/jan.html`` both do the obvious thing.
+    """
+    out = Path(out)
+    if out.is_dir() or (not out.exists() and out.suffix.lower() not in (".html", ".htm")):
+        return out / REPORT_NAME
+    return out
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it, so put it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text_atomic(text: str, path: Path) -> None:
+    """Write via a temp file in the same directory, then rename: no half-written reports."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is meant to be shared
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _ensure_parent(path: Path) -> None:
+    """Create the report's directory or say, in one line, why it cannot be used."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"--out = {str(path)!r}: cannot create directory ({exc.strerror})"
+        ) from None
+    if not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"--out = {str(path)!r}: directory is not writable")
+
+
+def build_report(runs: list[Path], out: Path, *, window: tuple[str, str] | None = None) -> Path:
+    """Build one self-contained HTML report of ``runs`` (the first is the baseline).
+
+    Args:
+        runs: Run directories written by ``unwind run``.
+        out: A directory (the report becomes ``out/report.html``) or an .html file.
+        window: Optional (start, end) ISO dates for the return-against-size scatter;
+            the whole run when None.
+
+    Returns:
+        The path of the written report.
+
+    Raises:
+        ConfigError: No runs, a run directory that is missing or unreadable, or an
+            unusable output path. Everything is read before anything is written, so a
+            failure leaves no file behind.
+    """
+    if not runs:
+        raise ConfigError("report PATH = []: give at least one run directory")
+    loaded = [load_run(Path(p)) for p in runs]
+    path = report_path(Path(out))
+    _ensure_parent(path)
+    write_text_atomic(render(loaded, window), path)
+    return path

@@ -1,0 +1,236 @@
+"""Retail chasers: social graph, sparse herding, sparse holdings, T+1, panic and herding."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from agents.retail import RetailChaser, RetailChasers
+from model import MarketModel
+from model.config import RetailConfig
+from model.orders import Orders
+
+SMALL = {
+    "universe.n_stocks": 60,
+    "market.end": "2023-01-20",
+    "noise_traders.n_agents": 200,
+    "fundamental_traders.n_agents": 40,
+    "market_makers.n_agents": 4,
+    "retail.n_agents": 0,
+}
+
+
+def _model(
+    seed: int = 1, n: int = 400, engine: str = "vectorized", **cfg: float
+) -> tuple[MarketModel, RetailChasers]:
+    """A small model with a retail population built and endowed as the lead will wire it."""
+    model = MarketModel(rng=seed, engine=engine, **SMALL)
+    rc = RetailConfig(n_agents=n, **cfg)
+    scale = model.universe.n / 5000
+    accounts = model.ledger.open_accounts(RetailChasers.initial_cash_fen(rc, scale, model.rng))
+    pop = RetailChasers(model, accounts, rc, scale)
+    lot = model.market.lot
+    pop.endow(model.universe.float_shares // lot // 10, lot)
+    model.populations.append(pop)
+    return model, pop
+
+
+def _spy(pop: RetailChasers) -> list[tuple[Orders, np.ndarray]]:
+    """Record each decision's raw orders and the sellable shares they faced."""
+    seen: list[tuple[Orders, np.ndarray]] = []
+    decide = pop.decide
+
+    def spy(rows: np.ndarray) -> Orders:
+        orders = decide(rows)
+        seen.append((orders, pop.model.ledger.sellable(orders.account, orders.stock)))
+        return orders
+
+    pop.decide = spy
+    return seen
+
+
+def test_graph_has_configured_size_and_mean_degree():
+    model, pop = _model(n=2000, degree=8)
+    assert pop.graph.number_of_nodes() == 2000
+    mean_degree = 2 * pop.graph.number_of_edges() / 2000
+    assert 7.0 <= mean_degree <= 8.5
+    assert pop.adjacency.shape == (2000, 2000)
+    np.testing.assert_allclose(pop.adjacency.sum(axis=1), 1.0)
+    assert len(model.agents_by_type[RetailChaser]) == 2000
+    total = pop.capital.sum()
+    assert total == pytest.approx(400e9 * 60 / 5000, rel=1e-6)
+    assert pop.capital.max() > 20 * np.median(pop.capital)  # heavy-tailed wealth
+
+
+def test_neighbour_influence_is_the_sparse_product():
+    _, pop = _model(n=5)
+    graph = nx.Graph([(0, 1), (1, 2), (1, 3)])
+    graph.add_node(4)  # isolated: nobody to copy
+    pop.use_graph(graph)
+    pop.last_action[:] = [1, -1, 0, 1, 1]
+    np.testing.assert_allclose(pop.neighbour_action(pop.rows), [-1, 2 / 3, -1, -1, 0])
+    assert pop.neighbour_action(np.array([1]))[0] == pytest.approx(2 / 3)
+
+
+def test_neighbour_average_matches_dense_reference_on_the_default_graph():
+    _, pop = _model(n=300)
+    pop.last_action[:] = pop.rng.integers(-1, 2, size=pop.n)
+    dense = nx.to_numpy_array(pop.graph, nodelist=range(pop.n))
+    reference = dense @ pop.last_action / dense.sum(axis=1)
+    np.testing.assert_allclose(pop.neighbour_action(pop.rows), reference, atol=1e-12)
+    rows = np.array([3, 17, 250])
+    np.testing.assert_allclose(pop.neighbour_action(rows), reference[rows], atol=1e-12)
+
+
+def test_endowment_is_a_handful_of_stocks_worth_half_the_capital():
+    model, pop = _model(n=400)
+    slot, stock, shares, _ = pop.positions(pop.rows)
+    held = np.bincount(slot, minlength=pop.n)
+    assert held.max() == pop.cfg.holdings and np.median(held) == pop.cfg.holdings
+    value = np.bincount(slot, shares * model.universe.price0[stock] / 100.0, minlength=pop.n)
+    share = value / pop.capital
+    assert np.all(share <= 0.5 + 1e-9) and np.median(share) > 0.45
+    assert np.all(shares % model.market.lot == 0)
+
+
+def test_endow_never_takes_more_than_is_available():
+    model = MarketModel(rng=2, **SMALL)
+    rc = RetailConfig(n_agents=500)
+    accounts = model.ledger.open_accounts(RetailChasers.initial_cash_fen(rc, 1.0, model.rng))
+    pop = RetailChasers(model, accounts, rc, 1.0)  # full-scale money on 60 stocks
+    available = model.universe.float_shares // 100 // 50
+    taken = pop.endow(available, 100)
+    assert np.all(taken <= available) and taken.sum() > 0
+    _, stock, shares, _ = model.ledger.positions(pop.accounts)
+    np.testing.assert_array_equal(np.bincount(stock, shares, minlength=60), taken * 100)
+
+
+def test_positions_match_the_ledger():
+    model, pop = _model(n=300, activity=0.5)
+    for _ in range(6):
+        model.step()
+    rows = np.array([0, 5, 6, 100, 299])
+    slot, stock, shares, sellable = pop.positions(rows)
+    acct, l_stock, l_shares, l_sellable = model.ledger.positions(pop.accounts[rows])
+    np.testing.assert_array_equal(pop.accounts[rows][slot], acct)
+    np.testing.assert_array_equal(stock, l_stock)
+    np.testing.assert_array_equal(shares, l_shares)
+    np.testing.assert_array_equal(sellable, l_sellable)
+
+
+def test_holdings_stay_a_handful_while_trading():
+    model, pop = _model(n=400, activity=0.5)
+    for _ in range(16):
+        model.step()
+        slot, *_ = pop.positions(pop.rows)
+        assert np.bincount(slot, minlength=pop.n).max() <= pop.cfg.holdings
+    assert np.abs(pop.last_action).sum() > 0  # they did trade
+
+
+def test_t_plus_one_and_whole_lots():
+    model, pop = _model(n=400, activity=0.5)
+    seen = _spy(pop)
+    lot = model.market.lot
+    sold = 0
+    for _ in range(model.total_steps):
+        model.step()
+        orders, sellable = seen[-1]
+        sells = orders.side < 0
+        assert np.all(orders.lots * lot <= np.where(sells, sellable, np.inf))
+        account, _, signed, _ = model.market.last_fills
+        mine = np.isin(account, pop.accounts)
+        assert np.all(signed[mine] % lot == 0)
+        sold += int((signed[mine] < 0).sum())
+        key = model.ledger.key
+        in_pop = np.isin(key // model.ledger.n_stocks, pop.accounts)
+        # Holdings only fall by sales, so this says: nobody sold more than it held at the open.
+        assert np.all(model.ledger.shares[in_pop] >= model.ledger.bought_today[in_pop])
+        assert np.all(model.ledger.shares[in_pop] % lot == 0)
+    assert sold > 0
+    assert model.ledger.conservation_error()[0] == 0
+
+
+def _twin_decisions(mutate, **cfg: float) -> tuple[Orders, Orders]:
+    """Orders of two equal populations, the second after ``mutate(pop)``."""
+    _, plain = _model(seed=5, n=1500, activity=0.5, **cfg)
+    _, changed = _model(seed=5, n=1500, activity=0.5, **cfg)
+    plain.decide(plain.rows)  # mark wealth so a mutation can refer to it
+    changed.decide(changed.rows)
+    mutate(changed)
+    return plain.decide(plain.rows), changed.decide(changed.rows)
+
+
+def test_drawdown_raises_selling_and_counts_as_panic():
+    def crash(pop: RetailChasers) -> None:
+        pop.peak_wealth[:] = 1.5 * pop.wealth
+
+    plain, scared = _twin_decisions(crash)
+    n_plain, n_scared = int((plain.side < 0).sum()), int((scared.side < 0).sum())
+    assert n_scared > 2 * n_plain
+
+    model, pop = _model(seed=5, n=1500, activity=0.5)
+    pop.peak_wealth[:] = 1.5 * pop.capital
+    model.step()
+    assert pop.panicking.all() and pop.selling.sum() > 0
+    assert pop.panic_sales_cny > 0
+    calm_model, calm = _model(seed=5, n=1500, activity=0.5)
+    calm_model.step()
+    assert not calm.panicking.any() and calm.panic_sales_cny == 0
+
+
+def test_herding_buy_share_rises_when_neighbours_bought():
+    def all_bought(pop: RetailChasers) -> None:
+        pop.last_action[:] = 1
+
+    plain, herded = _twin_decisions(all_bought)
+    share = [float((o.side > 0).mean()) for o in (plain, herded)]
+    assert share[1] > share[0] + 0.15
+
+    plain, herded = _twin_decisions(all_bought, herding=0.0)
+    np.testing.assert_array_equal(plain.side, herded.side)
+
+
+def test_same_seed_same_orders_other_seed_different():
+    def run(seed: int) -> list[Orders]:
+        model, pop = _model(seed=seed, n=300, activity=0.3)
+        seen = _spy(pop)
+        for _ in range(8):
+            model.step()
+        return [orders for orders, _ in seen]
+
+    a, b, c = run(3), run(3), run(4)
+    for x, y in zip(a, b, strict=True):
+        for name in ("account", "stock", "side", "price", "lots"):
+            np.testing.assert_array_equal(getattr(x, name), getattr(y, name))
+    assert any(
+        len(x) != len(y) or not np.array_equal(x.stock, y.stock) for x, y in zip(a, c, strict=True)
+    )
+
+
+def test_per_agent_engine_runs_the_same_rules_one_row_at_a_time():
+    model, pop = _model(n=150, engine="agents", activity=0.5)
+    for _ in range(5):
+        model.step()
+    slot, *_ = pop.positions(pop.rows)
+    assert np.bincount(slot, minlength=pop.n).max() <= pop.cfg.holdings
+    assert np.abs(pop.last_action).sum() + np.abs(pop.action).sum() > 0
+    assert pop.decide(np.array([7])).account.shape[0] <= 1
+
+
+def test_sample_graph_is_a_small_connected_patch_with_state():
+    model, pop = _model(n=1000)
+    model.step()
+    sub = pop.sample_graph(50)
+    assert sub.number_of_nodes() == 50 and nx.is_connected(sub)
+    node = next(iter(sub.nodes))
+    assert set(sub.nodes[node]) == {"selling", "action", "drawdown"}
+    assert sub.nodes[node]["selling"] == bool(pop.selling[node])
+
+
+def test_an_empty_population_is_harmless():
+    model, pop = _model(n=0)
+    for _ in range(4):
+        model.step()
+    assert len(pop.decide(pop.rows)) == 0 and pop.panic_sales_cny == 0
+    assert pop.sample_graph(10).number_of_nodes() == 0
