@@ -6,7 +6,7 @@ cumulative spending, piecewise linear over trading days: zero at ``start``,
 ``early_bn * scale`` bn CNY by the close of ``early_date``, ``late_bn * scale``
 by the close of ``late_date``, flat after. ETF creations end up as buying of
 the index constituents, so the team buys stocks directly, cap-weighted: only
-the CSI 300 before ``small_cap_date``, after it ``small_cap_share`` goes to
+the CSI 300 before ``small_cap_date``, from that day on ``small_cap_share`` goes to
 the CSI 500 and CSI 1000 (half each, cap-weighted within each), the rest to
 the CSI 300.
 
@@ -28,6 +28,7 @@ import numpy as np
 from agents.base import ArrayAgent, Population
 from model.config import NationalTeamConfig
 from model.orders import Orders
+from model.universe import REST
 
 PREMIUM = 0.01  # bids go this far above the last price
 CSI300, CSI500, CSI1000 = 0, 1, 2  # tier codes in model.indices.tier
@@ -52,7 +53,11 @@ class NationalTeam(Population):
         self.cash0 = model.ledger.cash[self.accounts].copy()  # (n,) fen at the start
         # Schedule knots in "trading days elapsed" (the close of day d is d + 1).
         self.knots = np.array(
-            [self._day_of(cfg.start), self._day_of(cfg.early_date) + 1, self._day_of(cfg.late_date) + 1]
+            [
+                self._day_of(cfg.start),
+                self._day_of(cfg.early_date) + 1,
+                self._day_of(cfg.late_date) + 1,
+            ]
         )  # (3,)
         self.levels_cny = np.array([0.0, cfg.early_bn, cfg.late_bn]) * scale * 1e9  # (3,)
         self.small_cap_day = self._day_of(cfg.small_cap_date)
@@ -86,11 +91,10 @@ class NationalTeam(Population):
         model = self.model
         caps, tier = self.market.caps(), model.indices.tier
         small = self.cfg.small_cap_share if model.day_index >= self.small_cap_day else 0.0
-        share = {CSI300: 1.0 - small, CSI500: small / 2, CSI1000: small / 2}
-        w = np.zeros_like(caps)
-        for code, part in share.items():  # three indices, not a loop over stocks
-            member = tier == code
-            w += np.where(member, part * caps / max(caps[member].sum(), 1e-9), 0.0)
+        part = np.zeros(REST + 1)  # (T,) share of the buying per tier
+        part[[CSI300, CSI500, CSI1000]] = [1.0 - small, small / 2, small / 2]
+        tier_cap = np.bincount(tier, caps, minlength=part.size)  # (T,) CNY per tier
+        w = part[tier] * caps / np.maximum(tier_cap[tier], 1e-9)  # (S,)
         return w / max(w.sum(), 1e-12)
 
     # -- orders -----------------------------------------------------------------------------

@@ -77,8 +77,17 @@ class NeutralFunds(Population):
         pick = np.argsort(rng.random((n, mid.size)), axis=1)[:, :n_hedge]
         self.hedge_stocks = mid[pick]  # (n, H) stocks shorted with borrowed shares
         self.lend_share = np.zeros(n)  # share of the hedge actually done with borrowed stock
+        self.weights = np.full(self.basket.shape, 1.0 / self.basket.shape[1])  # (n, B) of longs
+        self.exposure = self.leverage * equity_cny  # (n,) CNY long exposure planned
         self.forced_sales = 0.0  # CNY sold this step under duress
         self.trailing = np.zeros(n)  # 60-day excess return, for subscriptions
+
+    def adopt_holdings(self) -> None:
+        """Take the basket weights from what each product holds (its starting portfolio)."""
+        b = self.basket.shape[1]
+        held = self.model.ledger.holding(np.repeat(self.accounts, b), self.basket.ravel())
+        value = held.reshape(self.basket.shape) * self.model.market.last[self.basket]
+        self.weights = value / np.maximum(value.sum(axis=1, keepdims=True), 1.0)
 
     # -- marking ----------------------------------------------------------------------------
     def equity(self, rows: np.ndarray) -> np.ndarray:
@@ -135,6 +144,7 @@ class NeutralFunds(Population):
         cash_flow = flow * np.maximum(eq, 0.0)
         model.ledger.external_cash(self.accounts, np.rint(cash_flow * 100).astype(np.int64))
         self.units = np.maximum(self.units + cash_flow / np.maximum(self.nav, 1e-9), 0.0)
+        self.exposure += (self.leverage * np.maximum(eq, 0.0) - self.exposure) / c.rebalance_days
         if model.lending is not None:
             self._manage_loans()
 
@@ -169,14 +179,21 @@ class NeutralFunds(Population):
         )
 
     def target_exposure(self, rows: np.ndarray) -> np.ndarray:
-        """(r,) gross long exposure wanted, CNY."""
+        """(r,) gross long exposure wanted, CNY.
+
+        Healthy products follow their equity slowly (``self.exposure``, moved over
+        ``rebalance_days``) but never run above ``max_leverage_ratio`` times their
+        leverage: past that the broker forces a cut at once. Warned products cut,
+        stopped products hold nothing.
+        """
         eq = np.maximum(self.equity(rows), 0.0)
+        ceiling = self.cfg.max_leverage_ratio * self.leverage[rows] * eq
         scale = np.select(
             [self.state[rows] == NORMAL, self.state[rows] == WARNED],
             [1.0, 1.0 - self.cfg.warning_cut],
             0.0,
         )
-        return self.leverage[rows] * eq * scale
+        return np.minimum(self.exposure[rows], ceiling) * scale
 
     # -- orders ---------------------------------------------------------------------------
     def decide(self, rows: np.ndarray) -> Orders:
@@ -202,10 +219,11 @@ class NeutralFunds(Population):
         b = basket.shape[1]
         price = market.last[basket].astype(np.float64)  # (r, B) fen
         held = model.ledger.holding(np.repeat(accounts, b), basket.ravel()).reshape(basket.shape)
-        want = target[:, None] / b * 100.0 / price  # (r, B) shares wanted
+        want = target[:, None] * self.weights[rows] * 100.0 / price  # (r, B) shares wanted
         gap = want - held
         urgent = (distressed | margin_call)[:, None]
-        step_share = np.where(urgent, np.maximum(pace * 4, 0.25), pace)
+        hurry = 1.0 / (c.liquidation_days * model.steps_per_day)
+        step_share = np.where(urgent, hurry, pace)
         trade = gap * step_share
         # A margin call sells at least what it needs, pro rata over the basket.
         need = short_cash * 1.2 * 100.0 / np.maximum(held * price, 1).sum(axis=1)  # share
@@ -214,9 +232,9 @@ class NeutralFunds(Population):
         )
         lots = np.trunc(trade / market.lot)
         side = np.sign(lots).astype(np.int8)
-        limit = market.limit_price(basket, side)
+        # Forced sellers cross the spread by up to ``forced_discount``; others rest near last.
         near = price * np.where(side > 0, 1.002, 0.998)
-        order_price = np.where(urgent, limit, near)
+        order_price = np.where(urgent, price * (1.0 - c.forced_discount * (side < 0)), near)
         forced = urgent & (side < 0)
         self.forced_sales += float((np.abs(lots) * market.lot * price / 100.0)[forced].sum())
         stocks = Orders(

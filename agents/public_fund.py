@@ -14,7 +14,8 @@ comes from redemptions the sale is forced, at the limit-down price, and counted
 in ``forced_sales``: this is the second selling spiral next to the quant funds,
 losses bring redemptions, which bring selling, which brings losses.
 
-Set-up: the lead opens one cash account per fund, builds the population, then
+Set-up: open one account per fund holding its assets in cash (units are issued at
+NAV 1 from that cash when the population is built), build the population, then
 calls :meth:`PublicMicroCapFunds.endow` before the long-term holders take the
 rest of the float. ``endow`` reuses ``MarketModel._endow_baskets``, so the
 initial holdings are bought with the funds' own cash at the opening prices.
@@ -131,8 +132,10 @@ class PublicMicroCapFunds(Population):
         assets = np.maximum(self.equity(rows), 0.0)  # (r,)
         free_cash = ledger.cash[accounts] / 100.0 - self.payable[rows]
         gap = free_cash - self.cfg.cash_buffer * assets  # (r,) > 0: cash to invest
-        forced = (self.flow[rows] < 0) & (gap < 0)  # redemptions pushed cash below the buffer
-        act = forced | (np.abs(gap) > TOLERANCE * assets)
+        tol = TOLERANCE * assets
+        # Selling is forced when redemptions pushed cash below the buffer or are still owed.
+        forced = ((self.flow[rows] < 0) & (gap < -tol)) | (self.payable[rows] > 0)
+        act = forced | (np.abs(gap) > tol)
         steps_left = model.steps_per_day - (model.steps - 1) % model.steps_per_day
         trade = np.where(act, gap / steps_left, 0.0)  # (r,) CNY this step, < 0: sell
 

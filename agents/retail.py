@@ -44,6 +44,9 @@ LIMIT_OFFSET = 0.005  # mean relative distance of a limit order from the last pr
 MAX_ATTENTION = 3.0  # cap on the activity multiplier from market volatility
 
 
+REBALANCE = 4.0  # pull of the buy odds towards a half-cash portfolio
+
+
 class RetailChaser(ArrayAgent):
     """One retail investor."""
 
@@ -260,6 +263,9 @@ class RetailChasers(Population):
         slot, h_stock, _, h_sellable = self.positions(rows)
         looked = rng.choice(self.ret20.shape[0], size=(r, LOOKED_AT), p=self.look_weights())
         own = c.chase * self.ret20[looked].mean(axis=1) - c.panic * self.drawdown[rows]  # (r,)
+        # Investors keep about half their wealth in cash: the more cash, the likelier a buy.
+        cash_share = np.maximum(self.model.ledger.cash[self.accounts[rows]], 0) / 100.0
+        own += REBALANCE * (cash_share / np.maximum(self.wealth[rows], 1.0) - 0.5)
         score = c.herding * self.neighbour_action(rows) + (1.0 - c.herding) * own
         buy = rng.random(r) < 0.5 * (1.0 + np.tanh(score))  # (r,)
 
@@ -274,7 +280,8 @@ class RetailChasers(Population):
         stock = np.where(buy, stock_buy, stock_sell)
         price = self._price(stock, side, rng.random(r), rng.exponential(LIMIT_OFFSET, r), rows)
         cash_fen = np.maximum(self.model.ledger.cash[self.accounts[rows]], 0)  # (r,)
-        budget = np.minimum(cash_fen, self.wealth[rows] * 100.0 / c.holdings)  # (r,) fen
+        # A buy is worth about what a sale of half a position brings: half of a quarter.
+        budget = np.minimum(cash_fen, self.wealth[rows] * 100.0 / (4 * c.holdings))  # (r,) fen
         buy_lots = np.floor(budget / (price * market.lot)).astype(np.int64)
         lots = np.where(buy, buy_lots, sell_lots)
         sent = lots > 0

@@ -56,6 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
 
+    rep = sub.add_parser("report", help="offline HTML report of run directories (first: baseline)")
+    rep.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="run directories")
+    rep.add_argument("--out", type=Path, default=None, help="directory or .html file")
+    rep.set_defaults(func=_cmd_report)
+
+    bench = sub.add_parser("bench", help="run the benchmarks and write bench.json")
+    bench.add_argument("--out", type=Path, default=Path("runs/bench"), help="output directory")
+    bench.add_argument("--repeats", type=int, default=15, help="timed repeats per case")
+    bench.set_defaults(func=_cmd_bench)
+
     scen = sub.add_parser("scenarios", help="list the bundled scenarios")
     scen.set_defaults(func=_cmd_scenarios)
     return parser
@@ -79,6 +89,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{result.summary['wall_time_s']:.1f} s; {moves}"
     )
     print(f"wrote model.parquet, prices.parquet, stocks.parquet, summary.json in {out}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from experiments.report import build_report
+
+    out = args.out if args.out is not None else args.paths[0]
+    print(f"wrote {build_report(args.paths, out)}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from experiments.bench import run_benchmarks
+
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats = {args.repeats}: must be an integer >= 1")
+    results = run_benchmarks(args.out, repeats=args.repeats)
+    k = results["kernel"]
+    print(
+        f"kernel: {k['n_stocks']} stocks x {k['n_orders']} orders cleared in "
+        f"{k['median_ms']} ms (median of {k['repeats']}): {k['stocks_per_s']:,} stocks/s, "
+        f"{k['orders_per_s']:,} orders/s"
+    )
+    print(f"wrote {args.out / 'bench.json'}")
     return 0
 
 

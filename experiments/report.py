@@ -426,10 +426,10 @@ EXPLAIN = {
     "crash shows as the lower tiers (CSI 2000, micro-cap) falling away from the CSI 300.",
     TITLE_BASIS: "Annualized basis of the index futures (future over spot). Market-neutral "
     "funds are short futures, so a deep discount is the cost of their hedge.",
-    TITLE_FORCED: "Bars: CNY sold under duress each day (margin calls, snowball knock-ins, "
-    "fund liquidations, panic). Line: the micro-cap index on the right axis.",
-    TITLE_FUNDS: "Cumulative number of funds liquidated, and the mean NAV of the "
-    "market-neutral funds on the right axis.",
+    TITLE_FORCED: "Bars: CNY sold under duress each day (forced sellers of every kind, "
+    "including retail panic). Line: the micro-cap index on the right axis.",
+    TITLE_FUNDS: "Cumulative number of quant-neutral funds liquidated, and their "
+    "unit-weighted NAV per unit on the right axis.",
     TITLE_LIMIT: "Number of stocks closing locked at the daily down limit: sellers who "
     "cannot find buyers.",
     TITLE_SCATTER: "Each dot is one stock: its return against log10 of its starting market "

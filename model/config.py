@@ -33,6 +33,11 @@ def _open(default: float, lo: float, hi: float, *, doc: str = ""):
     return field(default=default, metadata={"lo": lo, "hi": hi, "open": True, "doc": doc})
 
 
+def _date(default: str):
+    """A date field (TOML dates or ISO strings)."""
+    return field(default=dt.date.fromisoformat(default))
+
+
 def _describe_range(meta: Mapping[str, Any]) -> str:
     lo, hi, is_open = meta.get("lo"), meta.get("hi"), meta.get("open", False)
     if lo is not None and hi is not None:
@@ -241,6 +246,17 @@ class FundamentalsConfig(Section):
     idio_vol: float = _num(0.008, 0.0, 0.2, doc="daily idiosyncratic volatility")
     size_drift: float = _num(0.0, -0.05, 0.05, doc="daily drift of small caps over large caps")
     initial_mispricing: float = _num(0.05, 0.0, 1.0, doc="st.dev. of log(price/value) at start")
+    market_drift: float = _num(0.0, -0.05, 0.05, doc="daily drift of the market factor")
+    dip_start: dt.date = _date("2099-01-01")
+    dip_end: dt.date = _date("2099-01-01")
+    dip_drift: float = _num(0.0, -0.1, 0.1, doc="extra daily market drift from dip_start to end")
+
+    def check(self) -> None:
+        if self.dip_end < self.dip_start:
+            raise ConfigError(
+                f"fundamentals.dip_end = {self.dip_end}: must not be before "
+                f"fundamentals.dip_start = {self.dip_start}"
+            )
 
 
 @_section("market_makers")
@@ -290,10 +306,6 @@ class NoiseTraderConfig(Section):
     capital_pct_float: float = _num(0.05, 0.0, 1.0, doc="total cash, share of total float cap")
 
 
-def _date(default: str):
-    return field(default=dt.date.fromisoformat(default))
-
-
 @_section("futures")
 class FuturesConfig(Section):
     """Index futures IF (CSI 300), IC (CSI 500), IM (CSI 1000), cleared in the stock kernel."""
@@ -306,8 +318,8 @@ class FuturesConfig(Section):
     )
     mm_spacing: float = _open(0.0005, 0.0, 0.05, doc="relative distance between ladder rungs")
     mm_replenish: float = _num(0.2, 0.0, 1.0, doc="share of missing depth restored per step")
-    mm_inventory_skew: float = _num(0.01, 0.0, 1.0, doc="quote shift per unit of inventory limit")
-    mm_inventory_limit_bn: float = _open(20.0, 0.0, 1e5, doc="inventory a maker will carry, bn")
+    mm_inventory_skew: float = _num(0.03, 0.0, 1.0, doc="quote shift at the inventory limit")
+    mm_inventory_limit_bn: float = _open(2000.0, 0.0, 1e5, doc="inventory the makers carry, bn")
 
 
 @_section("lending")
@@ -346,6 +358,10 @@ class NeutralFundConfig(Section):
     im_share: float = _num(0.6, 0.0, 1.0, doc="futures hedge share in IM (the rest IC)")
     redemption_sensitivity: float = _num(2.0, 0.0, 100.0, doc="daily redemptions per drawdown")
     trade_days: int = _num(3, 1, 60, doc="days over which a fund works a rebalance")
+    rebalance_days: int = _num(20, 1, 250, doc="days over which exposure follows equity")
+    liquidation_days: float = _num(3.0, 0.25, 60.0, doc="days a forced cut is worked over")
+    forced_discount: float = _num(0.03, 0.0, 0.3, doc="how far below last a forced sale is priced")
+    max_leverage_ratio: float = _num(1.3, 1.0, 5.0, doc="exposure / planned before the broker cuts")
     inflow: float = _num(0.002, 0.0, 0.1, doc="daily subscriptions per unit of 60-day excess")
     nav0_spread: float = _num(0.25, 0.0, 1.0, doc="initial NAV per unit drawn in 1 + [0, this]")
 

@@ -6,6 +6,8 @@ traders are what pulls prices back.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 
 from model.config import FundamentalsConfig
@@ -31,10 +33,11 @@ class Fundamentals:
     def value_fen(self) -> np.ndarray:
         return np.exp(self.log_value) * 100.0
 
-    def new_day(self) -> None:
-        """One day of news for every stock."""
+    def new_day(self, day: dt.date) -> None:
+        """One day of news for every stock; inside the scenario's dip the market drifts down."""
         c, n = self.cfg, self.log_value.shape[0]
-        market = c.market_vol * self.rng.standard_normal()
+        drift = c.market_drift + (c.dip_drift if c.dip_start <= day <= c.dip_end else 0.0)
+        market = drift + c.market_vol * self.rng.standard_normal()
         size = c.size_drift + c.size_vol * self.rng.standard_normal()
         idio = c.idio_vol * self.rng.standard_normal(n)
         self.log_value += self.beta * market + self.size_z * size + idio

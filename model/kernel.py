@@ -108,8 +108,9 @@ def clear(
     size = n_stocks * n_levels
     # Lots are whole numbers far below 2**53, so float64 sums are exact; float64 keeps the
     # (S, L) passes few and fast. Orders never rest beyond a stock's active levels.
-    bid_qty = np.bincount(cell[is_buy], lots[is_buy], minlength=size).reshape(n_stocks, n_levels)
-    ask_qty = np.bincount(cell[~is_buy], lots[~is_buy], minlength=size).reshape(n_stocks, n_levels)
+    qty = np.bincount(cell + is_buy * size, lots, minlength=2 * size)  # one pass, both sides
+    ask_qty = qty[:size].reshape(n_stocks, n_levels)
+    bid_qty = qty[size:].reshape(n_stocks, n_levels)
 
     # demand[s, j]: lots bid at level j or higher; supply[s, j]: lots offered at j or lower.
     demand = np.cumsum(bid_qty[:, ::-1], axis=1)[:, ::-1]

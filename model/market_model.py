@@ -13,12 +13,16 @@ from typing import Any
 import mesa
 import numpy as np
 
+from agents.arbitrage import Arbitrageurs
 from agents.base import Population
 from agents.fundamental_trader import FundamentalTraders
 from agents.market_maker import FuturesMakers, MarketMakers
+from agents.national_team import NationalTeam
 from agents.neutral_fund import NeutralFunds
 from agents.noise_trader import NoiseTraders
+from agents.public_fund import PublicMicroCapFunds
 from agents.retail import RetailChasers
+from agents.snowball import SnowballIssuers
 from model.calendar import trading_days
 from model.config import ScenarioConfig
 from model.fundamentals import Fundamentals
@@ -92,9 +96,9 @@ class MarketModel(mesa.Model):
         )
         self.fundamentals = Fundamentals(f, self.universe.price0, self.universe.size_z, self.rng)
         self.lending: LendingDesk | None = None
+        self.day_index = 0
         self.populations: list[Population] = self._populate()
 
-        self.day_index = 0
         self.turnover_today = 0.0
         self.closes: list[np.ndarray] = []  # daily closes, fen, one (S,) array per day
         self.forced_sales = 0.0  # CNY sold under duress in the last step
@@ -211,8 +215,22 @@ class MarketModel(mesa.Model):
             given += self._endow_baskets(
                 neutral.accounts, neutral.basket, equity * lev, float_lots - given
             )
+            neutral.adopt_holdings()
             self.neutral = neutral
             populations.append(neutral)
+
+        self.public_funds: PublicMicroCapFunds | None = None
+        pc = cfg.public_funds
+        n_public = max(round(pc.n_funds * self.scale), 1) if pc.n_funds else 0
+        if n_public:
+            aum = rng.lognormal(0.0, 0.5, n_public)
+            aum *= pc.aum_bn * 1e9 * self.scale / aum.sum()  # CNY per fund
+            public = PublicMicroCapFunds(
+                self, ledger.open_accounts(np.rint(aum * 100)), pc, self.scale
+            )
+            given += public.endow(float_lots - given)
+            self.public_funds = public
+            populations.append(public)
 
         # Whatever is left of the float sits with long-term holders who do not trade; they
         # are also the lenders of stock.
@@ -226,7 +244,70 @@ class MarketModel(mesa.Model):
             self.lending = LendingDesk(
                 cfg.lending, uni.float_shares, int(self.holders[0]), lot, ledger
             )
+            self._initial_stock_shorts(self.neutral)
+        ac = cfg.arbitrage
+        if self.futures is not None and ac.capital_bn > 0:
+            if self.lending is None:
+                self.lending = LendingDesk(
+                    cfg.lending, uni.float_shares, int(self.holders[0]), lot, ledger
+                )
+            capital = np.full(2, ac.capital_bn * 1e9 * self.scale * 100 / 2)  # two desks
+            populations.append(Arbitrageurs(self, ledger.open_accounts(capital), ac, self.scale))
+        if cfg.national_team.enabled:
+            cash = np.array([NationalTeam.cash_needed_fen(cfg.national_team, self.scale)])
+            populations.append(
+                NationalTeam(self, ledger.open_accounts(cash), cfg.national_team, self.scale)
+            )
+
+        self.snowball: SnowballIssuers | None = None
+        if self.futures is not None and cfg.snowball.notional_bn > 0:
+            cash = np.full(2, cfg.snowball.notional_bn * 1e11 * self.scale)  # a broker's balance
+            issuers = SnowballIssuers(self, ledger.open_accounts(cash), cfg.snowball, self.scale)
+            self.snowball = issuers
+            populations.append(issuers)
+        if self.futures is not None:
+            self._initial_futures(populations)
         return populations
+
+    def _initial_stock_shorts(self, funds: NeutralFunds) -> None:
+        """Products start with their planned stock hedge: borrowed and already sold."""
+        desk, ledger, uni = self.lending, self.ledger, self.universe
+        target = funds.target_exposure(funds.rows)  # CNY
+        hedge = funds.hedge_stocks  # (n, H)
+        plan = target * funds.cfg.lending_hedge_share
+        shares = (plan / hedge.shape[1])[:, None] * 100.0 / uni.price0[hedge]
+        borrower = np.repeat(funds.accounts, hedge.shape[1])
+        lent = desk.borrow(borrower, hedge.ravel(), shares.ravel(), self.days[0])
+        sold = lent > 0
+        ledger.transfer(
+            borrower[sold],
+            np.repeat(self.holders, sold.sum()),
+            hedge.ravel()[sold],
+            lent[sold],
+            locked=False,
+        )
+        proceeds = lent * uni.price0[hedge.ravel()]  # fen, paid by the long-term holders
+        np.add.at(ledger.cash, borrower, proceeds)
+        ledger.initial_cash += int(proceeds.sum())
+        short = np.bincount(
+            np.searchsorted(funds.accounts, borrower), proceeds / 100.0, minlength=funds.n
+        )
+        funds.lend_share = np.clip(short / np.maximum(target, 1.0), 0.0, 1.0)
+
+    def _initial_futures(self, populations: list[Population]) -> None:
+        """Hedgers start hedged; the futures makers hold what is left, so positions net out."""
+        ledger, spec = self.ledger, self.futures
+        value = self.indices.level[spec.underlying] * spec.multiplier  # (3,) CNY per contract
+        if self.neutral is not None:
+            f = self.neutral
+            target = f.target_exposure(f.rows) * (1.0 - f.lend_share)
+            split = np.array([1.0 - f.im_share, f.im_share])
+            short = np.rint(target[:, None] * split[None, :] / value[None, 1:]).astype(np.int64)
+            ledger.fut_pos[f.accounts, 1:] -= short
+        if self.snowball is not None:
+            ledger.fut_pos[self.snowball.accounts, 1:] += np.diag(self.snowball.initial_hedge())
+        makers = next(p for p in populations if isinstance(p, FuturesMakers))
+        ledger.fut_pos[makers.accounts, np.arange(3)] -= ledger.fut_pos.sum(axis=0)
 
     def _endow_baskets(
         self,
@@ -291,7 +372,7 @@ class MarketModel(mesa.Model):
 
     def _open_day(self, day: int) -> None:
         if day > 0:
-            self.fundamentals.new_day()
+            self.fundamentals.new_day(self.days[day])
             caps = self.market.caps()
             u = self.config.universe
             if day % u.csi_rebalance_days == 0:

@@ -1,0 +1,179 @@
+"""Basis arbitrageurs buy deep discounts, only as far as stock can be borrowed, and unwind."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.arbitrage import Arbitrageurs
+from agents.base import ArrayAgent, Population
+from model import MarketModel
+from model.lending import LendingDesk
+from model.orders import Orders
+
+BASE = {
+    "universe.n_stocks": 80,
+    "market.start": "2024-01-02",
+    "market.end": "2024-02-09",
+    "noise_traders.n_agents": 200,
+    "fundamental_traders.n_agents": 20,
+    "futures.enabled": True,
+    "arbitrage.capital_bn": 20.0,
+}
+IC_IM = np.array([1, 2])  # futures rows the arbitrageurs trade by default
+
+
+class Dumper(Population):
+    """A test hedger: sells (``side`` -1) or buys (+1) IC and IM at the limit price."""
+
+    agent_class = ArrayAgent
+
+    def __init__(self, model, accounts, lots: int) -> None:
+        super().__init__(model, accounts)
+        self.lots = lots
+        self.side = 0  # -1 dump, +1 buy, 0 idle
+
+    def decide(self, rows: np.ndarray) -> Orders:
+        accounts = self.accounts[rows]
+        self.market.cancel_accounts(accounts)
+        shape = (rows.size, 2)
+        instrument = np.broadcast_to(self.model.futures.instrument[IC_IM], shape)
+        side = np.full(shape, self.side, dtype=np.int8)
+        price = self.market.limit_price(instrument, side)
+        lots = np.full(shape, self.lots if self.side else 0)
+        return Orders(
+            np.repeat(accounts, 2), instrument.ravel(), side.ravel(), price.ravel(), lots.ravel()
+        )
+
+
+def build(**overrides) -> tuple[MarketModel, Arbitrageurs, Dumper]:
+    """A small model (which wires its arbitrageurs and lending desk) plus a futures dumper."""
+    model = MarketModel(rng=1, **{**BASE, **overrides})
+    assert isinstance(model.lending, LendingDesk)
+    arbs = next(p for p in model.populations if isinstance(p, Arbitrageurs))
+    dumper = Dumper(model, model.ledger.open_accounts(np.array([1e13])), lots=150)
+    model.populations.insert(model.populations.index(arbs), dumper)
+    return model, arbs, dumper
+
+
+def run_days(model: MarketModel, days: int) -> list[np.ndarray]:
+    """Step ``days`` trading days, checking the books every step; return the bases seen."""
+    seen = []
+    for _ in range(days * model.steps_per_day):
+        model.step()
+        cash_drift, drift = model.ledger.conservation_error()
+        assert cash_drift == 0
+        assert not drift.any()
+        seen.append(model.basis())
+    return seen
+
+
+def short_shares(model: MarketModel, arbs: Arbitrageurs) -> tuple[int, int]:
+    """(shares owed on loans, shares of borrowed stock sold) of all arbitrageurs."""
+    borrower, stock, owed = model.lending.loans(arbs.accounts)
+    held = model.ledger.holding(borrower, stock)
+    return int(owed.sum()), int(owed.sum() - held.sum())
+
+
+def deep_discount(model: MarketModel) -> None:
+    """Hold the signal at a deep discount (the dumper supplies the contracts to buy)."""
+    model.basis = lambda: np.array([0.0, -0.3, -0.3])
+
+
+def test_a_dumped_future_draws_the_arbitrage_bid():
+    model, arbs, dumper = build()
+    run_days(model, 1)
+    assert not arbs.futures(arbs.rows).any()  # a normal basis: nothing to do
+    dumper.side = -1
+    bases = run_days(model, 3)
+    assert min(b[1:].min() for b in bases) < -model.config.arbitrage.threshold
+    assert (arbs.futures(arbs.rows).sum(axis=0) > 0).all()  # long IC and IM
+    owed, sold = short_shares(model, arbs)
+    assert owed > 0 and sold > 0  # short the stock, with borrowed shares
+
+
+def test_the_position_is_hedged_and_capped_by_capital():
+    model, arbs, dumper = build()
+    dumper.side = -1
+    deep_discount(model)
+    run_days(model, 6)
+    fut = arbs.futures(arbs.rows)  # (2, 2)
+    notional = float((fut * arbs.contract_value()).sum())
+    capital = float(arbs.capital.sum())
+    assert 0.8 * capital < notional <= capital * 1.01
+    # The short leg follows the futures a step behind.
+    _, stock, shares = model.lending.loans(arbs.accounts)
+    short_cny = float((shares * model.market.last[stock]).sum()) / 100
+    assert 0.85 * notional < short_cny < 1.05 * notional
+    assert short_shares(model, arbs)[1] > 0.8 * short_shares(model, arbs)[0]  # mostly sold
+
+
+def test_without_lendable_stock_no_futures_are_bought():
+    model, arbs, dumper = build(
+        **{"lending.institutional_pct_float": 0.0, "lending.restricted_pct_float": 0.0}
+    )
+    dumper.side = -1
+    deep_discount(model)
+    run_days(model, 3)
+    assert arbs.active.all()  # they wanted to
+    assert not arbs.futures(arbs.rows).any()
+    assert short_shares(model, arbs) == (0, 0)
+
+
+def test_without_a_lending_desk_they_do_nothing():
+    model, arbs, dumper = build()
+    model.lending = None
+    dumper.side = -1
+    deep_discount(model)
+    run_days(model, 2)
+    assert not arbs.futures(arbs.rows).any()
+
+
+def test_they_unwind_when_the_basis_normalizes():
+    model, arbs, dumper = build()
+    dumper.side = -1
+    deep_discount(model)
+    run_days(model, 3)
+    assert arbs.futures(arbs.rows).any()
+    dumper.side = 1  # hedgers buy back: the discount closes
+    model.basis = lambda: np.zeros(3)  # and stays closed
+    run_days(model, 6)
+    assert not arbs.futures(arbs.rows).any()
+    assert short_shares(model, arbs) == (0, 0)
+    assert not model.ledger.holding(
+        np.repeat(arbs.accounts, arbs.hedge_stock.size), np.tile(arbs.hedge_stock, arbs.n)
+    ).any()
+
+
+def test_recalled_loans_are_bought_in_and_the_futures_cut():
+    model, arbs, dumper = build(**{"market.start": "2024-01-22", "lending.t1_cut": 1.0})
+    dumper.side = -1
+    deep_discount(model)
+    run_days(model, 4)  # to 2024-01-25: positions open
+    fut_before = np.abs(arbs.futures(arbs.rows)).sum()
+    owed_before, _ = short_shares(model, arbs)
+    assert fut_before > 0 and owed_before > 0
+    bought_in = 0.0
+    for _ in range(3 * model.steps_per_day):  # 01-26, then 01-29 on: institutional supply gone
+        model.step()
+        bought_in += arbs.buy_ins_cny
+    assert bought_in > 0
+    assert short_shares(model, arbs)[0] < owed_before
+    assert np.abs(arbs.futures(arbs.rows)).sum() < fut_before
+
+
+def test_one_row_at_a_time_gives_the_same_kind_of_orders():
+    model, arbs, dumper = build()
+    dumper.side = -1
+    deep_discount(model)
+    run_days(model, 2)
+    orders = arbs.decide(np.array([1]))
+    assert set(orders.account.tolist()) <= {int(arbs.accounts[1])}
+
+
+def test_the_agent_engine_runs_the_same_rules():
+    model, arbs, dumper = build(engine="agents")
+    dumper.side = -1
+    deep_discount(model)
+    run_days(model, 2)
+    assert (arbs.futures(arbs.rows) > 0).all()
+    assert short_shares(model, arbs)[1] > 0

@@ -1,0 +1,112 @@
+"""Public micro-cap funds: flows chase trailing returns, redemptions force selling."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.public_fund import PublicMicroCapFunds
+from model import MarketModel
+
+BASE = {
+    "universe.n_stocks": 80,
+    "market.start": "2024-01-02",
+    "market.end": "2024-01-31",
+    "noise_traders.n_agents": 200,
+    "fundamental_traders.n_agents": 20,
+    "public_funds.aum_bn": 60.0,
+}
+
+
+def build(endow: bool = True, **overrides) -> tuple[MarketModel, PublicMicroCapFunds]:
+    """A small model with three micro-cap funds, holding their baskets if ``endow``."""
+    model = MarketModel(rng=1, **{**BASE, **overrides})
+    cfg = model.config.public_funds
+    cash_fen = np.full(3, cfg.aum_bn * 1e9 * model.scale * 100 / 3)
+    funds = PublicMicroCapFunds(model, model.ledger.open_accounts(cash_fen), cfg, model.scale)
+    if endow:  # the float is already handed out here: new shares, counted as float
+        funds.endow(model.universe.float_shares // model.config.market.lot)
+    model.populations.append(funds)
+    return model, funds
+
+
+def step_day(model: MarketModel, funds: PublicMicroCapFunds) -> float:
+    """One trading day, books checked every step; return the CNY sold under duress."""
+    forced = 0.0
+    for _ in range(model.steps_per_day):
+        model.step()
+        cash_drift, drift = model.ledger.conservation_error()
+        assert cash_drift == 0
+        assert not drift.any()
+        assert (model.ledger.cash[funds.accounts] >= 0).all()
+        forced += funds.forced_sales
+    return forced
+
+
+def cash_share(model: MarketModel, funds: PublicMicroCapFunds) -> np.ndarray:
+    cash = model.ledger.cash[funds.accounts] / 100.0 - funds.payable
+    return cash / funds.equity(funds.rows)
+
+
+def test_baskets_are_the_smallest_caps_and_endowment_keeps_the_buffer():
+    model, funds = build()
+    caps = model.market.caps()
+    assert caps[funds.basket[0]].max() <= np.sort(caps)[funds.basket.shape[1] - 1]
+    assert funds.basket.shape[1] == round(200 * 0.2)  # basket_size * max(scale, 0.2)
+    share = cash_share(model, funds)
+    assert np.all(share >= 0.05 - 1e-9)
+    assert np.all(share < 0.5)
+
+
+def test_subscriptions_follow_good_trailing_returns():
+    model, funds = build(**{"public_funds.flow_sensitivity": 0.05})
+    step_day(model, funds)
+    units = funds.units.copy()
+    external = model.ledger.external
+    funds.nav_history = [funds.nav / 1.2]  # as if up 20% over the window (the 2023 run-up)
+    step_day(model, funds)
+    assert np.all(funds.flow > 0.005)
+    assert np.all(funds.units > units)
+    assert model.ledger.external > external  # new money entered the system
+
+
+def test_redemptions_after_a_drawdown_force_selling():
+    model, funds = build(**{"public_funds.flow_sensitivity": 0.5})
+    assert step_day(model, funds) == 0.0  # calm: nothing forced
+    held0 = funds.equity(funds.rows) - model.ledger.cash[funds.accounts] / 100.0
+    external = model.ledger.external
+    funds.nav_history = [funds.nav * 1.5]  # as if down a third over the window
+    forced = step_day(model, funds) + step_day(model, funds)
+    assert np.all(funds.flow < 0)
+    assert forced > 0
+    assert model.ledger.external < external  # redemptions paid out of the system
+    held = funds.equity(funds.rows) + funds.payable - model.ledger.cash[funds.accounts] / 100.0
+    assert held.sum() < 0.95 * held0.sum()  # the basket was sold down
+    assert np.all(cash_share(model, funds) > 0.05 - 0.01)  # and the buffer restored
+
+
+def test_the_cash_buffer_is_kept_without_flows():
+    model, funds = build(
+        endow=False, **{"public_funds.flow_sensitivity": 0.0, "public_funds.aum_bn": 10.0}
+    )
+    assert np.allclose(cash_share(model, funds), 1.0)  # all cash at the start
+    for _ in range(8):
+        step_day(model, funds)
+    share = cash_share(model, funds)
+    assert np.all(share < 0.25)  # invested, down towards the buffer
+
+
+def test_one_row_decides_for_itself():
+    model, funds = build()
+    step_day(model, funds)
+    funds.nav_history = [funds.nav * 1.5]
+    model.step()
+    orders = funds.decide(np.array([2]))
+    assert len(orders)
+    assert set(orders.account.tolist()) == {int(funds.accounts[2])}
+
+
+def test_the_agent_engine_runs_the_same_rules():
+    model, funds = build(engine="agents", **{"public_funds.flow_sensitivity": 0.5})
+    step_day(model, funds)
+    funds.nav_history = [funds.nav * 1.5]
+    assert step_day(model, funds) > 0

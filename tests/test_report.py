@@ -1,0 +1,160 @@
+"""The HTML report: one offline file, every figure, an attribution table, clean failures."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import plotly.offline
+import pytest
+
+from experiments import report
+from experiments.cli import main
+from experiments.report import build_report, explained_share, load_run
+from model.config import ConfigError
+
+TINY = [
+    "--quiet",
+    "--set",
+    "universe.n_stocks=30",
+    "--set",
+    "market.end=2023-01-20",
+    "--set",
+    "noise_traders.n_agents=100",
+    "--set",
+    "fundamental_traders.n_agents=10",
+]
+TITLES = (
+    report.TITLE_INDICES,
+    report.TITLE_BASIS,
+    report.TITLE_FORCED,
+    report.TITLE_FUNDS,
+    report.TITLE_LIMIT,
+    report.TITLE_SCATTER,
+    report.TITLE_ATTRIBUTION,
+    report.TITLE_OVERLAY,
+)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two tiny calm runs that differ only in seed: a baseline and a 'counterfactual'."""
+    base = tmp_path_factory.mktemp("runs")
+    out = []
+    for seed in (1, 2):
+        path = base / f"seed{seed}"
+        assert main(["run", "calm", "--out", str(path), "--seed", str(seed), *TINY]) == 0
+        out.append(path)
+    return out
+
+
+@pytest.fixture(scope="module")
+def page(runs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = build_report(runs, tmp_path_factory.mktemp("report"))
+    assert path.name == "report.html" and path.is_file()
+    return path.read_text(encoding="utf-8")
+
+
+def _copy_run(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_report_is_self_contained(page: str):
+    bundle_head = plotly.offline.get_plotlyjs()[:200]
+    assert page.count(bundle_head) == 1  # plotly.js embedded exactly once
+    assert "Plotly.newPlot" in page
+    srcs = re.findall(r"<script[^>]*\bsrc\s*=\s*['\"]?([^'\" >]+)", page, flags=re.I)
+    assert srcs == [], srcs  # nothing fetched at all, CDN or otherwise
+    assert not re.search(r"""<(script|link)[^>]*(src|href)\s*=\s*['"]?https?://cdn""", page)
+
+
+def test_report_has_every_figure_and_header(page: str, runs: list[Path]):
+    for title in TITLES:
+        assert title in page, title
+    assert 'class="runs"' in page
+    for run in runs:
+        assert str(run) in page
+
+
+def test_switched_off_channels_are_noted(page: str):
+    # calm runs have no futures and no neutral funds: those figures are skipped, with a reason
+    assert "Skipped: no basis data: futures are off in this run." in page
+    assert "Skipped: no liquidated_funds or neutral_nav data" not in page  # counts are zeros
+
+
+def test_attribution_table_lists_second_run_with_numeric_share(page: str, runs: list[Path]):
+    table = re.search(r'<table class="attribution">(.*?)</table>', page, flags=re.S)
+    assert table is not None
+    rows = re.findall(r"<tr>(.*?)</tr>", table.group(1), flags=re.S)
+    cells = [re.findall(r"<td>(.*?)</td>", row) for row in rows[1:]]
+    assert [c[0] for c in cells] == [str(r) for r in runs]
+    assert cells[0][-1] == "baseline"
+    match = re.fullmatch(r"([+-]\d+\.\d)%", cells[1][-1])
+    assert match is not None, cells[1]
+    base, other = (load_run(r).summary["indices"]["microcap"]["max_drawdown"] for r in runs)
+    assert float(match.group(1)) / 100 == pytest.approx(explained_share(base, other), abs=1e-3)
+
+
+def test_explained_share():
+    assert explained_share(0.20, 0.05) == pytest.approx(0.75)
+    assert explained_share(0.20, 0.30) == pytest.approx(-0.5)  # the counterfactual fell further
+    assert math.isnan(explained_share(0.0, 0.1))
+
+
+def test_html_file_out_and_single_run(runs: list[Path], tmp_path: Path):
+    out = build_report(runs[:1], tmp_path / "sub" / "one.html")
+    assert out == tmp_path / "sub" / "one.html"
+    text = out.read_text(encoding="utf-8")
+    assert report.TITLE_SCATTER in text and report.TITLE_ATTRIBUTION not in text
+
+
+def test_missing_columns_are_skipped_with_a_note(runs: list[Path], tmp_path: Path):
+    run = _copy_run(runs[0], tmp_path / "run")
+    frame = pd.read_parquet(run / "model.parquet").drop(columns=["limit_down_count"])
+    frame.to_parquet(run / "model.parquet", index=False)
+    text = build_report([run], tmp_path).read_text(encoding="utf-8")
+    assert "Skipped: no limit_down_count column in model.parquet." in text
+
+
+def test_missing_model_parquet_is_a_one_line_config_error(runs: list[Path], tmp_path: Path):
+    broken = _copy_run(runs[1], tmp_path / "broken")
+    (broken / "model.parquet").unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ConfigError) as info:
+        build_report([runs[0], broken], out)
+    message = str(info.value)
+    assert str(broken / "model.parquet") in message
+    assert "\n" not in message
+    assert list(out.iterdir()) == []  # nothing written, not even a temp file
+
+
+def test_unreadable_summary_is_a_config_error(runs: list[Path], tmp_path: Path):
+    broken = _copy_run(runs[0], tmp_path / "broken")
+    (broken / "summary.json").write_text("{not json\n")
+    with pytest.raises(ConfigError, match=r"summary\.json.*unreadable") as info:
+        load_run(broken)
+    assert "\n" not in str(info.value)
+
+
+def test_not_a_directory_and_no_runs(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not a directory"):
+        load_run(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="at least one run"):
+        build_report([], tmp_path)
+
+
+def test_failed_write_leaves_no_temp_file(
+    runs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def fail(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report.os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        build_report(runs, tmp_path)
+    assert list(tmp_path.iterdir()) == []
