@@ -128,17 +128,19 @@ class NeutralFunds(Population):
         self.nav_history.append(self.nav.copy())
         self.peak = np.maximum(self.peak, self.nav)
         # Risk lines: the stop line is final, the warning line cuts exposure once.
-        crossed_stop = (self.nav <= self.stop) & (self.state != STOPPED)
+        # (With forced_selling off, the counterfactual, nobody is ever forced to sell.)
+        crossed_stop = (self.nav <= self.stop) & (self.state != STOPPED) & c.forced_selling
         self.state[crossed_stop] = STOPPED
         self.liquidated |= crossed_stop
-        warn = (self.nav <= self.warning) & (self.state == NORMAL)
+        warn = (self.nav <= self.warning) & (self.state == NORMAL) & c.forced_selling
         self.state[warn] = WARNED
         # Flows: redemptions after drawdowns; subscriptions after excess returns.
         if len(self.nav_history) > 60:
             self.trailing = self.nav / self.nav_history[-61] - 1.0
         drawdown = 1.0 - self.nav / self.peak
         flow = c.inflow * np.clip(self.trailing, 0.0, None) * 10.0
-        flow -= c.redemption_sensitivity * np.maximum(drawdown - 0.02, 0.0) / 20.0
+        if c.forced_selling:
+            flow -= c.redemption_sensitivity * np.maximum(drawdown - 0.02, 0.0) / 20.0
         flow = np.where(self.state == STOPPED, 0.0, np.clip(flow, -0.2, 0.05))
         eq = self.equity(self.rows)
         cash_flow = flow * np.maximum(eq, 0.0)
@@ -188,6 +190,8 @@ class NeutralFunds(Population):
         """
         eq = np.maximum(self.equity(rows), 0.0)
         ceiling = self.cfg.max_leverage_ratio * self.leverage[rows] * eq
+        if not self.cfg.forced_selling:
+            ceiling = np.full_like(ceiling, np.inf)
         scale = np.select(
             [self.state[rows] == NORMAL, self.state[rows] == WARNED],
             [1.0, 1.0 - self.cfg.warning_cut],
@@ -212,7 +216,7 @@ class NeutralFunds(Population):
         if model.futures is not None:
             room -= ledger.futures_margin_used(accounts, market.futures_margin) / 100.0
         short_cash = np.maximum(-room, 0.0)
-        margin_call = short_cash > 0
+        margin_call = (short_cash > 0) & c.forced_selling
 
         # Long basket: equal weights; sell what is beyond target, buy what is short of it.
         basket = self.basket[rows]  # (r, B)
@@ -270,7 +274,9 @@ class NeutralFunds(Population):
         desk.buy_ins += bought_in
         lots = np.where(buy > 0, -(-buy // market.lot), sell // market.lot)
         side = np.where(buy > 0, 1, -1).astype(np.int8)
-        price = np.where(side > 0, market.limit_price(stock, side), market.last[stock])
+        # Buy-ins pay up to forced_discount over last; short sales go no lower than last.
+        last = market.last[stock]
+        price = np.where(side > 0, last * (1.0 + self.cfg.forced_discount), last)
         return Orders(borrower, stock, side, price, lots)
 
     def _hedge(self, rows, accounts, target, urgent) -> Orders:

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="vectorized (default) or the per-agent reference engine",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--amplification",
+        action="store_true",
+        help="also run the twin without forced selling (doubles the time)",
+    )
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("report", help="offline HTML report of run directories (first: baseline)")
@@ -81,6 +86,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     ensure_dir(out)
     progress = not args.quiet and sys.stderr.isatty()
     result = run(config, args.seed, progress=progress, engine=args.engine)
+    if args.amplification:
+        from experiments.run import add_amplification
+
+        add_amplification(result, args.seed)
     write_run(result, out)
     idx = result.summary["indices"]
     moves = ", ".join(f"{k} {v['total_return']:+.1%}" for k, v in idx.items())

@@ -49,6 +49,30 @@ def index_stats(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
+def reflexivity(frame: pd.DataFrame, max_lag: int = 8) -> dict[str, Any]:
+    """Forced-sale share of turnover, and how forced sales line up with later returns.
+
+    ``lead_lag`` holds, for each lag k in steps, the correlation between this step's
+    forced sales and the micro-cap return k steps later (k < 0: returns leading sales).
+    A spiral shows as negative correlations at small positive k.
+    """
+    sales = frame["forced_sales"].to_numpy(dtype=float)
+    turnover = frame["turnover"].to_numpy(dtype=float)
+    micro = np.log(np.concatenate([[1000.0], frame["microcap"].to_numpy(dtype=float)]))
+    ret = np.diff(micro)
+    out: dict[str, Any] = {
+        "forced_sales_cny": float(sales.sum()),
+        "forced_sale_share": float(sales.sum() / max(turnover.sum(), 1.0)),
+        "lead_lag": {},
+    }
+    if sales.std() > 0:
+        for k in range(-max_lag, max_lag + 1):
+            a, b = (sales[: len(sales) - k], ret[k:]) if k >= 0 else (sales[-k:], ret[:k])
+            c = np.corrcoef(a, b)[0, 1] if a.size > 2 and b.std() > 0 else np.nan
+            out["lead_lag"][str(k)] = None if np.isnan(c) else round(float(c), 4)
+    return out
+
+
 @dataclass
 class RunResult:
     model: MarketModel
@@ -79,10 +103,31 @@ def run(
         "trading_days": len(model.days),
         "wall_time_s": round(time.perf_counter() - started, 3),
         "indices": index_stats(frame),
+        "reflexivity": reflexivity(frame),
         "parameters": config.to_dict(),
         "versions": versions(),
     }
     return RunResult(model, frame, summary)
+
+
+def add_amplification(result: RunResult, seed: int) -> None:
+    """Run the same scenario and seed with nobody forced to sell; compare micro-cap drawdowns.
+
+    amplification = micro-cap max drawdown with forced selling / without it. It is only
+    defined when the scenario has quant-neutral products (the forced sellers).
+    """
+    config = result.model.config
+    if config.neutral.n_funds == 0 or not config.neutral.forced_selling:
+        result.summary["amplification"] = None
+        return
+    twin = run(config.with_overrides({"neutral.forced_selling": False}), seed)
+    with_fs = result.summary["indices"]["microcap"]["max_drawdown"]
+    without = twin.summary["indices"]["microcap"]["max_drawdown"]
+    result.summary["amplification"] = {
+        "microcap_max_drawdown": with_fs,
+        "microcap_max_drawdown_without_forced_selling": without,
+        "ratio": round(with_fs / without, 4) if without > 0 else None,
+    }
 
 
 def daily_closes(model: MarketModel) -> pd.DataFrame:

@@ -15,11 +15,9 @@ from model.config import ConfigError, ScenarioConfig
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 
-# Overrides that turn a scenario into its full-scale version.
-SCALES: dict[str, dict[str, Any]] = {
-    "default": {},
-    "full": {"universe.n_stocks": 5000},
-}
+SCALES = ("default", "full")
+FULL_STOCKS = 5000  # full scale: the whole A-share market, five times the default
+RETAIL_FACTOR = 5  # retail investors grow with it (20,000 -> 100,000)
 
 
 def scenario_names() -> list[str]:
@@ -74,6 +72,31 @@ def load_scenario(
     """The validated config of scenario ``name`` at ``scale`` with ``overrides`` applied."""
     if scale not in SCALES:
         raise ConfigError(f"--scale = {scale!r}: must be one of {', '.join(SCALES)}")
-    config = ScenarioConfig.from_mapping(read_toml(scenario_path(name)))
-    merged = {**SCALES[scale], **(overrides or {})}
+    config = ScenarioConfig.from_mapping(_resolve(name, ()))
+    merged: dict[str, Any] = {}
+    if scale == "full":
+        merged = {
+            "universe.n_stocks": FULL_STOCKS,
+            "retail.n_agents": config.retail.n_agents * RETAIL_FACTOR,
+        }
+    merged.update(overrides or {})
     return config.with_overrides(merged) if merged else config
+
+
+def _resolve(name: str, seen: tuple[str, ...]) -> dict[str, Any]:
+    """The scenario's tables, on top of its ``base`` scenario's when it names one."""
+    data = read_toml(scenario_path(name))
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"base = {base!r}: must be a scenario name")
+    if base in seen or base == name:
+        raise ConfigError(f"base = {base!r}: scenarios inherit in a circle ({' -> '.join(seen)})")
+    merged = _resolve(base, (*seen, name))
+    for table, values in data.items():
+        if isinstance(values, dict) and isinstance(merged.get(table), dict):
+            merged[table] = {**merged[table], **values}
+        else:
+            merged[table] = values
+    return merged

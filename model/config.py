@@ -341,7 +341,8 @@ class LendingConfig(Section):
 class NeutralFundConfig(Section):
     """Private quant-neutral products: long small caps, short index futures or borrowed stock."""
 
-    n_funds: int = _num(0, 0, 100_000, doc="number of products at full scale (60 in jan2024)")
+    n_funds: int = _num(0, 0, 100_000, doc="number of products at full scale (500 in jan2024)")
+    forced_selling: bool = True  # false: the counterfactual where nobody is forced to sell
     aum_bn: float = _num(500.0, 0.0, 1e5, doc="total equity, bn CNY, at full scale")
     dma_share: float = _num(0.3, 0.0, 1.0, doc="share of products run as DMA")
     dma_leverage: float = _num(3.0, 1.0, 4.0, doc="gross long exposure / equity of DMA products")

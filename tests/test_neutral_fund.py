@@ -1,0 +1,112 @@
+"""Quant-neutral products: risk lines, margin calls, redemptions, hedges, lending recalls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.neutral_fund import NORMAL, STOPPED, WARNED
+from model import MarketModel
+
+EPISODE = {
+    "universe.n_stocks": 80,
+    "market.start": "2024-01-22",
+    "market.end": "2024-02-09",
+    "noise_traders.n_agents": 300,
+    "fundamental_traders.n_agents": 20,
+    "futures.enabled": True,
+    "neutral.n_funds": 500,  # 8 products at 80 stocks
+    "neutral.aum_bn": 300.0,
+    "neutral.dma_share": 0.5,
+}
+
+
+@pytest.fixture
+def model() -> MarketModel:
+    m = MarketModel(rng=4, **EPISODE)
+    m.step()
+    return m
+
+
+def _books_balance(m: MarketModel) -> None:
+    cash, drift = m.ledger.conservation_error()
+    assert cash == 0 and not drift.any()
+
+
+def test_products_start_hedged_and_nearly_market_neutral(model):
+    f = model.neutral
+    spec = model.futures
+    value = model.indices.level[spec.underlying] * spec.multiplier
+    futures_short = -(model.ledger.futures_position(f.accounts) * value).sum()
+    borrowed = f.lend_share * f.target_exposure(f.rows)
+    longs = f.long_value(f.rows).sum()
+    assert futures_short > 0
+    assert 0.8 < (futures_short + borrowed.sum()) / longs < 1.2
+    assert (f.leverage[f.is_dma] > f.leverage[~f.is_dma].max()).all()
+    _books_balance(model)
+
+
+def test_warning_line_cuts_and_stop_line_liquidates(model):
+    f = model.neutral
+    before = f.target_exposure(f.rows)
+    # Make product 0 look like it lost 25% and product 1 like it lost 40% (more units, same money).
+    f.units[0] *= f.nav[0] / (f.warning[0] - 0.02)
+    f.units[1] *= f.nav[1] / (f.stop[1] - 0.02)
+    f.begin_day()
+    assert f.state[0] == WARNED and f.state[1] == STOPPED
+    assert (f.state[2:] == NORMAL).all()
+    after = f.target_exposure(f.rows)
+    assert after[0] == pytest.approx(before[0] * (1 - f.cfg.warning_cut), rel=0.05)
+    assert after[1] == 0.0
+    orders = f.decide(f.rows)
+    mine = orders.account == f.accounts[1]
+    stock_sells = mine & (orders.side < 0) & (orders.stock < model.universe.n)
+    assert stock_sells.sum() > 0 and f.forced_sales > 0
+    assert model.liquidated_funds() == 1
+    # A stopped product also buys back its futures shorts.
+    fut_buys = mine & (orders.side > 0) & (orders.stock >= model.universe.n)
+    assert fut_buys.any()
+
+
+def test_margin_call_forces_sales_whatever_the_nav(model):
+    f = model.neutral
+    dma = int(np.flatnonzero(f.is_dma)[0])
+    account = f.accounts[dma]
+    model.ledger.credit[account] = 0  # the broker pulls the credit line
+    assert model.ledger.cash[account] < 0
+    orders = f.decide(f.rows)
+    basket_only = np.setdiff1d(f.basket[dma], f.hedge_stocks[dma])  # not the short-sale leg
+    sells = (orders.account == account) & (orders.side < 0) & np.isin(orders.stock, basket_only)
+    assert f.state[dma] == NORMAL
+    assert sells.any() and f.forced_sales > 0
+    prices = orders.price[sells]
+    assert (prices < model.market.last[orders.stock[sells]]).all()  # priced to go
+
+
+def test_redemptions_follow_drawdowns(model):
+    f = model.neutral
+    external = model.ledger.external
+    units = f.units.copy()
+    f.peak[:] = f.nav * 1.15  # every product is 13% below its peak
+    f.begin_day()
+    assert model.ledger.external < external  # money left the system
+    assert (f.units < units).all()
+    _books_balance(model)
+
+
+def test_lending_curb_recalls_loans_and_moves_the_hedge_to_futures():
+    m = MarketModel(rng=4, **{**EPISODE, "lending.t1_cut": 0.9, "lending.t0_cut": 0.9})
+    f, desk = m.neutral, m.lending
+    _, _, owed0 = desk.loans(f.accounts)
+    fut0 = -m.ledger.futures_position(f.accounts)[:, 1:].sum()
+    assert owed0.sum() > 0
+    import datetime as dt
+
+    while m.date < dt.date(2024, 1, 31):  # two days into the T+1 cut
+        m.step()
+        _books_balance(m)
+    _, _, owed = desk.loans(f.accounts)
+    assert owed.sum() < 0.7 * owed0.sum()  # recalled and repaid (bought in where needed)
+    fut = -m.ledger.futures_position(f.accounts)[:, 1:].sum()
+    assert (f.state == NORMAL).all()
+    assert fut > fut0  # the lost stock hedge reappears as futures shorts
