@@ -119,12 +119,26 @@ class Ledger:
 
     def positions(self, accounts: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
         """(account, stock, shares, sellable) of held positions, optionally of some accounts."""
-        account, stock = np.divmod(self.key, self.n_stocks)
-        keep = self.shares != 0
+        key, shares, today = self.key, self.shares, self.bought_today
+        if accounts is not None:
+            accounts = np.asarray(accounts, dtype=np.int64)
+            if (
+                accounts.size
+                and accounts[-1] - accounts[0] + 1 == accounts.size
+                and (accounts.size == 1 or np.all(np.diff(accounts) == 1))
+            ):
+                # A block of consecutive accounts (every population's) is one slice of the
+                # sorted table: no scan of the whole ledger.
+                lo, hi = np.searchsorted(
+                    key, [accounts[0] * self.n_stocks, (accounts[-1] + 1) * self.n_stocks]
+                )
+                key, shares, today = key[lo:hi], shares[lo:hi], today[lo:hi]
+                accounts = None
+        account, stock = np.divmod(key, self.n_stocks)
+        keep = shares != 0
         if accounts is not None:
             keep &= np.isin(account, accounts)
-        sell = self.shares - self.bought_today
-        return account[keep], stock[keep], self.shares[keep], sell[keep]
+        return account[keep], stock[keep], shares[keep], (shares - today)[keep]
 
     def shares_by_stock(self) -> np.ndarray:
         """(S,) total shares held per stock, across all accounts."""

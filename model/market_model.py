@@ -32,6 +32,7 @@ from model.indices import Indices
 from model.ledger import Ledger
 from model.lending import LendingDesk
 from model.market import Market
+from model.orders import Orders
 from model.universe import INDEX_NAMES, REFERENCE_N, build_universe
 
 ENGINES = ("vectorized", "agents")
@@ -350,8 +351,11 @@ class MarketModel(mesa.Model):
         if slice_ == 0:
             self._open_day(day)
         if self.engine == "vectorized":
+            batches = []
             for population in self.populations:
-                population.act(population.rows)
+                batches.append(population.decide(population.rows))
+            # One admission pass for everybody's orders: earlier agent types keep time priority.
+            self.market.submit(Orders.concat(batches))
         else:
             for population in self.populations:
                 population.agents.shuffle_do("step")
