@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.outputs import ensure_dir, write_json, write_parquet
+from experiments.stylized import stylized_facts
 from model.config import ScenarioConfig
 from model.market_model import MarketModel
 from model.universe import BOARD_NAMES, INDEX_NAMES, TIERS, assign_tiers
@@ -104,6 +105,7 @@ def run(
         "wall_time_s": round(time.perf_counter() - started, 3),
         "indices": index_stats(frame),
         "reflexivity": reflexivity(frame),
+        "stylized_facts": stylized_facts(np.array(model.closes)),
         "parameters": config.to_dict(),
         "versions": versions(),
     }
