@@ -113,13 +113,16 @@ def clear(
     bid_qty = qty[size:].reshape(n_stocks, n_levels)
 
     # demand[s, j]: lots bid at level j or higher; supply[s, j]: lots offered at j or lower.
-    demand = np.cumsum(bid_qty[:, ::-1], axis=1)[:, ::-1]
+    # (Contiguous copies: reversed views slow every later pass over them.)
+    demand = np.ascontiguousarray(np.cumsum(bid_qty[:, ::-1], axis=1)[:, ::-1])
     supply = np.cumsum(ask_qty, axis=1)
     volume_at = np.minimum(demand, supply)  # (S, L)
     best = volume_at.max(axis=1)  # (S,)
 
     # Ties for the most volume (a few cells a stock): least imbalance, then nearest reference.
-    cand_stock, cand_level = np.nonzero((volume_at == best[:, None]) & (best[:, None] > 0))
+    cand_stock, cand_level = np.nonzero(volume_at == best[:, None])
+    traded = best[cand_stock] > 0
+    cand_stock, cand_level = cand_stock[traded], cand_level[traded]
     imbalance = np.abs(demand[cand_stock, cand_level] - supply[cand_stock, cand_level])
     distance = np.abs(cand_level - ref_level[cand_stock])
     order = np.lexsort((distance, imbalance, cand_stock))
