@@ -142,21 +142,18 @@ def clear(
     )
     below = np.where(sell_margin > 0, supply[rows, np.maximum(sell_margin - 1, 0)], 0)
     above, below = np.rint(above).astype(np.int64), np.rint(below).astype(np.int64)
-    marginal_buy = np.where(volume > 0, volume - above, 0)
-    marginal_sell = np.where(volume > 0, volume - below, 0)
-
+    # Per side (column 0 sells, 1 buys): the marginal level and the lots it still gets.
+    margin = np.stack([sell_margin, buy_margin], axis=1)  # (S, 2)
+    owed = np.where((volume > 0)[:, None], volume[:, None] - np.stack([below, above], axis=1), 0)
     filled = _fills(
         stock,
         level,
         lots,
-        is_buy,
-        buy_margin,
-        sell_margin,
-        volume,
-        bid_qty,
-        ask_qty,
-        marginal_buy,
-        marginal_sell,
+        is_buy.astype(np.int64),
+        volume > 0,
+        margin,
+        owed,
+        np.stack([ask_qty, bid_qty]),
     )
 
     top = grid.n_active - 1
@@ -175,38 +172,39 @@ def clear(
 
 
 def _fills(
-    stock,
-    level,
-    lots,
-    is_buy,
-    buy_margin,
-    sell_margin,
-    volume,
-    bid_qty,
-    ask_qty,
-    marginal_buy,
-    marginal_sell,
+    stock: np.ndarray,
+    level: np.ndarray,
+    lots: np.ndarray,
+    side: np.ndarray,
+    traded: np.ndarray,
+    margin: np.ndarray,
+    owed: np.ndarray,
+    qty: np.ndarray,
 ) -> np.ndarray:
-    """Lots filled per order: in full beyond each side's marginal level, pro rata at it."""
-    margin = np.where(is_buy, buy_margin[stock], sell_margin[stock])
-    traded = volume[stock] > 0
-    beyond = np.where(is_buy, level > margin, level < margin)
-    filled = np.where(traded & beyond, lots, 0).astype(np.int64)
+    """Lots filled per order: in full beyond its side's marginal level, pro rata at it.
 
-    # Pro rata at the marginal level: floor(lots * target / resting), exact in integers.
-    at = np.flatnonzero(traded & (level == margin))  # the few orders at a margin
-    s_at, buy_at, lots_at = stock[at], is_buy[at], lots[at]
-    target = np.where(buy_at, marginal_buy[s_at], marginal_sell[s_at])
-    resting = np.where(buy_at, bid_qty[s_at, margin[at]], ask_qty[s_at, margin[at]])
-    resting = np.maximum(np.rint(resting).astype(np.int64), 1)
-    share, remainder = np.divmod(lots_at * target, resting)
+    Args:
+        stock, level, lots: (n,) orders; side: (n,) 0 sell, 1 buy.
+        traded: (S,) whether the stock trades at all.
+        margin: (S, 2) marginal level per stock and side; owed: (S, 2) lots the orders at
+            it share; qty: (2, S, L) lots resting per side, stock and level.
+    """
+    order_margin = margin[stock, side]
+    trades = traded[stock]
+    beyond = np.where(side == 1, level > order_margin, level < order_margin)
+    filled = np.where(trades & beyond, lots, 0).astype(np.int64)
+
+    # Pro rata at the marginal level: floor(lots * owed / resting), exact in integers.
+    at = np.flatnonzero(trades & (level == order_margin))  # the few orders at a margin
+    s_at, side_at = stock[at], side[at]
+    resting = np.maximum(np.rint(qty[side_at, s_at, order_margin[at]]).astype(np.int64), 1)
+    share, remainder = np.divmod(lots[at] * owed[s_at, side_at], resting)
     filled[at] += share
 
     # Leftover lots (fewer than the orders with a remainder) go one each, earliest first.
-    group_at = s_at * 2 + buy_at
-    given = np.bincount(group_at, share, minlength=2 * volume.shape[0])
-    owed = np.concatenate([marginal_sell[:, None], marginal_buy[:, None]], axis=1).ravel()
-    owed = owed - np.rint(given).astype(np.int64)
+    group_at = s_at * 2 + side_at
+    given = np.bincount(group_at, share, minlength=owed.size)
+    owed = owed.ravel() - np.rint(given).astype(np.int64)
     with_rem = np.flatnonzero(remainder > 0)
     if with_rem.size:
         group = group_at[with_rem]
