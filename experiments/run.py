@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from experiments.episode import covers_crash, episode_figures
 from experiments.outputs import ensure_dir, write_json, write_parquet
 from experiments.stylized import stylized_facts
 from model.config import ScenarioConfig
@@ -106,6 +107,7 @@ def run(
         "indices": index_stats(frame),
         "reflexivity": reflexivity(frame),
         "stylized_facts": stylized_facts(np.array(model.closes)),
+        "episode": episode_figures(frame) if covers_crash(frame) else None,
         "parameters": config.to_dict(),
         "versions": versions(),
     }

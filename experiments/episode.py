@@ -1,0 +1,68 @@
+"""Figures of the January-February 2024 episode, read off a run's model table.
+
+The crash window runs from the first trading day of 2024 to 2024-02-08, the last
+session before the Spring Festival closure and the day after the rescue widened
+to small caps; the rebound is measured over the sessions after it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from model.universe import INDEX_NAMES
+
+CRASH_START, CRASH_END = "2024-01-02", "2024-02-08"
+LATE_JANUARY = ("2024-01-15", "2024-01-31")
+AFTER_RESCUE = ("2024-02-19", "2024-02-29")
+
+
+def daily(frame: pd.DataFrame) -> pd.DataFrame:
+    """Last step of each trading day; forced sales summed over the day."""
+    by_day = frame.groupby("date")
+    out = by_day.last()
+    out["forced_sales"] = by_day["forced_sales"].sum()
+    return out
+
+
+def covers_crash(frame: pd.DataFrame) -> bool:
+    dates = frame["date"]
+    return bool(dates.min() < CRASH_START and dates.max() >= CRASH_END)
+
+
+def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
+    """Size gradient, basis, forced-sale timing and rebound of the crash window."""
+    d = daily(frame)
+    base = d.loc[d.index < CRASH_START].iloc[-1]
+    window = d.loc[CRASH_START:CRASH_END]
+    drawdown = {n: float(window[n].min() / base[n] - 1.0) for n in INDEX_NAMES}
+    order = [drawdown[n] for n in ("microcap", "csi2000", "csi1000", "csi500", "csi300")]
+    after = d.loc[CRASH_END:]
+    trough = float(window["microcap"].min())
+    figures: dict[str, Any] = {
+        "crash_drawdown": drawdown,
+        "size_gradient": bool(all(a <= b for a, b in itertools.pairwise(order))),
+        "microcap_rebound": float(after["microcap"].iloc[1:].max() / trough - 1.0)
+        if len(after) > 1
+        else None,
+        "forced_sales_in_window_cny": float(window["forced_sales"].sum()),
+        "forced_sales_peak_day": str(d["forced_sales"].idxmax())
+        if d["forced_sales"].any()
+        else None,
+        "liquidated_funds_by_crash_end": int(window["liquidated_funds"].iloc[-1]),
+    }
+    for col in ("ic_basis", "im_basis"):
+        if d[col].notna().any():
+            figures[col] = {
+                "late_january_mean": float(d.loc[LATE_JANUARY[0] : LATE_JANUARY[1], col].mean()),
+                "worst_in_window": float(window[col].min()),
+                "after_rescue_mean": float(d.loc[AFTER_RESCUE[0] : AFTER_RESCUE[1], col].mean()),
+            }
+    sales = d["forced_sales"].to_numpy(dtype=float)
+    ret = np.diff(np.log(d["microcap"].to_numpy(dtype=float)))
+    if sales[:-1].std() > 0:
+        figures["forced_sales_vs_next_day_return"] = float(np.corrcoef(sales[:-1], ret)[0, 1])
+    return figures
