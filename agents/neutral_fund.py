@@ -265,7 +265,9 @@ class NeutralFunds(Population):
         sellable = model.ledger.sellable(borrower, stock)
         keep_short = owed - due  # shares to stay short
         sell = np.minimum(sellable, np.maximum(held - due, 0))
-        buy = np.maximum(due - held, 0)
+        # Buy-ins are worked over liquidation_days, like any other forced trade.
+        pace = 1.0 / (self.cfg.liquidation_days * model.steps_per_day)
+        buy = np.ceil(np.maximum(due - held, 0) * pace)
         slot = np.searchsorted(accounts, borrower)
         value = np.bincount(slot, keep_short * market.last[stock] / 100.0, minlength=rows.size)
         self.lend_share[rows] = np.clip(value / np.maximum(target, 1.0), 0.0, 1.0)
@@ -289,13 +291,16 @@ class NeutralFunds(Population):
         fut_share = 1.0 - self.lend_share[rows]
         want = -(target * fut_share)[:, None] * split[None, :] / value[None, :]  # (r, 2)
         held = model.ledger.futures_position(accounts)[:, 1:]
-        pace = np.where(urgent, 0.5, 1.0 / (self.cfg.trade_days * model.steps_per_day))
+        c = self.cfg
+        pace = np.where(urgent, 1.0 / c.liquidation_days, 1.0 / c.trade_days) / model.steps_per_day
         lots = np.trunc((want - held) * pace[:, None])
         lots = np.where(np.abs(want - held) < 1, 0, np.where(lots == 0, np.sign(want - held), lots))
         side = np.sign(lots).astype(np.int8)
         instr = np.broadcast_to(spec.instrument[1:], lots.shape)
         near = market.last[instr] * (1.0 + 0.001 * side)
-        price = np.where(urgent[:, None], market.limit_price(instr, side), near)
+        # Urgent hedge changes pay up to forced_discount through the book, no further.
+        hurry = market.last[instr] * (1.0 + c.forced_discount * side)
+        price = np.where(urgent[:, None], hurry, near)
         return Orders(
             np.repeat(accounts, 2), instr.ravel(), side.ravel(), price.ravel(), np.abs(lots).ravel()
         )

@@ -334,7 +334,7 @@ class LendingConfig(Section):
     curb_enabled: bool = True
     t1_cut: float = _num(0.4, 0.0, 1.0, doc="share of institutional supply lost at t1_date")
     t0_cut: float = _num(0.5, 0.0, 1.0, doc="share of what is left lost at t0_close")
-    recall_per_day: float = _num(0.3, 0.0, 1.0, doc="share of excess loans recalled per day")
+    recall_per_day: float = _num(0.05, 0.0, 1.0, doc="share of excess loans recalled per day")
 
 
 @_section("neutral")
@@ -360,8 +360,8 @@ class NeutralFundConfig(Section):
     redemption_sensitivity: float = _num(2.0, 0.0, 100.0, doc="daily redemptions per drawdown")
     trade_days: int = _num(3, 1, 60, doc="days over which a fund works a rebalance")
     rebalance_days: int = _num(20, 1, 250, doc="days over which exposure follows equity")
-    liquidation_days: float = _num(3.0, 0.25, 60.0, doc="days a forced cut is worked over")
-    forced_discount: float = _num(0.03, 0.0, 0.3, doc="how far below last a forced sale is priced")
+    liquidation_days: float = _num(10.0, 0.25, 60.0, doc="days a forced cut is worked over")
+    forced_discount: float = _num(0.01, 0.0, 0.3, doc="how far through last a forced trade goes")
     max_leverage_ratio: float = _num(1.3, 1.0, 5.0, doc="exposure / planned before the broker cuts")
     inflow: float = _num(0.002, 0.0, 0.1, doc="daily subscriptions per unit of 60-day excess")
     nav0_spread: float = _num(0.25, 0.0, 1.0, doc="initial NAV per unit drawn in 1 + [0, this]")

@@ -95,7 +95,8 @@ def test_redemptions_follow_drawdowns(model):
 
 
 def test_lending_curb_recalls_loans_and_moves_the_hedge_to_futures():
-    m = MarketModel(rng=4, **{**EPISODE, "lending.t1_cut": 0.9, "lending.t0_cut": 0.9})
+    curb = {"lending.t1_cut": 0.9, "lending.t0_cut": 0.9, "lending.recall_per_day": 0.3}
+    m = MarketModel(rng=4, **{**EPISODE, **curb})
     f, desk = m.neutral, m.lending
     _, _, owed0 = desk.loans(f.accounts)
     fut0 = -m.ledger.futures_position(f.accounts)[:, 1:].sum()
