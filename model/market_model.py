@@ -95,7 +95,11 @@ class MarketModel(mesa.Model):
             futures_price0=FuturesSpec.ticks(self.indices.level[UNDERLYING]),
             futures_margin=fc.margin,
         )
-        self.fundamentals = Fundamentals(f, self.universe.price0, self.universe.size_z, self.rng)
+        # The news has a stream of its own, spawned from the model's generator: counterfactual
+        # runs of one seed then see the same fundamental path (common random numbers),
+        # however differently their agents draw.
+        news_rng = self.rng.spawn(1)[0]
+        self.fundamentals = Fundamentals(f, self.universe.price0, self.universe.size_z, news_rng)
         self.lending: LendingDesk | None = None
         self.day_index = 0
         self.populations: list[Population] = self._populate()
