@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, default=None, help="directory or .html file")
     rep.set_defaults(func=_cmd_report)
 
+    vw = sub.add_parser("view", help="interactive browser view (Mesa/Solara) of a scenario")
+    vw.add_argument("scenario", nargs="?", default="jan2024", help="scenario name or .toml path")
+    vw.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    vw.add_argument("--host", default="127.0.0.1", help="host (default 127.0.0.1)")
+    vw.set_defaults(func=_cmd_view)
+
     bench = sub.add_parser("bench", help="run the benchmarks and write bench.json")
     bench.add_argument("--out", type=Path, default=Path("runs/bench"), help="output directory")
     bench.add_argument("--repeats", type=int, default=15, help="timed repeats per case")
@@ -107,6 +113,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else args.paths[0]
     print(f"wrote {build_report(args.paths, out)}")
     return 0
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from experiments.view import serve  # lazy: mesa.visualization and solara import slowly
+
+    return serve(args.scenario, args.port, args.host)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -1,0 +1,218 @@
+"""The browser view without a browser: its model factory, chart options and Solara page.
+
+Solara renders the page into ipywidgets in-process (``solara.render``), so these
+tests click Mesa's real Step and Reset buttons and read the chart widgets, at a
+small scale so they stay quick.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import ipyvuetify as v
+import pytest
+import solara
+from mesa.visualization import SolaraViz
+from solara.components.echarts import EchartsWidget
+
+from experiments import view
+
+# A few seconds a model: 60 stocks, 2,000 retail investors.
+SMALL: dict[str, Any] = {"universe.n_stocks": 60, "retail.n_agents": 2000}
+# Smaller still for the whole 644-step run (about 10 ms a step).
+TINY: dict[str, Any] = {
+    "universe.n_stocks": 40,
+    "retail.n_agents": 500,
+    "noise_traders.n_agents": 300,
+    "fundamental_traders.n_agents": 40,
+    "market_makers.n_agents": 4,
+}
+
+
+def small_model(scenario: str = "jan2024", **params: Any) -> view.ViewModel:
+    return view.make_model(scenario, 3, **{**SMALL, **params})
+
+
+def render_app(model: solara.Reactive, params: dict[str, Any]) -> Any:
+    """Render SolaraViz's controls and the dashboard as the server does (inside AppLayout)."""
+
+    @solara.component
+    def App() -> None:
+        with solara.AppLayout():
+            SolaraViz(model, components=[], model_params=params, name="test")
+            view.Dashboard(model.value)
+
+    _, rc = solara.render(App(), handle_error=False)
+    return rc
+
+
+def small_params() -> dict[str, Any]:
+    """The page's controls, with the scale pinned small (fixed values pass through Reset)."""
+    return {**view.model_params(), **SMALL}
+
+
+def texts(rc: Any) -> list[str]:
+    """Every text on the page, depth first."""
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, str):
+            out.append(node)
+        for child in getattr(node, "children", None) or ():
+            walk(child)
+        for item in getattr(node, "items", None) or ():  # the grid and drawer keep widgets here
+            walk(item)
+
+    walk(rc.container)
+    return out
+
+
+def time_text(rc: Any) -> str:
+    return next(t for t in texts(rc) if t.startswith("Time: "))
+
+
+def json_safe(option: dict[str, Any]) -> None:
+    json.dumps(option, allow_nan=False)  # what the browser's JSON.parse would accept
+
+
+# -- the model factory --------------------------------------------------------------------
+def test_overrides_clamp_and_keep_baseline_to_the_scenario():
+    out = view.view_overrides(
+        {
+            "neutral.dma_leverage": 9.0,  # above the slider: clamped to 4
+            "retail.herding": view.BASELINE["retail.herding"],  # untouched: not an override
+            "lending.t1_date": "2024-01-15",
+            "market.end": "2023-08-01",  # no control for it: passed through
+        }
+    )
+    assert out == {
+        "neutral.dma_leverage": 4.0,
+        "lending.t1_date": "2024-01-15",
+        "market.end": "2023-08-01",
+        "universe.n_stocks": view.STOCK_CHOICES[0],
+    }
+
+
+def test_counterfactual_scenarios_are_not_undone_by_slider_defaults():
+    defaults = {k: p["value"] for k, p in view.model_params().items() if isinstance(p, dict)}
+    defaults.pop("scenario_name"), defaults.pop("seed")
+    assert view.view_config("jan2024-no-snowball", defaults).snowball.notional_bn == 0.0
+    assert view.view_config("jan2024-no-retail-herding", defaults).retail.herding == 0.0
+    moved = {**defaults, "snowball.notional_bn": 100.0}
+    assert view.view_config("jan2024-no-snowball", moved).snowball.notional_bn == 100.0
+
+
+def test_consistent_repairs_cross_field_relations():
+    config = view.load_scenario(
+        "jan2024",
+        overrides={
+            "neutral.warning_line": 0.6,
+            "neutral.stop_line": 0.65,
+            "national_team.late_bn": 10.0,
+        },
+    )
+    fixed = view.consistent(config)
+    assert fixed.neutral.stop_line < fixed.neutral.warning_line
+    assert fixed.national_team.late_bn == config.national_team.early_bn
+
+
+def test_slider_bounds_keep_stop_below_warning():
+    _, _, stop_hi, _ = view.SLIDERS["neutral.stop_line"]
+    _, warning_lo, _, _ = view.SLIDERS["neutral.warning_line"]
+    assert stop_hi < warning_lo
+
+
+def test_model_params_start_inside_their_bounds():
+    for key, param in view.model_params().items():
+        if param["type"] == "Select":
+            assert param["value"] in param["values"], key
+        else:
+            assert param["min"] <= param["value"] <= param["max"], key
+
+
+@pytest.mark.parametrize("end", [1, 2], ids=["all-low", "all-high"])
+def test_every_slider_at_its_bounds_builds_steps_and_draws(end):
+    params = {key: spec[end] for key, spec in view.SLIDERS.items()}
+    model = small_model(**params)
+    for _ in range(3):
+        model.step()
+    for build in view.CHARTS.values():
+        caption, option = build(model)
+        assert "step 3" in caption
+        json_safe(option)
+
+
+def test_scenarios_without_channels_still_draw():
+    model = view.make_model("calm", 3, **{"universe.n_stocks": 60})  # background traders only
+    model.step()
+    for build in view.CHARTS.values():
+        json_safe(build(model)[1])
+    assert "none in this scenario" in view.neutral_chart(model)[0]
+    assert "no retail investors" in view.network_chart(model)[0]
+
+
+def test_network_layout_is_computed_once_per_model():
+    model = small_model()
+    first = view.network_chart(model)[1]["series"][0]["data"]
+    model.step()
+    second = view.network_chart(model)[1]["series"][0]["data"]
+    assert [(n["x"], n["y"]) for n in first] == [(n["x"], n["y"]) for n in second]
+    assert len(first) == view.NETWORK_NODES
+
+
+# -- the page -----------------------------------------------------------------------------
+def test_page_draws_every_chart_and_step_redraws_them():
+    model = solara.reactive(small_model())
+    rc = render_app(model, small_params())
+    charts = rc.find(EchartsWidget).widgets
+    assert len(charts) == len(view.CHARTS)
+    assert time_text(rc) == "Time: 0.0"
+    before = [c.option for c in charts]
+
+    rc.find(v.Btn, children=["Step"]).widget.click()
+
+    assert time_text(rc) == "Time: 1.0"
+    after = [c.option for c in rc.find(EchartsWidget).widgets]
+    changed = [name for name, a, b in zip(view.CHARTS, before, after, strict=True) if a != b]
+    assert changed == list(view.CHARTS)  # every chart redrew with new data
+    captions = [t for t in texts(rc) if "step 1," in t]
+    assert len(captions) == len(view.CHARTS)
+    for option in after:
+        json_safe(option)
+
+
+def test_reset_rebuilds_the_model_with_a_moved_slider():
+    model = solara.reactive(small_model())
+    rc = render_app(model, small_params())
+    rc.find(v.Btn, children=["Step"]).widget.click()
+    label = view.SLIDERS["neutral.dma_leverage"][0]
+    rc.find(v.Slider, label=label).widget.v_model = 1.5
+
+    rc.find(v.Btn, children=["Reset"]).widget.click()
+
+    assert model.value.steps == 0
+    assert model.value.config.neutral.dma_leverage == 1.5
+    assert time_text(rc) == "Time: 0.0"
+    assert any("DMA leverage 1.5x" in t for t in texts(rc))
+
+
+def test_whole_jan2024_run_through_the_page_controls():
+    """Step through all 644 steps with Mesa's controller, redrawing every 28 steps."""
+    model = solara.reactive(small_model(**TINY))
+    rc = render_app(model, small_params())
+    rc.find(v.Slider, label="Render Interval (steps)").widget.v_model = 28
+    step = rc.find(v.Btn, children=["Step"]).widget
+    total = model.value.total_steps
+    for _ in range(math.ceil(total / 28)):
+        step.click()
+    assert model.value.steps == total
+    assert not model.value.running
+    assert step.disabled  # Mesa greys Step out at the end
+    assert time_text(rc) == f"Time: {float(total)}"
+    captions = [t for t in texts(rc) if f"step {total}, 2024-02-29" in t]
+    assert len(captions) == len(view.CHARTS)
+    assert not rc.find(v.Alert).widgets  # no "error in step" banner
+    for chart in rc.find(EchartsWidget).widgets:
+        json_safe(chart.option)
