@@ -145,7 +145,8 @@ def test_they_unwind_when_the_basis_normalizes():
 
 
 def test_recalled_loans_are_bought_in_and_the_futures_cut():
-    model, arbs, dumper = build(**{"market.start": "2024-01-22", "lending.t1_cut": 1.0})
+    curb = {"market.start": "2024-01-22", "lending.t1_cut": 1.0, "lending.recall_per_day": 0.5}
+    model, arbs, dumper = build(**curb)
     dumper.side = -1
     deep_discount(model)
     run_days(model, 4)  # to 2024-01-25: positions open

@@ -95,7 +95,13 @@ def test_redemptions_follow_drawdowns(model):
 
 
 def test_lending_curb_recalls_loans_and_moves_the_hedge_to_futures():
-    curb = {"lending.t1_cut": 0.9, "lending.t0_cut": 0.9, "lending.recall_per_day": 0.3}
+    # Plain products only: the test is about the hedge moving, not about DMA stop-outs.
+    curb = {
+        "lending.t1_cut": 0.9,
+        "lending.t0_cut": 0.9,
+        "lending.recall_per_day": 0.3,
+        "neutral.dma_share": 0.0,
+    }
     m = MarketModel(rng=4, **{**EPISODE, **curb})
     f, desk = m.neutral, m.lending
     _, _, owed0 = desk.loans(f.accounts)
