@@ -61,8 +61,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_cmd_run)
 
-    rep = sub.add_parser("report", help="offline HTML report of run directories (first: baseline)")
-    rep.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="run directories")
+    sw = sub.add_parser("sweep", help="run a parameter sweep (resumable), locally or on Dask")
+    sw.add_argument(
+        "spec",
+        type=Path,
+        metavar="SPEC.toml",
+        help="sweep file, e.g. experiments/sweeps/seeds.toml",
+    )
+    sw.add_argument(
+        "--workers", type=int, default=None, help="local worker processes (default: one per CPU)"
+    )
+    sw.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="existing Dask scheduler, e.g. tcp://HOST:8786",
+    )
+    sw.add_argument(
+        "--out", type=Path, default=None, help="output directory (default runs/sweeps/NAME)"
+    )
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=_cmd_sweep)
+
+    rep = sub.add_parser("report", help="offline HTML report of run or sweep directories")
+    rep.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="run directories (first: baseline) or one sweep directory",
+    )
     rep.add_argument("--out", type=Path, default=None, help="directory or .html file")
     rep.set_defaults(func=_cmd_report)
 
@@ -107,9 +135,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from experiments.sweep import run_sweep
+
+    r = run_sweep(
+        args.spec,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        out=args.out,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    print(
+        f"{r.cells} cells: {r.skipped} already done, {r.ran} run, {r.failed} failed "
+        f"in {r.wall_time_s:.1f} s on {r.scheduler} ({r.workers} workers)"
+    )
+    print(f"wrote cells/*.parquet, summary.parquet, manifest.json in {r.out}")
+    return 1 if r.failed else 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from experiments.report import build_report
+    from experiments.sweep import is_sweep_dir, sweep_report
 
+    sweeps = [p for p in args.paths if is_sweep_dir(p)]
+    if sweeps:
+        if len(args.paths) > 1:
+            raise ConfigError(
+                f"report PATH = {str(sweeps[0])!r}: a sweep directory is reported on its own"
+            )
+        print(f"wrote {sweep_report(sweeps[0], args.out)}")
+        return 0
     out = args.out if args.out is not None else args.paths[0]
     print(f"wrote {build_report(args.paths, out)}")
     return 0
