@@ -59,12 +59,56 @@ def bench_kernel(n_stocks: int = 5000, n_orders: int = 100_000, repeats: int = 1
     }
 
 
-def run_benchmarks(out: Path, *, repeats: int = 15) -> dict:
-    """Run every benchmark and write ``out/bench.json``; return the results."""
+SWEEP_CELL = """\
+scenario = "calm"
+seeds = {{count = {n}, start = 1}}
+
+[set]
+"universe.n_stocks" = 30
+"market.end" = 2023-01-13
+"noise_traders.n_agents" = 100
+"fundamental_traders.n_agents" = 10
+"""
+
+
+def bench_sweep(n_cells: int, workers: int, workdir: Path) -> dict:
+    """Cells per second of a sweep of ``n_cells`` tiny calm cells on ``workers`` local
+    workers (Dask start-up included), and the driver's peak resident memory."""
+    import resource
+
+    from experiments.sweep import run_sweep
+
+    spec = workdir / f"bench_{n_cells}_{workers}.toml"
+    spec.write_text(SWEEP_CELL.format(n=n_cells))
+    out = workdir / f"bench_{n_cells}_{workers}"
+    start = time.perf_counter()
+    result = run_sweep(spec, workers=workers, out=out)
+    seconds = time.perf_counter() - start
+    return {
+        "cells": n_cells,
+        "workers": workers,
+        "failed": result.failed,
+        "wall_s": round(seconds, 2),
+        "cells_per_s": round(n_cells / seconds, 3),
+        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def run_benchmarks(out: Path, *, repeats: int = 15, sweep_cells: int = 0) -> dict:
+    """Run every benchmark and write ``out/bench.json``; return the results.
+
+    With ``sweep_cells``, also time a sweep of that many tiny cells on 1 and 2 workers.
+    """
     ensure_dir(out)
-    results = {
+    results: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "processor": platform.machine()},
         "kernel": bench_kernel(repeats=repeats),
     }
+    if sweep_cells:
+        runs = [bench_sweep(sweep_cells, w, ensure_dir(out / "sweep")) for w in (1, 2)]
+        results["sweep"] = {
+            "runs": runs,
+            "speedup_2_over_1": round(runs[1]["cells_per_s"] / runs[0]["cells_per_s"], 3),
+        }
     write_json(results, out / "bench.json")
     return results

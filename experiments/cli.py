@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run the benchmarks and write bench.json")
     bench.add_argument("--out", type=Path, default=Path("runs/bench"), help="output directory")
     bench.add_argument("--repeats", type=int, default=15, help="timed repeats per case")
+    bench.add_argument(
+        "--sweep-cells",
+        type=int,
+        default=0,
+        help="also time a sweep of N tiny cells on 1 and 2 workers",
+    )
     bench.set_defaults(func=_cmd_bench)
 
     scen = sub.add_parser("scenarios", help="list the bundled scenarios")
@@ -181,13 +187,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.repeats < 1:
         raise ConfigError(f"--repeats = {args.repeats}: must be an integer >= 1")
-    results = run_benchmarks(args.out, repeats=args.repeats)
+    if args.sweep_cells < 0:
+        raise ConfigError(f"--sweep-cells = {args.sweep_cells}: must be an integer >= 0")
+    results = run_benchmarks(args.out, repeats=args.repeats, sweep_cells=args.sweep_cells)
     k = results["kernel"]
     print(
         f"kernel: {k['n_stocks']} stocks x {k['n_orders']} orders cleared in "
         f"{k['median_ms']} ms (median of {k['repeats']}): {k['stocks_per_s']:,} stocks/s, "
         f"{k['orders_per_s']:,} orders/s"
     )
+    if "sweep" in results:
+        s = results["sweep"]
+        rates = ", ".join(f"{r['workers']} worker(s) {r['cells_per_s']} cells/s" for r in s["runs"])
+        print(f"sweep: {rates}; 2 over 1: {s['speedup_2_over_1']}x")
     print(f"wrote {args.out / 'bench.json'}")
     return 0
 
