@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,24 @@ def ensure_dir(path: Path, key: str = "--out") -> Path:
     return path
 
 
-def _atomic(path: Path, write) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Write ``path`` through a temp file in its directory, then rename it into place.
+
+    The temp name starts with a dot and ends in ``.tmp``: Parquet dataset readers
+    skip it, ``os.replace`` makes the final name appear complete or not at all, and
+    a restarted sweep deletes leftovers. Permissions follow the umask (mkstemp's
+    0600 would hide results from colleagues and from workers running as another user).
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -38,13 +53,16 @@ def _atomic(path: Path, write) -> None:
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def write_text(text: str, path: Path) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+    atomic_write(path, write)
 
 
 def write_json(data: Any, path: Path) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-
-    _atomic(path, write)
+    write_text(json.dumps(data, indent=2) + "\n", path)

@@ -12,7 +12,6 @@ import datetime as dt
 import html
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.offline
 
+from experiments.outputs import write_text
 from model.config import ConfigError
 
 REPORT_NAME = "report.html"
@@ -523,26 +523,6 @@ def report_path(out: Path) -> Path:
     return out
 
 
-def _umask() -> int:
-    """The process umask (reading it means setting it, so put it straight back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text_atomic(text: str, path: Path) -> None:
-    """Write via a temp file in the same directory, then rename: no half-written reports."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _ensure_parent(path: Path) -> None:
     """Create the report's directory or say, in one line, why it cannot be used."""
     try:
@@ -577,5 +557,5 @@ def build_report(runs: list[Path], out: Path, *, window: tuple[str, str] | None 
     loaded = [load_run(Path(p)) for p in runs]
     path = report_path(Path(out))
     _ensure_parent(path)
-    write_text_atomic(render(loaded, window), path)
+    write_text(render(loaded, window), path)
     return path

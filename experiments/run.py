@@ -23,9 +23,10 @@ from model.universe import BOARD_NAMES, INDEX_NAMES, TIERS, assign_tiers
 PACKAGES = ("microcap-unwind", "mesa", "numpy", "pandas", "networkx", "pyarrow")
 
 
-def versions() -> dict[str, str]:
+def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Python's and the packages' versions (``PACKAGES`` plus ``extra``)."""
     out = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in (*PACKAGES, *extra):
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -39,16 +39,14 @@ import difflib
 import fcntl
 import hashlib
 import html
-import importlib.metadata
 import itertools
 import json
 import math
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.outputs import ensure_dir
+from experiments.outputs import atomic_write, ensure_dir, write_json, write_parquet
 from experiments.run import run, versions
 from experiments.scenarios import SCALES, SCENARIO_DIR, load_scenario, read_toml
 from model.calendar import trading_days
@@ -540,31 +538,6 @@ def tag_frame(frame: pd.DataFrame, params: Mapping[str, Any], seed: int, cid: st
     return pd.concat([tags, frame.reset_index(drop=True)], axis=1)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write ``path`` through a temp file in its directory, then rename it into place.
-
-    The temp name starts with a dot and ends in ``.tmp``: Parquet dataset readers
-    skip it, ``os.replace`` makes the final name appear complete or not at all, and
-    a restarted sweep deletes leftovers. Permissions follow the umask (mkstemp's
-    0600 would hide results from colleagues and from workers running as another user).
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_cell(frame: pd.DataFrame, row: Mapping[str, Any], path: Path) -> None:
     """Write a cell's table with its summary row in the Parquet footer, atomically.
 
@@ -578,15 +551,6 @@ def write_cell(frame: pd.DataFrame, row: Mapping[str, Any], path: Path) -> None:
     meta[ROW_KEY] = json.dumps(row).encode()
     table = table.replace_schema_metadata(meta)
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
-
-
-def write_json_file(data: Any, path: Path) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-
-    atomic_write(path, write)
 
 
 def read_cell_row(path: Path) -> dict[str, Any]:
@@ -704,13 +668,7 @@ def git_revision() -> dict[str, Any]:
 
 
 def sweep_versions() -> dict[str, str]:
-    out = versions()
-    for name in SWEEP_PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return versions(SWEEP_PACKAGES)
 
 
 def _now() -> str:
@@ -774,7 +732,7 @@ class _Summary:
 
     def write(self) -> None:
         frame = self.frame()
-        atomic_write(self.path, lambda tmp: frame.to_parquet(tmp, index=False))
+        write_parquet(frame, self.path)
         self.written = time.monotonic()
 
 
@@ -971,7 +929,7 @@ def run_sweep(
             "skipped": len(done),
         }
         history = previous_sessions(out)
-        write_json_file(_manifest(spec, session, history), out / MANIFEST)
+        write_json(_manifest(spec, session, history), out / MANIFEST)
         summary = _Summary(spec, out / SUMMARY, done)
         summary.write()
         failed = ran = 0
@@ -1001,7 +959,7 @@ def run_sweep(
             bar.close()
             summary.write()
             session.update(finished=_now(), ran=ran, failed=failed)
-            write_json_file(_manifest(spec, session, history), out / MANIFEST)
+            write_json(_manifest(spec, session, history), out / MANIFEST)
     return SweepResult(
         out=out,
         cells=len(spec.cells),
@@ -1327,10 +1285,11 @@ def sweep_report(out: Path, path: Path | None = None) -> Path:
     Returns:
         The written report's path.
     """
-    from experiments.report import _ensure_parent, report_path, write_text_atomic
+    from experiments.outputs import write_text
+    from experiments.report import _ensure_parent, report_path
 
     target = report_path(Path(path) if path is not None else Path(out))
     page = render_sweep(Path(out))
     _ensure_parent(target)
-    write_text_atomic(page, target)
+    write_text(page, target)
     return target
