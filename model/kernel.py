@@ -108,9 +108,10 @@ def clear(
     size = n_stocks * n_levels
     # Lots are whole numbers far below 2**53, so float64 sums are exact; float64 keeps the
     # (S, L) passes few and fast. Orders never rest beyond a stock's active levels.
-    qty = np.bincount(cell + is_buy * size, lots, minlength=2 * size)  # one pass, both sides
-    ask_qty = qty[:size].reshape(n_stocks, n_levels)
-    bid_qty = qty[size:].reshape(n_stocks, n_levels)
+    # qty[side, s, j] with side 0 = sells, 1 = buys: one pass over the orders, no copies.
+    qty = np.bincount(cell + is_buy * size, lots, minlength=2 * size)
+    qty = qty.reshape(2, n_stocks, n_levels)
+    ask_qty, bid_qty = qty[0], qty[1]
 
     # demand[s, j]: lots bid at level j or higher; supply[s, j]: lots offered at j or lower.
     # (Contiguous copies: reversed views slow every later pass over them.)
@@ -153,7 +154,7 @@ def clear(
         volume > 0,
         margin,
         owed,
-        np.stack([ask_qty, bid_qty]),
+        qty,
     )
 
     top = grid.n_active - 1
