@@ -440,11 +440,12 @@ EXPLAIN = {
 
 
 def _figure_html(fig: Figure, title: str) -> str:
+    return figure_section(title, fig, EXPLAIN[title])
+
+
+def figure_section(title: str, fig: Figure | str, explain: str) -> str:
     """One figure section: heading, explanation, then the chart or the reason it is missing."""
-    parts = [
-        f"<h3>{html.escape(title)}</h3>",
-        f'<p class="explain">{html.escape(EXPLAIN[title])}</p>',
-    ]
+    parts = [f"<h3>{html.escape(title)}</h3>", f'<p class="explain">{html.escape(explain)}</p>']
     if isinstance(fig, str):
         parts.append(f'<p class="note">Skipped: {html.escape(fig)}.</p>')
     else:

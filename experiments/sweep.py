@@ -1197,7 +1197,7 @@ def render_sweep(out: Path) -> str:
     """The sweep report page as a string, plotly.js inlined once in the head."""
     import plotly.offline
 
-    from experiments.report import STYLE
+    from experiments.report import STYLE, figure_section
 
     manifest = read_manifest(out)
     summary = load_summary(out)
@@ -1248,7 +1248,7 @@ def render_sweep(out: Path) -> str:
             )
         )
     for title, fig, explain in figures:
-        sections.append(_section_html(title, fig, explain))
+        sections.append(figure_section(title, fig, explain))
     sections += [
         "<h2>Cells (mean over seeds)</h2>",
         _cell_table(summary, keys),
@@ -1261,17 +1261,6 @@ def render_sweep(out: Path) -> str:
         f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>\n'
         "</head>\n<body>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
     )
-
-
-def _section_html(title: str, fig: Any, explain: str) -> str:
-    parts = [f"<h3>{html.escape(title)}</h3>", f'<p class="explain">{html.escape(explain)}</p>']
-    if isinstance(fig, str):
-        parts.append(f'<p class="note">Skipped: {html.escape(fig)}.</p>')
-    else:
-        parts.append(
-            fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
-        )
-    return "\n".join(parts)
 
 
 def sweep_report(out: Path, path: Path | None = None) -> Path:
