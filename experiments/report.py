@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 import plotly.offline
 
 from experiments.outputs import write_text
+from experiments.stylized import max_drawdown
 from model.config import ConfigError
 
 REPORT_NAME = "report.html"
@@ -148,15 +149,6 @@ def column(frame: pd.DataFrame, name: str) -> pd.Series | None:
         return None
     values = pd.to_numeric(frame[name], errors="coerce")
     return None if values.isna().all() else values
-
-
-def max_drawdown(levels: np.ndarray) -> float:
-    """Largest peak-to-trough fall as a positive fraction (mirrors experiments.run)."""
-    levels = levels[np.isfinite(levels)]
-    if not levels.size:
-        return float("nan")
-    peak = np.maximum.accumulate(levels)
-    return float(np.max(1.0 - levels / peak))
 
 
 def microcap_drawdown(run: RunData) -> float:

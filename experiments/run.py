@@ -15,7 +15,7 @@ import pandas as pd
 
 from experiments.episode import covers_crash, episode_figures
 from experiments.outputs import ensure_dir, write_json, write_parquet
-from experiments.stylized import stylized_facts
+from experiments.stylized import max_drawdown, stylized_facts
 from model.config import ScenarioConfig
 from model.market_model import MarketModel
 from model.universe import BOARD_NAMES, INDEX_NAMES, TIERS, assign_tiers
@@ -32,12 +32,6 @@ def versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
-
-
-def max_drawdown(levels: np.ndarray) -> float:
-    """Largest peak-to-trough fall, as a positive fraction."""
-    peak = np.maximum.accumulate(levels)
-    return float(np.max(1.0 - levels / peak)) if levels.size else 0.0
 
 
 def index_stats(frame: pd.DataFrame) -> dict[str, dict[str, float]]:

@@ -10,6 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 
+def max_drawdown(levels: np.ndarray) -> float:
+    """Largest peak-to-trough fall as a positive fraction, ignoring missing levels."""
+    levels = np.asarray(levels, dtype=np.float64)
+    levels = levels[np.isfinite(levels)]
+    if not levels.size:
+        return float("nan")
+    peak = np.maximum.accumulate(levels)
+    return float(np.max(1.0 - levels / peak))
+
+
 def residual_returns(closes: np.ndarray) -> np.ndarray:
     """(days - 1, stocks) daily log returns minus each day's cross-sectional mean."""
     r = np.diff(np.log(np.asarray(closes, dtype=np.float64)), axis=0)
