@@ -1,7 +1,9 @@
 """The ``unwind`` command line.
 
-User mistakes (bad keys, values, paths) end with one line on stderr and exit
-code 2; only a bug in the model shows a traceback.
+User mistakes (bad keys, values, paths) and unusable output directories end with
+one line on stderr and exit code 2, leaving no partial output; a broken invariant
+of the books (``--check``) ends with one line and exit code 3; only another bug in
+the model shows a traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from model.config import ConfigError
 
 EXIT_USAGE = 2
+EXIT_INVARIANT = 3  # the model broke an invariant of its books (model.invariants): a bug
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument(
+        "--check",
+        action="store_true",
+        default=None,
+        help="check the books' invariants every step (about 25%% slower)",
+    )
+    run.add_argument(
         "--amplification",
         action="store_true",
         help="also run the twin without forced selling (doubles the time)",
@@ -81,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="output directory (default runs/sweeps/NAME)"
     )
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.add_argument(
+        "--check",
+        action="store_true",
+        default=None,
+        help="check the books' invariants every step of every cell",
+    )
     sw.set_defaults(func=_cmd_sweep)
 
     rep = sub.add_parser("report", help="offline HTML report of run or sweep directories")
@@ -123,14 +138,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_scenario(args.scenario, scale=args.scale, overrides=parse_set(args.sets))
     out = args.out if args.out is not None else Path("runs") / config.name
+    created = not out.exists()
     ensure_dir(out)
     progress = not args.quiet and sys.stderr.isatty()
-    result = run(config, args.seed, progress=progress, engine=args.engine)
-    if args.amplification:
-        from experiments.run import add_amplification
+    try:
+        result = run(config, args.seed, progress=progress, engine=args.engine, check=args.check)
+        if args.amplification:
+            from experiments.run import add_amplification
 
-        add_amplification(result, args.seed)
-    write_run(result, out)
+            add_amplification(result, args.seed)
+        write_run(result, out)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # leave nothing behind: not even the empty directory
+        raise
     idx = result.summary["indices"]
     moves = ", ".join(f"{k} {v['total_return']:+.1%}" for k, v in idx.items())
     print(
@@ -150,6 +171,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         out=args.out,
         progress=not args.quiet and sys.stderr.isatty(),
+        check=args.check,
     )
     print(
         f"{r.cells} cells: {r.skipped} already done, {r.ran} run, {r.failed} failed "
@@ -213,12 +235,17 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from model.invariants import InvariantError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as exc:
         print(f"unwind: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except InvariantError as exc:
+        print(f"unwind: {exc}", file=sys.stderr)
+        return EXIT_INVARIANT
     except KeyboardInterrupt:
         print("unwind: interrupted", file=sys.stderr)
         return 130

@@ -22,9 +22,22 @@ def ensure_dir(path: Path, key: str = "--out") -> Path:
         raise ConfigError(
             f"{key} = {str(path)!r}: cannot create directory ({exc.strerror})"
         ) from None
-    if not os.access(path, os.W_OK):
-        raise ConfigError(f"{key} = {str(path)!r}: directory is not writable")
+    if not path.is_dir():
+        raise ConfigError(f"{key} = {str(path)!r}: not a directory")
+    try:  # a real write: os.access says yes to root on a read-only mount
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"{key} = {str(path)!r}: directory is not writable ({exc.strerror})"
+        ) from None
     return path
+
+
+def output_error(key: str, path: Path, exc: OSError) -> ConfigError:
+    """A one-line error for a write that failed (full disk, read-only directory)."""
+    return ConfigError(f"{key} = {str(path)!r}: cannot write ({exc.strerror or exc})")
 
 
 def _umask() -> int:
@@ -50,6 +63,41 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_together(out: Path, writers: dict[str, Callable[[str], None]]) -> None:
+    """Write several files into ``out`` so that all of them appear, or none.
+
+    Each file goes to a temp name first; only when every one is complete are they
+    renamed into place, so a full disk halfway through leaves no mix of new and old
+    results. On failure the temp files are removed and the OSError is raised.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for name, write in writers.items():
+            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
+            os.close(fd)
+            staged.append((tmp, out / name))
+            os.chmod(tmp, 0o666 & ~_umask())
+            write(tmp)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def parquet_writer(frame: pd.DataFrame) -> Callable[[str], None]:
+    return lambda tmp: frame.to_parquet(tmp, index=False)
+
+
+def json_writer(data: Any) -> Callable[[str], None]:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=2) + "\n")
+
+    return write
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:

@@ -14,7 +14,13 @@ import numpy as np
 import pandas as pd
 
 from experiments.episode import covers_crash, episode_figures
-from experiments.outputs import ensure_dir, write_json, write_parquet
+from experiments.outputs import (
+    ensure_dir,
+    json_writer,
+    output_error,
+    parquet_writer,
+    write_together,
+)
 from experiments.stylized import max_drawdown, stylized_facts
 from model.config import ScenarioConfig
 from model.market_model import MarketModel
@@ -78,11 +84,20 @@ class RunResult:
 
 
 def run(
-    config: ScenarioConfig, seed: int, *, progress: bool = False, engine: str = "vectorized"
+    config: ScenarioConfig,
+    seed: int,
+    *,
+    progress: bool = False,
+    engine: str = "vectorized",
+    check: bool | None = None,
 ) -> RunResult:
-    """Run ``config`` with ``seed`` to the end and return the model, its table and summary."""
+    """Run ``config`` with ``seed`` to the end and return the model, its table and summary.
+
+    ``check`` turns on the invariant checker (model.invariants); None leaves it to
+    the ``UNWIND_CHECK`` environment variable.
+    """
     started = time.perf_counter()
-    model = MarketModel(config, rng=seed, engine=engine)
+    model = MarketModel(config, rng=seed, engine=engine, check=check)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -96,6 +111,7 @@ def run(
         "scenario": config.name,
         "seed": seed,
         "engine": engine,
+        "invariants_checked": model.checker is not None,
         "steps": int(model.steps),
         "trading_days": len(model.days),
         "wall_time_s": round(time.perf_counter() - started, 3),
@@ -119,7 +135,11 @@ def add_amplification(result: RunResult, seed: int) -> None:
     if config.neutral.n_funds == 0 or not config.neutral.forced_selling:
         result.summary["amplification"] = None
         return
-    twin = run(config.with_overrides({"neutral.forced_selling": False}), seed)
+    twin = run(
+        config.with_overrides({"neutral.forced_selling": False}),
+        seed,
+        check=result.model.checker is not None,
+    )
     with_fs = result.summary["indices"]["microcap"]["max_drawdown"]
     without = twin.summary["indices"]["microcap"]["max_drawdown"]
     result.summary["amplification"] = {
@@ -155,9 +175,21 @@ def stock_table(model: MarketModel) -> pd.DataFrame:
 
 
 def write_run(result: RunResult, out: Path) -> None:
-    """Write model.parquet, prices.parquet, stocks.parquet and summary.json into ``out``."""
+    """Write model.parquet, prices.parquet, stocks.parquet and summary.json into ``out``.
+
+    All four appear together or not at all.
+
+    Raises:
+        ConfigError: ``out`` cannot be written (a full disk, a read-only directory).
+    """
     ensure_dir(out)
-    write_parquet(result.frame, out / "model.parquet")
-    write_parquet(daily_closes(result.model), out / "prices.parquet")
-    write_parquet(stock_table(result.model), out / "stocks.parquet")
-    write_json(result.summary, out / "summary.json")
+    writers = {
+        "model.parquet": parquet_writer(result.frame),
+        "prices.parquet": parquet_writer(daily_closes(result.model)),
+        "stocks.parquet": parquet_writer(stock_table(result.model)),
+        "summary.json": json_writer(result.summary),
+    }
+    try:
+        write_together(out, writers)
+    except OSError as exc:
+        raise output_error("--out", out, exc) from None

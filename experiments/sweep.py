@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.outputs import atomic_write, ensure_dir, write_json, write_parquet
+from experiments.outputs import atomic_write, ensure_dir, output_error, write_json, write_parquet
 from experiments.run import run, versions
 from experiments.scenarios import SCALES, SCENARIO_DIR, load_scenario, read_toml
 from model.calendar import trading_days
@@ -88,6 +88,7 @@ ID_LENGTH = 16  # hex digits of sha256: collisions are out of reach for any swee
 SUMMARY_INTERVAL_S = 2.0  # how often the driver rewrites summary.parquet while cells finish
 CONNECT_TIMEOUT_S = 10
 SWEEP_PACKAGES = ("dask", "distributed", "tqdm", "plotly")
+WRITE_FAILED = "write failed"  # a cell's status when its file could not be written
 
 
 # ---------------------------------------------------------------------------- the spec
@@ -128,8 +129,11 @@ class SweepSpec:
     seeds: tuple[int, ...]
     cells: tuple[Cell, ...] = field(repr=False)
 
-    def task(self, cell: Cell) -> dict[str, Any]:
-        """The plain-dict payload a worker needs for ``cell`` (small and picklable)."""
+    def task(self, cell: Cell, check: bool | None = None) -> dict[str, Any]:
+        """The plain-dict payload a worker needs for ``cell`` (small and picklable).
+
+        ``check`` turns the invariant checker on; it never changes a cell's results.
+        """
         return {
             "cell_id": cell.cell_id,
             "params": cell.params,
@@ -137,6 +141,7 @@ class SweepSpec:
             "scenario": self.scenario_ref,
             "scale": self.scale,
             "overrides": {**self.fixed, **cell.params},
+            "check": check,
         }
 
 
@@ -541,14 +546,17 @@ def tag_frame(frame: pd.DataFrame, params: Mapping[str, Any], seed: int, cid: st
 def write_cell(frame: pd.DataFrame, row: Mapping[str, Any], path: Path) -> None:
     """Write a cell's table with its summary row in the Parquet footer, atomically.
 
-    Table and row land in one file in one rename, so they can never disagree.
+    Table and row land in one file in one rename, so they can never disagree. The
+    row's wall time stays out of the file: the same cell and seed give the same bytes,
+    whichever worker ran it and however busy it was.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = dict(table.schema.metadata or {})
-    meta[ROW_KEY] = json.dumps(row).encode()
+    stored = {k: v for k, v in row.items() if k != "wall_time_s"}
+    meta[ROW_KEY] = json.dumps(stored).encode()
     table = table.replace_schema_metadata(meta)
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
@@ -571,8 +579,10 @@ def run_cell(cell: Mapping[str, Any], out_dir: str) -> dict[str, Any]:
     """Run one cell and write ``out_dir/cells/<cell_id>.parquet``; the Dask task.
 
     It never raises for a model failure: the error becomes the row's status, so one
-    bad corner of a grid does not stop the sweep. Only the small row goes back to
-    the driver; the table goes straight to disk from the worker.
+    bad corner of a grid does not stop the sweep. A file that cannot be written (a
+    full disk, a read-only directory) gives the status ``WRITE_FAILED``, on which the
+    driver stops the sweep. Only the small row goes back to the driver; the table
+    goes straight to disk from the worker.
 
     Args:
         cell: The payload from :meth:`SweepSpec.task`.
@@ -585,15 +595,19 @@ def run_cell(cell: Mapping[str, Any], out_dir: str) -> dict[str, Any]:
     row: dict[str, Any] = {**cell["params"], "seed": cell["seed"], "cell_id": cell["cell_id"]}
     try:
         config = load_scenario(cell["scenario"], scale=cell["scale"], overrides=cell["overrides"])
-        result = run(config, cell["seed"])
+        result = run(config, cell["seed"], check=cell.get("check"))
         row.update(status="ok", error="", **headline(result.summary))
         row["wall_time_s"] = round(time.perf_counter() - started, 3)
         frame = tag_frame(result.frame, cell["params"], cell["seed"], cell["cell_id"])
-        write_cell(frame, row, Path(out_dir) / CELLS_DIR / f"{cell['cell_id']}.parquet")
     except Exception as exc:  # recorded, not raised: the sweep goes on
         row.update(status="error", error=_one_line(f"{type(exc).__name__}: {exc}"))
         row.update(_empty_headline())
         row["wall_time_s"] = round(time.perf_counter() - started, 3)
+        return row
+    try:
+        write_cell(frame, row, Path(out_dir) / CELLS_DIR / f"{cell['cell_id']}.parquet")
+    except OSError as exc:
+        row.update(status=WRITE_FAILED, error=_one_line(exc.strerror or str(exc), 120))
     return row
 
 
@@ -820,11 +834,25 @@ def _n_threads(client: Any) -> int:
     return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
 
 
-def _drive(client: Any, spec: SweepSpec, todo: list[Cell], out: Path, on_row: Any) -> None:
+def _drive(
+    client: Any,
+    spec: SweepSpec,
+    todo: list[Cell],
+    out: Path,
+    on_row: Any,
+    check: bool | None = None,
+) -> None:
     """Submit cells a window at a time and hand each finished row to ``on_row``.
 
     A bounded window keeps the driver's and scheduler's memory flat for big sweeps
-    while keeping every worker busy.
+    while keeping every worker busy. A worker that dies mid-cell (killed, out of
+    memory) has its cell rerun on another worker by the scheduler, up to Dask's
+    ``distributed.scheduler.allowed-failures`` times; a cell file is renamed into
+    place only when complete, so a half-written one is never visible.
+
+    Raises:
+        ConfigError: A cell file could not be written (``out`` is full or read-only):
+            the remaining cells are cancelled; the finished ones stay.
     """
     from distributed import as_completed
 
@@ -836,7 +864,8 @@ def _drive(client: Any, spec: SweepSpec, todo: list[Cell], out: Path, on_row: An
     def submit(cell: Cell) -> None:
         key = f"run_cell-{cell.cell_id}"
         in_flight[key] = cell
-        queue.add(client.submit(run_cell, spec.task(cell), str(out), key=key, pure=False))
+        task = spec.task(cell, check)
+        queue.add(client.submit(run_cell, task, str(out), key=key, pure=False))
 
     for cell in itertools.islice(pending, window):
         submit(cell)
@@ -847,6 +876,12 @@ def _drive(client: Any, spec: SweepSpec, todo: list[Cell], out: Path, on_row: An
         except Exception as exc:  # the worker itself died (KilledWorker etc.)
             row = _error_row(cell, exc)
         future.release()
+        if row["status"] == WRITE_FAILED:
+            client.cancel(list(queue.futures))
+            raise ConfigError(
+                f"--out = {str(out)!r}: cannot write cell files ({row['error']}); "
+                "the finished cells are kept, rerun the sweep to resume"
+            )
         on_row(row)
         nxt = next(pending, None)
         if nxt is not None:
@@ -890,6 +925,7 @@ def run_sweep(
     scheduler: str | None = None,
     out: Path | None = None,
     progress: bool = False,
+    check: bool | None = None,
 ) -> SweepResult:
     """Run (or resume) every cell of a sweep file and write its results into ``out``.
 
@@ -904,21 +940,25 @@ def run_sweep(
             Its workers must import this package and see ``out`` at the same path.
         out: Output directory (default ``runs/sweeps/NAME``).
         progress: Show a progress bar (cells done, failed, time left) on stderr.
+        check: Check the books' invariants every step of every cell (None: as the
+            workers' ``UNWIND_CHECK`` environment variable says).
 
     Returns:
         Counts of cells skipped, run and failed, and where the results are.
 
     Raises:
         ConfigError: A mistake in the sweep file, an unusable ``out``, a bad
-            ``workers`` value or an unreachable scheduler; nothing has run then.
+            ``workers`` value or an unreachable scheduler (nothing has run then); or
+            ``out`` became full or read-only during the sweep (finished cells stay).
     """
     started = time.perf_counter()
     _check_workers(workers, scheduler)
     spec = load_spec(Path(spec_path))
     out = Path(out if out is not None else default_out(spec)).resolve()
     cells_dir = ensure_dir(out / CELLS_DIR)
-    with _locked(out):
+    with _writing(out), _locked(out):
         done = scan_cells(cells_dir, {c.cell_id for c in spec.cells})
+        _restore_wall_times(done, out / SUMMARY)
         todo = [c for c in spec.cells if c.cell_id not in done]
         session: dict[str, Any] = {
             "started": _now(),
@@ -933,6 +973,7 @@ def run_sweep(
         summary = _Summary(spec, out / SUMMARY, done)
         summary.write()
         failed = ran = 0
+        stopped = False
         bar = _progress_bar(len(spec.cells), len(done), spec.name, progress)
 
         def on_row(row: dict[str, Any]) -> None:
@@ -947,19 +988,26 @@ def run_sweep(
             if todo:
                 with dask_client(workers, scheduler, len(todo)) as client:
                     session["workers"] = len(client.scheduler_info().get("workers", {}))
-                    _drive(client, spec, todo, out, on_row)
+                    _drive(client, spec, todo, out, on_row, check)
             session["status"] = "failed cells" if failed else "complete"
+            _remove_temp_files(cells_dir)  # left by workers killed mid-write, never visible
         except KeyboardInterrupt:
+            stopped = True
             session["status"] = "interrupted"
             raise
         except BaseException as exc:
+            stopped = True
             session["status"] = f"stopped: {_one_line(exc, 200)}"
             raise
         finally:
             bar.close()
-            summary.write()
             session.update(finished=_now(), ran=ran, failed=failed)
-            write_json(_manifest(spec, session, history), out / MANIFEST)
+            try:
+                summary.write()
+                write_json(_manifest(spec, session, history), out / MANIFEST)
+            except OSError:
+                if not stopped:  # else the error that stopped the sweep says more
+                    raise
     return SweepResult(
         out=out,
         cells=len(spec.cells),
@@ -970,6 +1018,31 @@ def run_sweep(
         workers=session["workers"] or 0,
         scheduler=session["scheduler"],
     )
+
+
+@contextlib.contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """Turn a failed write into ``out`` (full disk, read-only) into a one-line error."""
+    try:
+        yield
+    except OSError as exc:
+        raise output_error("--out", out, exc) from None
+
+
+def _restore_wall_times(done: dict[str, dict[str, Any]], path: Path) -> None:
+    """Wall times of finished cells from the last summary (cell files leave them out)."""
+    try:
+        old = pd.read_parquet(path, columns=["cell_id", "wall_time_s"])
+    except Exception:  # no summary yet, or an unreadable one: the times are only informative
+        return
+    for cid, wall in zip(old["cell_id"], old["wall_time_s"], strict=True):
+        if cid in done:
+            done[cid]["wall_time_s"] = wall
+
+
+def _remove_temp_files(cells_dir: Path) -> None:
+    for path in cells_dir.glob(".*.tmp"):
+        path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------- reading results

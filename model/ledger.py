@@ -30,6 +30,8 @@ class Ledger:
         self.fut_pos = np.zeros((0, 0), dtype=np.int64)  # (A, F)
         self.fut_mark = np.zeros(0, dtype=np.int64)  # (F,) ticks
         self.fut_tick_value = np.zeros(0, dtype=np.int64)  # (F,) fen per tick per contract
+        self.fut_cost = np.zeros((0, 0), dtype=np.int64)  # (A, F) ticks paid for fills, signed
+        self.variation_received = np.zeros(0, dtype=np.int64)  # (A,) fen of variation margin
         self.external = 0  # net fen that entered from outside the system
         self.initial_cash = 0
         self.initial_shares = np.zeros(n_stocks, dtype=np.int64)
@@ -51,6 +53,8 @@ class Ledger:
         self.initial_cash += int(cash_fen.sum())
         grow = np.zeros((cash_fen.shape[0], self.n_futures), dtype=np.int64)
         self.fut_pos = np.concatenate([self.fut_pos.reshape(first, self.n_futures), grow])
+        self.fut_cost = np.concatenate([self.fut_cost.reshape(first, self.n_futures), grow])
+        self.variation_received = np.concatenate([self.variation_received, np.zeros_like(cash_fen)])
         return np.arange(first, self.n_accounts, dtype=np.int64)
 
     def endow(self, account: np.ndarray, stock: np.ndarray, shares: np.ndarray) -> None:
@@ -70,6 +74,7 @@ class Ledger:
         """Start clearing futures contracts at ``mark_ticks`` (before any position exists)."""
         self.n_futures = len(mark_ticks)
         self.fut_pos = np.zeros((self.n_accounts, self.n_futures), dtype=np.int64)
+        self.fut_cost = np.zeros_like(self.fut_pos)
         self.fut_mark = np.asarray(mark_ticks, dtype=np.int64).copy()
         self.fut_tick_value = np.asarray(tick_value_fen, dtype=np.int64)
 
@@ -85,12 +90,17 @@ class Ledger:
         move = (np.asarray(mark_ticks, np.int64) - self.fut_mark) * self.fut_tick_value  # (F,)
         paid = self.fut_pos @ move  # (A,)
         self.cash += paid
+        self.variation_received += paid
         self.fut_mark = np.asarray(mark_ticks, np.int64).copy()
         return paid
 
     def settle_futures(self, account: np.ndarray, contract: np.ndarray, signed: np.ndarray) -> None:
-        """Book futures fills at the current mark (the clearing price): positions only."""
+        """Book futures fills at the current mark (the clearing price): no cash moves.
+
+        The fills' cost at that mark is recorded, so variation margin can be reconciled.
+        """
         np.add.at(self.fut_pos, (account, contract), signed)
+        np.add.at(self.fut_cost, (account, contract), signed * self.fut_mark[contract])
 
     def futures_margin_used(self, accounts: np.ndarray, margin: float) -> np.ndarray:
         """(len(accounts),) fen of margin the accounts' futures positions tie up."""

@@ -37,6 +37,9 @@ class LendingDesk:
         self.recall_due = np.zeros(0, dtype=np.int64)  # shares to hand back, per loan
         self.same_day_route = True  # borrowed shares may be sold the day they arrive (T+0)
         self.buy_ins = 0.0  # CNY of shares bought in because of recalls, this step
+        # Shares ever lent and returned per stock: owed must always be their difference.
+        self.lent_total = np.zeros(self.n_stocks, dtype=np.int64)
+        self.returned_total = np.zeros(self.n_stocks, dtype=np.int64)
 
     def supply(self, day: dt.date) -> np.ndarray:
         """(S,) shares lendable in total on ``day`` under the policy timeline."""
@@ -100,6 +103,7 @@ class LendingDesk:
                 locked=not self.same_day_route,
             )
             self._add(borrower[ok], stock[ok], grant[ok])
+            np.add.at(self.lent_total, stock[ok], grant[ok])
         return grant
 
     def repay(self, borrower: np.ndarray, stock: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -118,6 +122,7 @@ class LendingDesk:
                 borrower[ok], np.full(ok.sum(), self.lender), stock[ok], give[ok], locked=False
             )
             np.subtract.at(self.owed, row[ok], give[ok])
+            np.add.at(self.returned_total, stock[ok], give[ok])
             self.recall_due[row[ok]] = np.maximum(self.recall_due[row[ok]] - give[ok], 0)
         return give
 

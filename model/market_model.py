@@ -29,6 +29,7 @@ from model.fundamentals import Fundamentals
 from model.futures import NAMES as FUTURES_NAMES
 from model.futures import UNDERLYING, FuturesSpec, expiry_days
 from model.indices import Indices
+from model.invariants import InvariantChecker, env_default
 from model.ledger import Ledger
 from model.lending import LendingDesk
 from model.market import Market
@@ -47,6 +48,9 @@ class MarketModel(mesa.Model):
         engine: ``"vectorized"`` runs each agent type's rules on all its rows at
             once; ``"agents"`` runs them agent by agent through Mesa's
             ``shuffle_do`` (the reference engine).
+        check: check the books' invariants every step (model.invariants), stopping
+            at the first broken one with an ``InvariantError``; default: on when the
+            environment sets ``UNWIND_CHECK=1`` (the tests do).
         **overrides: dotted scenario keys, e.g. ``**{"universe.n_stocks": 200}``,
             which is how ``mesa.batch_run`` varies parameters.
     """
@@ -57,6 +61,7 @@ class MarketModel(mesa.Model):
         *,
         rng: Any = None,
         engine: str = "vectorized",
+        check: bool | None = None,
         **overrides: Any,
     ) -> None:
         super().__init__(rng=rng)
@@ -109,6 +114,8 @@ class MarketModel(mesa.Model):
         self.forced_sales = 0.0  # CNY sold under duress in the last step
         self.forced_sales_total = 0.0
         self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
+        check = env_default() if check is None else check
+        self.checker: InvariantChecker | None = InvariantChecker(self) if check else None
 
     def _reporters(self) -> dict[str, Any]:
         reporters: dict[str, Any] = {
@@ -365,7 +372,11 @@ class MarketModel(mesa.Model):
                 population.agents.shuffle_do("step")
         n = self.universe.n
         old = self.market.last[:n].copy()
+        if self.checker is not None:
+            self.checker.before_clear()
         self.market.clear()
+        if self.checker is not None:
+            self.checker.after_clear()
         self.indices.update(self.universe.float_shares, old, self.market.last[:n])
         self.turnover_today += self.market.turnover
         self.forced_sales = sum(getattr(p, "forced_sales", 0.0) for p in self.populations)
@@ -374,6 +385,8 @@ class MarketModel(mesa.Model):
         self.forced_sales_total += self.forced_sales
         if slice_ == self.steps_per_day - 1:
             self._close_day()
+        if self.checker is not None:
+            self.checker.after_step()
         self.datacollector.collect(self)
         if self.steps >= self.total_steps:
             self.running = False

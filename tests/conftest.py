@@ -1,10 +1,20 @@
-"""Shared fixtures: small models that run in a blink."""
+"""Shared fixtures: small models that run in a blink.
+
+Every model in the tests checks its books each step (model.invariants): the
+environment variable is set before anything runs, so it reaches the command-line
+subprocesses and the Dask workers the tests start too.
+"""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
 from model import MarketModel
+from model.invariants import ENV
+
+os.environ[ENV] = "1"
 
 SMALL = {
     "universe.n_stocks": 60,

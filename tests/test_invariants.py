@@ -1,0 +1,171 @@
+"""The invariant checker: on in every test, silent on a sound model, loud on broken books.
+
+Each test below breaks one invariant by hand, after a step, and checks that the
+check stops the run with one line naming the step, the account (or stock) and the
+amounts.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.cli import main
+from experiments.scenarios import load_scenario
+from model import MarketModel
+from model.invariants import InvariantError
+from model.ledger import Ledger
+
+CRASH = {
+    "universe.n_stocks": 30,
+    "market.start": "2024-01-22",
+    "market.end": "2024-02-02",
+    "retail.n_agents": 300,
+}
+STEP = r"invariant broken at step \d+ \(\d{4}-\d\d-\d\d\): "
+
+
+def crash_model(**kwargs) -> MarketModel:
+    """jan2024 at toy size over the lending curb: futures, loans, every agent type."""
+    return MarketModel(load_scenario("jan2024", overrides=CRASH), rng=5, **kwargs)
+
+
+def broken(model: MarketModel, pattern: str) -> str:
+    """The end-of-step check fails with one line matching ``pattern``."""
+    with pytest.raises(InvariantError) as err:
+        model.checker.after_step()
+    message = str(err.value)
+    assert re.match(STEP + pattern, message), message
+    assert "\n" not in message
+    return message
+
+
+def test_the_tests_run_checked_models(small_model):
+    assert small_model.checker is not None
+    assert MarketModel(rng=1, check=False, **{"universe.n_stocks": 20}).checker is None
+
+
+def test_a_crash_with_every_agent_type_keeps_every_invariant():
+    model = crash_model()
+    model.run()
+    assert model.lending.lent_total.sum() > 0 and model.lending.returned_total.sum() > 0
+    assert np.abs(model.ledger.variation_received).sum() > 0
+    assert (model.ledger.fut_pos != 0).any()
+
+
+def test_the_checker_changes_nothing():
+    checked, unchecked = crash_model(check=True), crash_model(check=False)
+    checked.run()
+    unchecked.run()
+    pd.testing.assert_frame_equal(
+        checked.datacollector.get_model_vars_dataframe(),
+        unchecked.datacollector.get_model_vars_dataframe(),
+    )
+
+
+def test_cash_from_nowhere(small_model):
+    small_model.step()
+    small_model.ledger.cash[3] += 1
+    broken(small_model, r"cash: accounts hold \d+ fen, .* \(drift 1 fen\)")
+
+
+def test_a_share_from_nowhere(small_model):
+    small_model.step()
+    ledger = small_model.ledger
+    stock = int(ledger.key[0] % ledger.n_stocks)
+    ledger.shares[0] += 100
+    broken(small_model, rf"shares: stock s{stock} holdings sum to \d+, .* \(drift 100\)")
+
+
+def test_a_negative_holding_without_a_loan(small_model):
+    small_model.step()
+    ledger = small_model.ledger
+    account, stock = np.divmod(ledger.key, ledger.n_stocks)
+    first = int(np.flatnonzero(ledger.shares > 0)[0])
+    other = int(np.flatnonzero((stock == stock[first]) & (account != account[first]))[0])
+    moved = int(ledger.shares[first]) + 100  # more than it holds: conserved, but short
+    ledger.shares[first] -= moved
+    ledger.shares[other] += moved
+    broken(small_model, rf"account {account[first]} holds -100 shares of stock s\d+ with 0 owed")
+
+
+def test_cash_below_the_credit_line(small_model):
+    small_model.step()
+    ledger = small_model.ledger
+    poor = int(np.flatnonzero(ledger.credit == 0)[0])
+    gone = int(ledger.cash[poor]) + 500
+    ledger.cash[poor] -= gone
+    ledger.cash[poor + 1] += gone
+    broken(small_model, rf"account {poor}: cash -500 fen is below its credit line -0 fen")
+
+
+def test_a_sale_beyond_what_t_plus_one_allows(small_model):
+    small_model.step()
+    checker, ledger, market = small_model.checker, small_model.ledger, small_model.market
+    checker.before_clear()
+    row = int(np.flatnonzero(ledger.shares > 0)[0])
+    account, stock = divmod(int(ledger.key[row]), ledger.n_stocks)
+    too_many = int(ledger.shares[row] - ledger.bought_today[row]) + 100
+    market.last_fills = tuple(
+        np.array([v]) for v in (account, stock, -too_many, int(market.last[stock]))
+    )
+    with pytest.raises(InvariantError, match=rf"T\+1: account {account} sold {too_many} shares"):
+        checker.after_clear()
+
+
+def test_a_price_beyond_the_daily_limit(small_model):
+    small_model.step()
+    market = small_model.market
+    market.last[2] = int(market.prev_close[2] * 1.2)  # main board: 10% limit
+    with pytest.raises(InvariantError, match=r"stock s2 price \d+ is outside the day's limits"):
+        small_model.checker.after_clear()
+
+
+def test_a_loan_that_vanishes():
+    model = crash_model()
+    model.step()
+    desk = model.lending
+    row = int(np.flatnonzero(desk.owed > 0)[0])
+    desk.owed[row] -= desk.lot
+    desk.recall_due[row] = min(desk.recall_due[row], desk.owed[row])
+    broken(model, r"loans: stock s\d+ lent \d+ and returned \d+ shares, but \d+ are owed")
+
+
+def test_futures_moved_outside_the_market_break_the_margin_reconciliation():
+    model = crash_model()
+    model.step()
+    ledger = model.ledger
+    holders = np.flatnonzero(ledger.fut_pos[:, 2] != 0)
+    a, b = int(holders[0]), int(holders[1])
+    ledger.fut_pos[a, 2] += 1
+    ledger.fut_pos[b, 2] -= 1
+    with pytest.raises(InvariantError, match=r"futures: account \d+ received -?\d+ fen of var"):
+        for _ in range(8):  # until the IM mark moves
+            model.step()
+
+
+def test_a_non_finite_index(small_model):
+    small_model.step()
+    small_model.indices.level[1] = np.nan
+    broken(small_model, r"index 1 level is nan")
+
+
+def test_the_command_line_stops_a_broken_run_in_one_line(tmp_path, capsys, monkeypatch):
+    new_day = Ledger.new_day
+
+    def leaky(self):  # a fen from nowhere every morning
+        new_day(self)
+        self.cash[0] += 1
+
+    monkeypatch.setattr(Ledger, "new_day", leaky)
+    out = tmp_path / "run"
+    argv = ["run", "calm", "--check", "--quiet", "--out", str(out)]
+    argv += ["--set", "universe.n_stocks=20", "--set", "market.end=2023-01-06"]
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert re.match(r"unwind: invariant broken at step 1 \(2023-01-03\): cash: .*drift 1 fen", err)
+    assert not out.exists()  # nothing half-written: not even the directory
