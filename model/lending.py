@@ -80,8 +80,14 @@ class LendingDesk:
     def borrow(
         self, borrower: np.ndarray, stock: np.ndarray, shares: np.ndarray, day: dt.date
     ) -> np.ndarray:
-        """Lend what supply allows (one request per borrower and stock); return shares lent."""
+        """Lend what supply allows (one request per borrower and stock); return shares lent.
+
+        The lender cannot lend shares it does not hold: in a small universe the funds'
+        baskets can leave the long-term holders less than the policy supply.
+        """
         room = np.maximum(self.supply(day) - self.owed_by_stock(), 0)  # (S,)
+        held = self.ledger.holding(np.full(self.n_stocks, self.lender), np.arange(self.n_stocks))
+        room = np.minimum(room, np.maximum(held, 0))
         # Requests for the same stock share the room in order.
         order = np.argsort(stock, kind="stable")
         s_sorted = stock[order]
