@@ -115,6 +115,8 @@ class DeltaTable:
 def _transition_weights(vol: float, dz: float) -> np.ndarray:
     """(K,) probabilities of a one-day move of k nodes in log S, k = -half..half."""
     sd = vol / np.sqrt(YEAR_DAYS)
+    if not sd > 0.0:  # a vol so small it underflows: the level does not move
+        return np.ones(1)
     half = int(np.ceil(6.0 * sd / dz))
     move = np.arange(-half, half + 1) * dz
     w = np.exp(-0.5 * ((move + 0.5 * sd * sd) / sd) ** 2)

@@ -229,6 +229,16 @@ class InvariantChecker:
         # Marked-to-market P&L from the fills' recorded cost (clearing price, in ticks).
         gain = ledger.fut_pos * ledger.fut_mark[None, :] - ledger.fut_cost - self.fut_setup
         pnl = gain @ ledger.fut_tick_value
+        notional = np.abs(ledger.fut_pos).astype(np.float64) @ (
+            ledger.fut_mark * ledger.fut_tick_value
+        ).astype(np.float64)
+        big = np.flatnonzero(notional >= HUGE)
+        if big.size:
+            a = int(big[0])
+            self._fail(
+                f"futures: account {a} holds {ledger.fut_pos[a].tolist()} contracts, "
+                "a notional near int64 overflow"
+            )
         received = ledger.variation_received - self.fut_received0
         bad = np.flatnonzero(pnl != received)
         if bad.size:
