@@ -955,7 +955,7 @@ def run_sweep(
     _check_workers(workers, scheduler)
     spec = load_spec(Path(spec_path))
     out = Path(out if out is not None else default_out(spec)).resolve()
-    cells_dir = ensure_dir(out / CELLS_DIR)
+    cells_dir = ensure_dir(ensure_dir(out) / CELLS_DIR)
     with _writing(out), _locked(out):
         done = scan_cells(cells_dir, {c.cell_id for c in spec.cells})
         _restore_wall_times(done, out / SUMMARY)

@@ -77,7 +77,10 @@ def trading_days(start: dt.date, end: dt.date) -> list[dt.date]:
             )
     days = [d for d in _span(start.isoformat(), end.isoformat()) if is_trading_day(d)]
     if not days:
-        raise ConfigError(f"market.start = {start}: no trading day between it and {end}")
+        raise ConfigError(
+            f"market.start = {start}: no trading day from it to market.end = {end}; "
+            "the range must hold at least one"
+        )
     return days
 
 
