@@ -104,10 +104,13 @@ def serial_run(spec_path: Path, out: Path) -> list[dict[str, Any]]:
 
 
 def assert_same_cells(out: Path, reference: Path) -> None:
+    """The same cell files, byte for byte (determinism whoever ran them)."""
     got, want = cell_tables(out), cell_tables(reference)
     assert sorted(got) == sorted(want)
     for cid, table in want.items():
         pd.testing.assert_frame_equal(got[cid], table)
+        name = f"cells/{cid}.parquet"
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), cid
 
 
 def without_times(frame: pd.DataFrame) -> pd.DataFrame:
