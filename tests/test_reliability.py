@@ -35,7 +35,7 @@ SPEC = textwrap.dedent(
 
     [set]
     "universe.n_stocks" = 30
-    "market.end" = 2023-01-13
+    "market.end" = 2023-01-06
     "noise_traders.n_agents" = 100
     "fundamental_traders.n_agents" = 10
 
@@ -174,6 +174,8 @@ def test_a_full_or_read_only_disk_stops_the_sweep_and_keeps_finished_cells(
     summary = load_summary(out)  # the rows the driver had; a cell running at the stop may
     assert (summary["status"] == "ok").all()  # still have finished its file since
     assert {f"{cid}.parquet" for cid in summary["cell_id"]} <= set(got)
+    if error == errno.EROFS:
+        return  # the resume is the same for both; once is enough
     # Room again: the same command resumes and finishes the sweep.
     assert main(["sweep", str(spec_path), "--workers", "1", "--out", str(out), "--quiet"]) == 0
     assert cell_files(out) == want
