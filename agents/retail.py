@@ -205,9 +205,20 @@ class RetailChasers(Population):
         ledger = self.model.ledger
         n_stocks = ledger.n_stocks
         accounts = self.accounts[rows]  # ascending: rows are, and accounts are contiguous
-        lo = np.searchsorted(ledger.key, accounts * n_stocks)  # (r,)
-        hi = np.searchsorted(ledger.key, (accounts + 1) * n_stocks)  # (r,)
-        count = hi - lo
+        if 8 * rows.shape[0] < self.n or self.n == 0:
+            lo = np.searchsorted(ledger.key, accounts * n_stocks)  # (r,)
+            hi = np.searchsorted(ledger.key, (accounts + 1) * n_stocks)  # (r,)
+            count = hi - lo
+        else:
+            # Many rows: count every row's positions in the population's slice of the table,
+            # one pass over it instead of a binary search per row.
+            start, stop = np.searchsorted(
+                ledger.key, [self.accounts[0] * n_stocks, (self.accounts[-1] + 1) * n_stocks]
+            )
+            row_of = ledger.key[start:stop] // n_stocks - self.accounts[0]  # (P_pop,)
+            count_all = np.bincount(row_of, minlength=self.n)  # (n,)
+            count = count_all[rows]
+            lo = start + (np.cumsum(count_all) - count_all)[rows]
         slot = np.repeat(np.arange(rows.shape[0]), count)  # (p,)
         at = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(slot.shape[0])
         held = ledger.shares[at] != 0
@@ -355,8 +366,8 @@ class RetailChasers(Population):
         """(m,) row of each ledger account, -1 where it is not one of this population's."""
         if self.n == 0:
             return np.full(np.shape(account), -1, dtype=np.int64)
-        row = np.minimum(np.searchsorted(self.accounts, account), self.n - 1)
-        return np.where(self.accounts[row] == account, row, -1)
+        row = np.asarray(account) - self.accounts[0]  # accounts are contiguous
+        return np.where((row >= 0) & (row < self.n), row, -1)
 
     @property
     def panic_sales_cny(self) -> float:

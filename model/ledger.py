@@ -155,11 +155,18 @@ class Ledger:
         padded = np.append(self.key, -1)  # row == size points at the sentinel: missing
         missing = padded[row] != ukey
         if missing.any():
-            at = row[missing]  # insertion points keep the table sorted
-            self.key = np.insert(self.key, at, ukey[missing])
-            self.shares = np.insert(self.shares, at, 0)
-            self.bought_today = np.insert(self.bought_today, at, 0)
-            row = np.searchsorted(self.key, ukey)
+            # New rows at their insertion points keep the table sorted (what np.insert does,
+            # once for the three columns).
+            new = row[missing] + np.arange(int(missing.sum()))  # (m,) rows in the new table
+            old = np.ones(self.key.size + new.size, dtype=bool)  # (P + m,)
+            old[new] = False
+            key = np.empty(old.size, dtype=np.int64)
+            key[old], key[new] = self.key, ukey[missing]
+            shares, bought = np.zeros_like(key), np.zeros_like(key)
+            shares[old], bought[old] = self.shares, self.bought_today
+            self.key, self.shares, self.bought_today = key, shares, bought
+            # Each key moves down by the new keys inserted before it (ukey is sorted).
+            row = row + np.cumsum(missing) - missing
         self.shares[row] += udelta
         self.bought_today[row] += ubought.astype(np.int64)
 
