@@ -205,20 +205,20 @@ class RetailChasers(Population):
         ledger = self.model.ledger
         n_stocks = ledger.n_stocks
         accounts = self.accounts[rows]  # ascending: rows are, and accounts are contiguous
-        if 8 * rows.shape[0] < self.n or self.n == 0:
-            lo = np.searchsorted(ledger.key, accounts * n_stocks)  # (r,)
-            hi = np.searchsorted(ledger.key, (accounts + 1) * n_stocks)  # (r,)
-            count = hi - lo
-        else:
-            # Many rows: count every row's positions in the population's slice of the table,
-            # one pass over it instead of a binary search per row.
+        if rows.shape[0] == self.n and self.n:
+            # Every row (rows are 0..n-1): the population's accounts are one slice of the table.
             start, stop = np.searchsorted(
                 ledger.key, [self.accounts[0] * n_stocks, (self.accounts[-1] + 1) * n_stocks]
             )
-            row_of = ledger.key[start:stop] // n_stocks - self.accounts[0]  # (P_pop,)
-            count_all = np.bincount(row_of, minlength=self.n)  # (n,)
-            count = count_all[rows]
-            lo = start + (np.cumsum(count_all) - count_all)[rows]
+            shares = ledger.shares[start:stop]  # (P_pop,)
+            held = shares != 0
+            account, stock = np.divmod(ledger.key[start:stop][held], n_stocks)
+            shares = shares[held]
+            sellable = shares - ledger.bought_today[start:stop][held]
+            return account - self.accounts[0], stock, shares, sellable
+        lo = np.searchsorted(ledger.key, accounts * n_stocks)  # (r,)
+        hi = np.searchsorted(ledger.key, (accounts + 1) * n_stocks)  # (r,)
+        count = hi - lo
         slot = np.repeat(np.arange(rows.shape[0]), count)  # (p,)
         at = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(slot.shape[0])
         held = ledger.shares[at] != 0
