@@ -106,17 +106,18 @@ def other_agents(n_stocks: int, overrides: dict | None = None) -> int:
     return len(_model(n_stocks, 0, overrides=overrides).agents)
 
 
-def day_seconds(model: Any, days: int, warm_days: int = 1) -> list[float]:
-    """Wall seconds of each of ``days`` trading days, after ``warm_days`` untimed ones."""
+def day_seconds(model: Any, days: int, warm_days: int = 1) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of each of ``days`` trading days, after ``warm_days`` untimed."""
     for _ in range(warm_days * STEPS_PER_DAY):
         model.step()
-    out = []
+    wall, cpu = [], []
     for _ in range(days):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for _ in range(STEPS_PER_DAY):
             model.step()
-        out.append(time.perf_counter() - start)
-    return out
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
 
 
 def bench_engines(
@@ -134,10 +135,11 @@ def bench_engines(
     n_retail = max(n_agents - other_agents(n_stocks, overrides), 0)
     vec = _model(n_stocks, n_retail, overrides=overrides)
     per = _model(n_stocks, n_retail, engine="agents", overrides=overrides)
-    vec_days = day_seconds(vec, days)
-    per_days = day_seconds(per, agent_days)
+    vec_days, vec_cpu = day_seconds(vec, days)
+    per_days, per_cpu = day_seconds(per, agent_days)
     vec_step = float(np.median(vec_days)) / STEPS_PER_DAY
     per_step = float(np.median(per_days)) / STEPS_PER_DAY
+    cpu_ratio = float(np.median(per_cpu)) / float(np.median(vec_cpu))
     return {
         "scenario": "jan2024",
         "n_stocks": n_stocks,
@@ -148,6 +150,7 @@ def bench_engines(
         "vectorized_ms_per_step": round(vec_step * 1e3, 2),
         "agents_ms_per_step": round(per_step * 1e3, 1),
         "speed_ratio": round(per_step / vec_step, 1),
+        "cpu_speed_ratio": round(cpu_ratio, 1),
     }
 
 
@@ -175,13 +178,15 @@ def bench_scaling(
     def point(n_stocks: int, n_retail: int) -> dict:
         _say(progress, f"scaling: {n_stocks:,} stocks, {n_retail:,} retail investors")
         model = _model(n_stocks, n_retail, overrides=overrides)
-        step = float(np.median(day_seconds(model, days))) / STEPS_PER_DAY
+        wall, cpu = day_seconds(model, days)
+        step = float(np.median(wall)) / STEPS_PER_DAY
         return {
             "n_stocks": n_stocks,
             "n_agents": len(model.agents),
             "n_retail": n_retail,
             "ms_per_step": round(step * 1e3, 2),
             "steps_per_s": round(1.0 / step, 2),
+            "cpu_ms_per_step": round(float(np.median(cpu)) / STEPS_PER_DAY * 1e3, 2),
         }
 
     by_stocks = [point(s, base_retail) for s in stocks]
@@ -204,13 +209,18 @@ CHILD = """
 import json, resource, sys, time
 from experiments.cli import main
 code = main(sys.argv[1:])
-peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"code": code, "peak_rss_mb": peak_mb}))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu = usage.ru_utime + usage.ru_stime
+print(json.dumps({"code": code, "peak_rss_mb": usage.ru_maxrss / 1024, "cpu_s": cpu}))
 """
 
 
 def timed_run(args: list[str]) -> dict:
-    """Wall time (start-up, run and writing included) and peak RSS of ``unwind ARGS``."""
+    """Wall time (start-up, run and writing included), CPU time and peak RSS of ``unwind ARGS``.
+
+    CPU time is what the wall time would be on a core of its own: on a shared machine
+    the wall time also counts the waits for a core.
+    """
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=False
@@ -219,7 +229,7 @@ def timed_run(args: list[str]) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"unwind {' '.join(args)} failed:\n{done.stderr[-2000:]}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"wall_s": wall, "peak_rss_mb": report["peak_rss_mb"]}
+    return {"wall_s": wall, "cpu_s": report["cpu_s"], "peak_rss_mb": report["peak_rss_mb"]}
 
 
 @dataclass(frozen=True)
@@ -250,6 +260,7 @@ def bench_episodes(episodes: list[Episode], workdir: Path, progress: bool = Fals
             "steps": summary["steps"],
             "wall_s": round(wall, 2),
             "wall_s_runs": [round(r["wall_s"], 2) for r in runs],
+            "cpu_s": round(float(np.median([r["cpu_s"] for r in runs])), 2),
             "model_s": summary["wall_time_s"],
             "peak_rss_mb": round(rss, 1),
             "target_wall_s": ep.target_wall_s,

@@ -224,7 +224,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for label, ep in results.get("episodes", {}).items():
         print(
             f"{label}: {ep['wall_s']} s wall (median of {ep['repeats']}; target "
-            f"{ep['target_wall_s']} s), peak {ep['peak_rss_mb']:,} MB"
+            f"{ep['target_wall_s']} s), {ep['cpu_s']} s CPU, peak {ep['peak_rss_mb']:,} MB"
         )
     if "sweep" in results:
         sw = results["sweep"]

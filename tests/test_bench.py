@@ -25,7 +25,7 @@ def test_quick_bench_writes_json_and_chart(tmp_path, capsys):
         assert all(p["steps_per_s"] > 0 and p["ms_per_step"] > 0 for p in scaling[key])
     (episode,) = data["episodes"].values()
     assert episode["steps"] > 0 and episode["wall_s"] > 0 and episode["peak_rss_mb"] > 0
-    assert {"target_wall_s", "meets_target", "model_s"} <= set(episode)
+    assert {"target_wall_s", "meets_target", "model_s", "cpu_s"} <= set(episode)
     assert "engines:" in capsys.readouterr().out
 
 
