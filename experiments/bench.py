@@ -205,13 +205,22 @@ def bench_scaling(
 
 
 # -- whole episodes in a fresh process ------------------------------------------------------
+# The child reports its own peak: VmHWM, the high-water mark of its own memory. (ru_maxrss
+# would not do: Linux carries the parent's peak into a child across fork and exec.)
 CHILD = """
-import json, resource, sys, time
+import json, resource, sys
+from pathlib import Path
 from experiments.cli import main
 code = main(sys.argv[1:])
 usage = resource.getrusage(resource.RUSAGE_SELF)
+peak_mb = usage.ru_maxrss / 1024
+status = Path("/proc/self/status")
+if status.exists():
+    for line in status.read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak_mb = int(line.split()[1]) / 1024
 cpu = usage.ru_utime + usage.ru_stime
-print(json.dumps({"code": code, "peak_rss_mb": usage.ru_maxrss / 1024, "cpu_s": cpu}))
+print(json.dumps({"code": code, "peak_rss_mb": peak_mb, "cpu_s": cpu}))
 """
 
 

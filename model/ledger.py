@@ -153,8 +153,9 @@ class Ledger:
         udelta = np.rint(np.bincount(inverse, delta, minlength=ukey.size)).astype(np.int64)
         ubought = np.rint(np.bincount(inverse, np.where(bought, delta, 0), minlength=ukey.size))
         row = np.searchsorted(self.key, ukey)
-        padded = np.append(self.key, -1)  # row == size points at the sentinel: missing
-        missing = padded[row] != ukey
+        inside = row < self.key.size  # row == size: beyond the last key, so missing
+        missing = ~inside
+        missing[inside] = self.key[row[inside]] != ukey[inside]
         if missing.any():
             # New rows at their insertion points keep the table sorted.
             self.key, self.shares, self.bought_today = _insert_rows(
