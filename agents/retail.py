@@ -205,6 +205,17 @@ class RetailChasers(Population):
         ledger = self.model.ledger
         n_stocks = ledger.n_stocks
         accounts = self.accounts[rows]  # ascending: rows are, and accounts are contiguous
+        if rows.shape[0] == self.n and self.n:
+            # Every row (rows are 0..n-1): the population's accounts are one slice of the table.
+            start, stop = np.searchsorted(
+                ledger.key, [self.accounts[0] * n_stocks, (self.accounts[-1] + 1) * n_stocks]
+            )
+            shares = ledger.shares[start:stop]  # (P_pop,)
+            held = shares != 0
+            account, stock = np.divmod(ledger.key[start:stop][held], n_stocks)
+            shares = shares[held]
+            sellable = shares - ledger.bought_today[start:stop][held]
+            return account - self.accounts[0], stock, shares, sellable
         lo = np.searchsorted(ledger.key, accounts * n_stocks)  # (r,)
         hi = np.searchsorted(ledger.key, (accounts + 1) * n_stocks)  # (r,)
         count = hi - lo
@@ -355,8 +366,8 @@ class RetailChasers(Population):
         """(m,) row of each ledger account, -1 where it is not one of this population's."""
         if self.n == 0:
             return np.full(np.shape(account), -1, dtype=np.int64)
-        row = np.minimum(np.searchsorted(self.accounts, account), self.n - 1)
-        return np.where(self.accounts[row] == account, row, -1)
+        row = np.asarray(account) - self.accounts[0]  # accounts are contiguous
+        return np.where((row >= 0) & (row < self.n), row, -1)
 
     @property
     def panic_sales_cny(self) -> float:

@@ -1,15 +1,32 @@
 """Benchmarks: speed, measured as medians of repeated runs (never asserted in tests).
 
-``kernel``: one call auction over 5,000 stocks and 100,000 orders, the shape of a
-full-scale step. Reported as milliseconds per clearing, stocks cleared per second
-and orders per second.
+- ``engines``: the vectorized engine against the per-agent reference engine on one
+  scenario (1,000 stocks, 10,000 agents), both measured in this process: seconds per
+  trading day (four steps) of each, the ratio of the medians.
+- ``scaling``: steps per second as the stocks grow (500 to 5,000) and as the agents
+  grow (1,000 to 200,000 retail investors on top of the other types), with the log-log
+  slope of cost against size (1 = linear).
+- ``episodes``: ``unwind run jan2024`` at default and full scale in a fresh process:
+  wall time including start-up and writing the results, and peak resident memory.
+- ``kernel``: one call auction over 5,000 stocks and 100,000 orders, the shape of a
+  full-scale step: milliseconds per clearing, stocks and orders cleared per second.
+- ``sweep`` (optional): cells per second of a sweep of tiny cells on 1 and 2 workers.
+
+``run_benchmarks`` writes ``bench.json`` and ``bench.png`` (or ``bench.html`` when no
+browser is there to render the PNG).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +34,8 @@ import numpy as np
 
 from experiments.outputs import ensure_dir, write_json
 from model.kernel import Grid, clear
+
+STEPS_PER_DAY = 4  # jan2024's session slices a day; costs are timed over whole days
 
 
 def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
@@ -30,6 +49,12 @@ def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
     return float(np.median(times))
 
 
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+# -- kernel -----------------------------------------------------------------------------------
 def kernel_case(n_stocks: int, n_orders: int, n_levels: int = 101, seed: int = 0):
     """A realistic book: orders clustered around each stock's last price on both sides."""
     rng = np.random.default_rng(seed)
@@ -59,6 +84,204 @@ def bench_kernel(n_stocks: int = 5000, n_orders: int = 100_000, repeats: int = 1
     }
 
 
+# -- the model, step by step ----------------------------------------------------------------
+def _model(
+    n_stocks: int,
+    n_retail: int,
+    engine: str = "vectorized",
+    seed: int = 1,
+    overrides: dict | None = None,
+):
+    """jan2024 at ``n_stocks`` stocks with ``n_retail`` retail investors (and ``overrides``)."""
+    from experiments.scenarios import load_scenario
+    from model.market_model import MarketModel
+
+    sizes = {"universe.n_stocks": n_stocks, "retail.n_agents": n_retail}
+    config = load_scenario("jan2024", overrides={**(overrides or {}), **sizes})
+    return MarketModel(config, rng=seed, engine=engine)
+
+
+def other_agents(n_stocks: int, overrides: dict | None = None) -> int:
+    """Agents of every type but retail in jan2024 at ``n_stocks`` stocks."""
+    return len(_model(n_stocks, 0, overrides=overrides).agents)
+
+
+def day_seconds(model: Any, days: int, warm_days: int = 1) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of each of ``days`` trading days, after ``warm_days`` untimed."""
+    for _ in range(warm_days * STEPS_PER_DAY):
+        model.step()
+    wall, cpu = [], []
+    for _ in range(days):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        for _ in range(STEPS_PER_DAY):
+            model.step()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
+
+
+def bench_engines(
+    n_stocks: int = 1000,
+    n_agents: int = 10_000,
+    days: int = 3,
+    agent_days: int = 1,
+    overrides: dict | None = None,
+) -> dict:
+    """Seconds per step of both engines on the same scenario and seed, in this process.
+
+    The per-agent engine is slow, so it runs ``agent_days`` days (after the same one-day
+    warm-up as the vectorized engine), not the whole episode.
+    """
+    n_retail = max(n_agents - other_agents(n_stocks, overrides), 0)
+    vec = _model(n_stocks, n_retail, overrides=overrides)
+    per = _model(n_stocks, n_retail, engine="agents", overrides=overrides)
+    vec_days, vec_cpu = day_seconds(vec, days)
+    per_days, per_cpu = day_seconds(per, agent_days)
+    vec_step = float(np.median(vec_days)) / STEPS_PER_DAY
+    per_step = float(np.median(per_days)) / STEPS_PER_DAY
+    cpu_ratio = float(np.median(per_cpu)) / float(np.median(vec_cpu))
+    return {
+        "scenario": "jan2024",
+        "n_stocks": n_stocks,
+        "n_agents": len(vec.agents),
+        "n_retail": n_retail,
+        "vectorized_days_timed": days,
+        "agents_days_timed": agent_days,
+        "vectorized_ms_per_step": round(vec_step * 1e3, 2),
+        "agents_ms_per_step": round(per_step * 1e3, 1),
+        "speed_ratio": round(per_step / vec_step, 1),
+        "cpu_speed_ratio": round(cpu_ratio, 1),
+    }
+
+
+def _slope(size: list[int], ms: list[float]) -> float:
+    """Log-log slope of cost against size: 1 is linear growth, below 1 is better."""
+    return round(float(np.polyfit(np.log(size), np.log(ms), 1)[0]), 3)
+
+
+def bench_scaling(
+    stocks: tuple[int, ...] = (500, 1000, 2000, 5000),
+    retail: tuple[int, ...] = (1000, 10_000, 50_000, 200_000),
+    base_stocks: int = 1000,
+    base_retail: int = 20_000,
+    days: int = 3,
+    overrides: dict | None = None,
+    progress: bool = False,
+) -> dict:
+    """Steps per second of the vectorized engine as stocks grow, then as agents grow.
+
+    Each point is a fresh jan2024 model; its cost is the median of ``days`` timed days.
+    Growing the stocks grows the funds with them (their sizes are set at full scale);
+    growing the agents adds retail investors.
+    """
+
+    def point(n_stocks: int, n_retail: int) -> dict:
+        _say(progress, f"scaling: {n_stocks:,} stocks, {n_retail:,} retail investors")
+        model = _model(n_stocks, n_retail, overrides=overrides)
+        wall, cpu = day_seconds(model, days)
+        step = float(np.median(wall)) / STEPS_PER_DAY
+        return {
+            "n_stocks": n_stocks,
+            "n_agents": len(model.agents),
+            "n_retail": n_retail,
+            "ms_per_step": round(step * 1e3, 2),
+            "steps_per_s": round(1.0 / step, 2),
+            "cpu_ms_per_step": round(float(np.median(cpu)) / STEPS_PER_DAY * 1e3, 2),
+        }
+
+    by_stocks = [point(s, base_retail) for s in stocks]
+    by_agents = [point(base_stocks, r) for r in retail]
+    return {
+        "days_timed": days,
+        "stocks": by_stocks,
+        "agents": by_agents,
+        "slope_stocks": _slope(
+            [p["n_stocks"] for p in by_stocks], [p["ms_per_step"] for p in by_stocks]
+        ),
+        "slope_agents": _slope(
+            [p["n_agents"] for p in by_agents], [p["ms_per_step"] for p in by_agents]
+        ),
+    }
+
+
+# -- whole episodes in a fresh process ------------------------------------------------------
+# The child reports its own peak: VmHWM, the high-water mark of its own memory. (ru_maxrss
+# would not do: Linux carries the parent's peak into a child across fork and exec.)
+CHILD = """
+import json, resource, sys
+from pathlib import Path
+from experiments.cli import main
+code = main(sys.argv[1:])
+usage = resource.getrusage(resource.RUSAGE_SELF)
+peak_mb = usage.ru_maxrss / 1024
+status = Path("/proc/self/status")
+if status.exists():
+    for line in status.read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak_mb = int(line.split()[1]) / 1024
+cpu = usage.ru_utime + usage.ru_stime
+print(json.dumps({"code": code, "peak_rss_mb": peak_mb, "cpu_s": cpu}))
+"""
+
+
+def timed_run(args: list[str]) -> dict:
+    """Wall time (start-up, run and writing included), CPU time and peak RSS of ``unwind ARGS``.
+
+    CPU time is what the wall time would be on a core of its own: on a shared machine
+    the wall time also counts the waits for a core.
+    """
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=False
+    )
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"unwind {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"wall_s": wall, "cpu_s": report["cpu_s"], "peak_rss_mb": report["peak_rss_mb"]}
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One ``unwind run`` case: a label, its arguments, how often to time it, and targets."""
+
+    label: str
+    args: tuple[str, ...]
+    repeats: int
+    target_wall_s: float
+    target_rss_mb: float | None = None
+
+
+def bench_episodes(episodes: list[Episode], workdir: Path, progress: bool = False) -> dict:
+    """Median wall time and the largest peak RSS of each episode over its repeats."""
+    out = {}
+    for ep in episodes:
+        runs = []
+        for k in range(ep.repeats):
+            _say(progress, f"episode {ep.label}: run {k + 1} of {ep.repeats}")
+            runs.append(timed_run(["run", *ep.args, "--quiet", "--out", str(workdir / ep.label)]))
+        summary = json.loads((workdir / ep.label / "summary.json").read_text())
+        wall = float(np.median([r["wall_s"] for r in runs]))
+        rss = max(r["peak_rss_mb"] for r in runs)
+        out[ep.label] = {
+            "command": "unwind run " + " ".join(ep.args),
+            "repeats": ep.repeats,
+            "steps": summary["steps"],
+            "wall_s": round(wall, 2),
+            "wall_s_runs": [round(r["wall_s"], 2) for r in runs],
+            "cpu_s": round(float(np.median([r["cpu_s"] for r in runs])), 2),
+            "model_s": summary["wall_time_s"],
+            "peak_rss_mb": round(rss, 1),
+            "target_wall_s": ep.target_wall_s,
+            "target_rss_mb": ep.target_rss_mb,
+            "meets_target": bool(
+                wall < ep.target_wall_s and (ep.target_rss_mb is None or rss < ep.target_rss_mb)
+            ),
+        }
+    return out
+
+
+# -- sweep ------------------------------------------------------------------------------------
 SWEEP_CELL = """\
 scenario = "calm"
 seeds = {{count = {n}, start = 1}}
@@ -94,21 +317,164 @@ def bench_sweep(n_cells: int, workers: int, workdir: Path) -> dict:
     }
 
 
-def run_benchmarks(out: Path, *, repeats: int = 15, sweep_cells: int = 0) -> dict:
-    """Run every benchmark and write ``out/bench.json``; return the results.
+# -- the suite ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Suite:
+    """Sizes of every benchmark; :data:`QUICK` shrinks them for a smoke test."""
 
+    engines: dict
+    scaling: dict
+    episodes: tuple[Episode, ...]
+    kernel: dict
+
+
+FULL = Suite(
+    engines={"n_stocks": 1000, "n_agents": 10_000, "days": 3, "agent_days": 1},
+    scaling={},
+    episodes=(
+        Episode("jan2024-default", ("jan2024", "--seed", "1"), 3, 10.0),
+        Episode("jan2024-full", ("jan2024", "--seed", "1", "--scale", "full"), 1, 60.0, 2048.0),
+    ),
+    kernel={"n_stocks": 5000, "n_orders": 100_000},
+)
+TINY_SET = ("--set", "market.end=2023-07-07", "--set", "universe.n_stocks=60")
+FEW = {"noise_traders.n_agents": 50, "fundamental_traders.n_agents": 10}
+QUICK = Suite(
+    engines={"n_stocks": 60, "n_agents": 200, "days": 1, "agent_days": 1, "overrides": FEW},
+    scaling={
+        "stocks": (60, 120),
+        "retail": (100, 400),
+        "base_stocks": 60,
+        "base_retail": 100,
+        "days": 1,
+        "overrides": FEW,
+    },
+    episodes=(Episode("jan2024-tiny", ("jan2024", "--seed", "1", *TINY_SET), 1, 60.0, 2048.0),),
+    kernel={"n_stocks": 200, "n_orders": 2000},
+)
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def run_benchmarks(
+    out: Path,
+    *,
+    repeats: int = 15,
+    sweep_cells: int = 0,
+    quick: bool = False,
+    episodes: bool = True,
+    progress: bool = False,
+) -> dict:
+    """Run the benchmarks, write ``out/bench.json`` and the chart; return the results.
+
+    ``quick`` runs every benchmark at a tiny size (a smoke test of the suite, not a
+    measurement). ``episodes=False`` skips the whole-episode runs (the slow part).
     With ``sweep_cells``, also time a sweep of that many tiny cells on 1 and 2 workers.
     """
     ensure_dir(out)
+    suite = QUICK if quick else FULL
     results: dict[str, Any] = {
-        "machine": {"python": platform.python_version(), "processor": platform.machine()},
-        "kernel": bench_kernel(repeats=repeats),
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_average_start": load_average(),
+        },
+        "quick": quick,
     }
+    _say(
+        progress,
+        f"kernel: {suite.kernel['n_stocks']:,} stocks x {suite.kernel['n_orders']:,} orders",
+    )
+    results["kernel"] = bench_kernel(**suite.kernel, repeats=repeats)
+    _say(
+        progress,
+        f"engines: {suite.engines['n_stocks']:,} stocks, {suite.engines['n_agents']:,} agents",
+    )
+    results["engines"] = bench_engines(**suite.engines)
+    results["scaling"] = bench_scaling(**suite.scaling, progress=progress)
+    if episodes:
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+            results["episodes"] = bench_episodes(list(suite.episodes), Path(tmp), progress)
     if sweep_cells:
         runs = [bench_sweep(sweep_cells, w, ensure_dir(out / "sweep")) for w in (1, 2)]
         results["sweep"] = {
             "runs": runs,
             "speedup_2_over_1": round(runs[1]["cells_per_s"] / runs[0]["cells_per_s"], 3),
         }
+    results["machine"]["load_average_end"] = load_average()
+    results["chart"] = write_chart(results, out)
     write_json(results, out / "bench.json")
     return results
+
+
+# -- the chart ---------------------------------------------------------------------------------
+def chart(results: dict) -> Any:
+    """Cost per step against stocks and against agents (log-log, with a linear guide), and
+    the two engines side by side."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    scaling, engines = results["scaling"], results["engines"]
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=(
+            f"Cost per step vs stocks (slope {scaling['slope_stocks']})",
+            f"Cost per step vs agents (slope {scaling['slope_agents']})",
+            f"Engines, {engines['n_stocks']:,} stocks, {engines['n_agents']:,} agents",
+        ),
+        horizontal_spacing=0.09,
+    )
+    for col, key, x_title in ((1, "stocks", "stocks"), (2, "agents", "agents")):
+        points = scaling[key]
+        size = np.array([p[f"n_{key}"] for p in points], dtype=float)
+        ms = np.array([p["ms_per_step"] for p in points])
+        fig.add_trace(
+            go.Scatter(x=size, y=ms, mode="lines+markers", name=f"measured ({key})"), 1, col
+        )
+        linear = ms[0] * size / size[0]  # what linear growth from the first point would cost
+        fig.add_trace(
+            go.Scatter(x=size, y=linear, mode="lines", line={"dash": "dot"}, name="linear"),
+            1,
+            col,
+        )
+        fig.update_xaxes(type="log", title_text=x_title, row=1, col=col)
+        fig.update_yaxes(type="log", title_text="ms per step", row=1, col=col)
+    fig.add_trace(
+        go.Bar(
+            x=["vectorized", "per-agent"],
+            y=[engines["vectorized_ms_per_step"], engines["agents_ms_per_step"]],
+            text=[f"{engines['vectorized_ms_per_step']} ms", f"{engines['agents_ms_per_step']} ms"],
+            textposition="outside",
+            name="engines",
+        ),
+        1,
+        3,
+    )
+    fig.update_yaxes(type="log", title_text="ms per step", row=1, col=3)
+    fig.update_layout(
+        width=1400,
+        height=450,
+        template="plotly_white",
+        title=f"unwind bench: vectorized {engines['speed_ratio']}x the per-agent engine",
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return fig
+
+
+def write_chart(results: dict, out: Path) -> str:
+    """Write ``bench.png`` (kaleido, which needs a Chromium) or else offline ``bench.html``;
+    return the file name written."""
+    fig = chart(results)
+    try:
+        fig.write_image(out / "bench.png", scale=1)
+        return "bench.png"
+    except Exception:  # no browser for kaleido: the offline page says the same
+        fig.write_html(out / "bench.html", include_plotlyjs=True)
+        return "bench.html"

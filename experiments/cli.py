@@ -124,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="also time a sweep of N tiny cells on 1 and 2 workers",
     )
+    bench.add_argument(
+        "--quick", action="store_true", help="every benchmark at a tiny size (a smoke test)"
+    )
+    bench.add_argument(
+        "--no-episodes",
+        dest="episodes",
+        action="store_false",
+        help="skip the whole-episode runs (default and full-scale jan2024)",
+    )
+    bench.add_argument("--quiet", action="store_true", help="no progress lines")
     bench.set_defaults(func=_cmd_bench)
 
     scen = sub.add_parser("scenarios", help="list the bundled scenarios")
@@ -211,18 +221,40 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--repeats = {args.repeats}: must be an integer >= 1")
     if args.sweep_cells < 0:
         raise ConfigError(f"--sweep-cells = {args.sweep_cells}: must be an integer >= 0")
-    results = run_benchmarks(args.out, repeats=args.repeats, sweep_cells=args.sweep_cells)
-    k = results["kernel"]
+    results = run_benchmarks(
+        args.out,
+        repeats=args.repeats,
+        sweep_cells=args.sweep_cells,
+        quick=args.quick,
+        episodes=args.episodes,
+        progress=not args.quiet,
+    )
+    k, e, s = results["kernel"], results["engines"], results["scaling"]
     print(
-        f"kernel: {k['n_stocks']} stocks x {k['n_orders']} orders cleared in "
+        f"kernel: {k['n_stocks']:,} stocks x {k['n_orders']:,} orders cleared in "
         f"{k['median_ms']} ms (median of {k['repeats']}): {k['stocks_per_s']:,} stocks/s, "
         f"{k['orders_per_s']:,} orders/s"
     )
+    print(
+        f"engines: {e['n_stocks']:,} stocks, {e['n_agents']:,} agents: vectorized "
+        f"{e['vectorized_ms_per_step']} ms/step, per-agent {e['agents_ms_per_step']} ms/step, "
+        f"{e['speed_ratio']}x"
+    )
+    for key in ("stocks", "agents"):
+        points = ", ".join(f"{p[f'n_{key}']:,}: {p['steps_per_s']}" for p in s[key])
+        print(f"steps/s by {key}: {points} (log-log slope {s[f'slope_{key}']})")
+    for label, ep in results.get("episodes", {}).items():
+        print(
+            f"{label}: {ep['wall_s']} s wall (median of {ep['repeats']}; target "
+            f"{ep['target_wall_s']} s), {ep['cpu_s']} s CPU, peak {ep['peak_rss_mb']:,} MB"
+        )
     if "sweep" in results:
-        s = results["sweep"]
-        rates = ", ".join(f"{r['workers']} worker(s) {r['cells_per_s']} cells/s" for r in s["runs"])
-        print(f"sweep: {rates}; 2 over 1: {s['speedup_2_over_1']}x")
-    print(f"wrote {args.out / 'bench.json'}")
+        sw = results["sweep"]
+        rates = ", ".join(
+            f"{r['workers']} worker(s) {r['cells_per_s']} cells/s" for r in sw["runs"]
+        )
+        print(f"sweep: {rates}; 2 over 1: {sw['speedup_2_over_1']}x")
+    print(f"wrote {args.out / 'bench.json'} and {args.out / results['chart']}")
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 BUY, SELL = np.int8(1), np.int8(-1)
@@ -94,7 +95,137 @@ def clear(
     lots: np.ndarray,
     ref_level: np.ndarray,
 ) -> Clearing:
-    """Clear every stock's call auction at once.
+    """Clear every stock's call auction at once (compiled; same results as :func:`clear_numpy`).
+
+    Args:
+        grid: the day's price grid.
+        stock, side, level, lots: (n_orders,) order arrays; side is BUY or SELL,
+            lots are positive integers.
+        ref_level: (S,) level of the last price, the final tie-break.
+    """
+    n_stocks = grid.n_stocks
+    rows = np.arange(n_stocks)
+    level_star, volume, filled, lock, qty = _clear_compiled(
+        np.asarray(stock, np.int64),
+        np.asarray(side, np.int8),
+        np.asarray(level, np.int64),
+        np.asarray(lots, np.int64),
+        np.asarray(ref_level, np.int64),
+        np.asarray(grid.n_active, np.int64),
+        n_stocks,
+        grid.n_levels,
+    )
+    return Clearing(
+        level=level_star,
+        price=grid.price_of(rows, level_star),
+        volume=volume,
+        filled=filled,
+        lock=lock,
+        bid_qty=qty[1],
+        ask_qty=qty[0],
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _clear_compiled(stock, side, level, lots, ref_level, n_active, n_stocks, n_levels):
+    """The auction of :func:`clear_numpy`, one stock at a time: a pass over its levels.
+
+    The same rules in loops: the book per level, cumulative demand and supply, the
+    volume-maximizing level with its tie-breaks, each side's marginal level and what
+    the orders at it share, then pro rata fills and the leftover lots earliest first.
+    """
+    n = stock.shape[0]
+    qty = np.zeros((2, n_stocks, n_levels))  # [sells, buys] lots per stock and level
+    for i in range(n):
+        qty[1 if side[i] > 0 else 0, stock[i], level[i]] += lots[i]
+    level_star = ref_level.copy()
+    volume = np.zeros(n_stocks, np.int64)
+    lock = np.zeros(n_stocks, np.int8)
+    margin = np.zeros((n_stocks, 2), np.int64)  # marginal level per side [sell, buy]
+    owed = np.zeros((n_stocks, 2), np.int64)  # lots the orders at it share
+    demand = np.empty(n_levels)
+    supply = np.empty(n_levels)
+    for s in range(n_stocks):
+        acc = 0.0
+        for j in range(n_levels - 1, -1, -1):
+            acc += qty[1, s, j]
+            demand[j] = acc
+        acc = 0.0
+        for j in range(n_levels):
+            acc += qty[0, s, j]
+            supply[j] = acc
+        best = 0.0
+        for j in range(n_levels):
+            v = min(demand[j], supply[j])
+            if v > best:
+                best = v
+        if best > 0:
+            # Ties for the most volume: least imbalance, then nearest the reference level,
+            # then the lowest level.
+            pick, pick_imb, pick_dist = -1, 0.0, 0
+            for j in range(n_levels):
+                if min(demand[j], supply[j]) == best:
+                    imb = abs(demand[j] - supply[j])
+                    dist = abs(j - ref_level[s])
+                    if pick < 0 or imb < pick_imb or (imb == pick_imb and dist < pick_dist):
+                        pick, pick_imb, pick_dist = j, imb, dist
+            level_star[s] = pick
+        vol = np.int64(np.rint(best))
+        volume[s] = vol
+        # Demand falls with the level and supply rises, so counting the levels suffices.
+        n_demand, n_supply = 0, 0
+        for j in range(n_levels):
+            n_demand += demand[j] >= best
+            n_supply += supply[j] >= best
+        buy_margin = n_demand - 1  # last level with demand >= volume
+        sell_margin = n_levels - n_supply  # first level with supply >= volume
+        margin[s, 0], margin[s, 1] = sell_margin, buy_margin
+        if vol > 0:
+            above = np.int64(np.rint(demand[buy_margin + 1])) if buy_margin + 1 < n_levels else 0
+            below = np.int64(np.rint(supply[sell_margin - 1])) if sell_margin > 0 else 0
+            owed[s, 0], owed[s, 1] = vol - below, vol - above
+        top = n_active[s] - 1
+        if level_star[s] == top and demand[top] > vol:
+            lock[s] = 1
+        if level_star[s] == 0 and supply[0] > vol:
+            lock[s] = -1
+
+    # Fills: in full beyond a side's marginal level, pro rata in whole lots at it, and the
+    # leftover lots (fewer than the orders with a remainder) one each, earliest first.
+    filled = np.zeros(n, np.int64)
+    remainder = np.zeros(n, np.int64)
+    given = np.zeros((n_stocks, 2), np.int64)
+    for i in range(n):
+        s, b = stock[i], 1 if side[i] > 0 else 0
+        if volume[s] == 0:
+            continue
+        m = margin[s, b]
+        if (b == 1 and level[i] > m) or (b == 0 and level[i] < m):
+            filled[i] = lots[i]
+        elif level[i] == m:
+            resting = max(np.int64(np.rint(qty[b, s, m])), 1)
+            share = lots[i] * owed[s, b] // resting
+            remainder[i] = lots[i] * owed[s, b] - share * resting
+            filled[i] = share
+            given[s, b] += share
+    for i in range(n):
+        if remainder[i] > 0:
+            s, b = stock[i], 1 if side[i] > 0 else 0
+            if given[s, b] < owed[s, b]:
+                filled[i] += 1
+                given[s, b] += 1
+    return level_star, volume, filled, lock, qty
+
+
+def clear_numpy(
+    grid: Grid,
+    stock: np.ndarray,
+    side: np.ndarray,
+    level: np.ndarray,
+    lots: np.ndarray,
+    ref_level: np.ndarray,
+) -> Clearing:
+    """Clear every stock's call auction at once, in numpy passes: the reference for :func:`clear`.
 
     Args:
         grid: the day's price grid.

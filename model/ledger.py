@@ -11,6 +11,7 @@ can be checked: ``cash.sum() == initial cash + recorded external flows``.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 
@@ -162,14 +163,16 @@ class Ledger:
         udelta = np.rint(np.bincount(inverse, delta, minlength=ukey.size)).astype(np.int64)
         ubought = np.rint(np.bincount(inverse, np.where(bought, delta, 0), minlength=ukey.size))
         row = np.searchsorted(self.key, ukey)
-        padded = np.append(self.key, -1)  # row == size points at the sentinel: missing
-        missing = padded[row] != ukey
+        inside = row < self.key.size  # row == size: beyond the last key, so missing
+        missing = ~inside
+        missing[inside] = self.key[row[inside]] != ukey[inside]
         if missing.any():
-            at = row[missing]  # insertion points keep the table sorted
-            self.key = np.insert(self.key, at, ukey[missing])
-            self.shares = np.insert(self.shares, at, 0)
-            self.bought_today = np.insert(self.bought_today, at, 0)
-            row = np.searchsorted(self.key, ukey)
+            # New rows at their insertion points keep the table sorted.
+            self.key, self.shares, self.bought_today = _insert_rows(
+                self.key, self.shares, self.bought_today, row[missing], ukey[missing]
+            )
+            # Each key moves down by the new keys inserted before it (ukey is sorted).
+            row = row + np.cumsum(missing) - missing
         self.shares[row] += udelta
         self.bought_today[row] += ubought.astype(np.int64)
 
@@ -232,3 +235,26 @@ class Ledger:
         cash_drift = int(self.cash.sum()) - self.initial_cash - self.external
         share_drift = self.shares_by_stock() - self.initial_shares
         return cash_drift, np.concatenate([share_drift, self.fut_pos.sum(axis=0)])
+
+
+@numba.njit(cache=True, nogil=True)
+def _insert_rows(
+    key: np.ndarray, shares: np.ndarray, bought: np.ndarray, at: np.ndarray, new_key: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The table with ``new_key`` rows (no shares) inserted before rows ``at`` (ascending).
+
+    What ``np.insert`` does, for the three columns in one merging pass.
+    """
+    n_old, n_new = key.shape[0], at.shape[0]
+    out_key = np.empty(n_old + n_new, np.int64)
+    out_shares = np.empty(n_old + n_new, np.int64)
+    out_bought = np.empty(n_old + n_new, np.int64)
+    src, j = 0, 0
+    for dst in range(n_old + n_new):
+        if j < n_new and at[j] == src:
+            out_key[dst], out_shares[dst], out_bought[dst] = new_key[j], 0, 0
+            j += 1
+        else:
+            out_key[dst], out_shares[dst], out_bought[dst] = key[src], shares[src], bought[src]
+            src += 1
+    return out_key, out_shares, out_bought

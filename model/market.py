@@ -24,19 +24,25 @@ def _fit(keys_old, need_old, keys_new, need_new, capacity_of) -> np.ndarray:
     ``capacity_of(unique_keys)`` gives each key's capacity; resting rows
     (``keys_old``/``need_old``) have used theirs already.
     """
-    n_old = keys_old.shape[0]
-    ukeys, inverse = np.unique(np.concatenate([keys_old, keys_new]), return_inverse=True)
-    used = np.bincount(inverse[:n_old], need_old.astype(np.float64), minlength=ukeys.size)
+    # Group the new rows by key (a stable sort keeps row order within a key); resting rows
+    # only matter where they share a key with a new one.
+    order = np.argsort(keys_new, kind="stable")
+    key_sorted = keys_new[order]
+    starts = np.r_[True, key_sorted[1:] != key_sorted[:-1]] if key_sorted.size else key_sorted
+    ukeys = key_sorted[starts]  # (u,) sorted
+    group_sorted = np.cumsum(starts) - 1  # (n_new,) group of each sorted row
+    at = np.minimum(np.searchsorted(ukeys, keys_old), max(ukeys.size - 1, 0))
+    shared = ukeys[at] == keys_old if ukeys.size else np.zeros(keys_old.shape, bool)
+    used = np.bincount(at[shared], need_old[shared].astype(np.float64), minlength=ukeys.size)
     avail = capacity_of(ukeys).astype(np.float64) - used
-    inv_new = inverse[n_old:]
-    order = np.argsort(inv_new, kind="stable")
     need_sorted = need_new[order].astype(np.float64)
     cum = np.cumsum(need_sorted)
-    group_sorted = inv_new[order]
-    first = np.searchsorted(group_sorted, group_sorted, side="left")
+    first = np.maximum.accumulate(np.where(starts, np.arange(starts.size), 0))  # group's first
     before_sorted = cum - need_sorted - (cum[first] - need_sorted[first])
     before = np.empty_like(before_sorted)
     before[order] = before_sorted
+    inv_new = np.empty_like(group_sorted)
+    inv_new[order] = group_sorted
     return np.clip(avail[inv_new] - before, 0.0, need_new.astype(np.float64))
 
 
@@ -212,7 +218,13 @@ class Market:
     def cancel_accounts(self, accounts: np.ndarray) -> None:
         """Withdraw every resting order of ``accounts`` (a sorted id array or a range)."""
         if len(self.book):
-            self.cancel(np.isin(self.book.account, accounts))
+            accounts = np.asarray(accounts)
+            if accounts.size and np.all(np.diff(accounts) == 1):
+                # A block of consecutive ids (a whole population): two comparisons, no search.
+                account = self.book.account
+                self.cancel((account >= accounts[0]) & (account <= accounts[-1]))
+            else:
+                self.cancel(np.isin(self.book.account, accounts))
 
     # -- clearing -------------------------------------------------------------------------
     def clear(self) -> Clearing:
@@ -233,7 +245,7 @@ class Market:
         if self.futures is not None:
             # A contract that did not trade is marked at the middle of its book.
             fut = slice(n_stocks, None)
-            mid = self._book_mid(result)[fut]
+            mid = self._book_mid(result)
             new_last[fut] = np.where((result.volume[fut] == 0) & (mid > 0), mid, new_last[fut])
             # Variation margin to the new marks first, then the fills join at that mark.
             self.variation_margin = self.ledger.mark_futures(new_last[n_stocks:])
@@ -257,15 +269,18 @@ class Market:
         return result
 
     def _book_mid(self, result: Clearing) -> np.ndarray:
-        """(I,) middle of the best bid and ask before clearing, in price units; 0 if one-sided."""
-        prices = self.grid.prices()
+        """(F,) middle of each futures contract's best bid and ask before clearing, in ticks;
+        0 if one-sided."""
+        fut = slice(self.n_stocks, None)
         n_levels = self.n_levels
-        has_bid = result.bid_qty > 0
-        has_ask = result.ask_qty > 0
+        has_bid = result.bid_qty[fut] > 0
+        has_ask = result.ask_qty[fut] > 0
         best_bid = n_levels - 1 - np.argmax(has_bid[:, ::-1], axis=1)
         best_ask = np.argmax(has_ask, axis=1)
-        rows = np.arange(prices.shape[0])
-        mid = np.rint((prices[rows, best_bid] + prices[rows, best_ask]) / 2).astype(np.int64)
+        contract = np.arange(self.n_stocks, self.grid.n_stocks)
+        mid = np.rint(
+            (self.grid.price_of(contract, best_bid) + self.grid.price_of(contract, best_ask)) / 2
+        ).astype(np.int64)
         return np.where(has_bid.any(axis=1) & has_ask.any(axis=1), mid, 0)
 
     def settle_expiry(self, index_ticks: np.ndarray) -> None:

@@ -18,10 +18,10 @@ class Orders:
     lots: np.ndarray  # (n,) int64 board lots, > 0
 
     def __post_init__(self) -> None:
-        for f, dtype in zip(
-            fields(self), (np.int64, np.int64, np.int8, np.int64, np.int64), strict=True
-        ):
-            object.__setattr__(self, f.name, np.asarray(getattr(self, f.name), dtype=dtype))
+        for name, dtype in _DTYPES:
+            value = getattr(self, name)
+            if not (isinstance(value, np.ndarray) and value.dtype == dtype):
+                object.__setattr__(self, name, np.asarray(value, dtype=dtype))
 
     def __len__(self) -> int:
         return self.account.shape[0]
@@ -40,7 +40,9 @@ class Orders:
         return cls(*(np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(cls)))
 
     def select(self, mask: np.ndarray) -> Orders:
-        return Orders(*(getattr(self, f.name)[mask] for f in fields(self)))
+        return Orders(
+            self.account[mask], self.stock[mask], self.side[mask], self.price[mask], self.lots[mask]
+        )
 
     def with_lots(self, lots: np.ndarray) -> Orders:
         """Same orders with new sizes; rows with no lots left are dropped."""
@@ -48,3 +50,9 @@ class Orders:
         return Orders(
             self.account[keep], self.stock[keep], self.side[keep], self.price[keep], lots[keep]
         )
+
+
+_DTYPES = tuple(
+    (f.name, np.dtype(t))
+    for f, t in zip(fields(Orders), (np.int64, np.int64, np.int8, np.int64, np.int64), strict=True)
+)

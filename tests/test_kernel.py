@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.kernel import Grid, clear
+from model.kernel import Grid, clear, clear_numpy
 
 
 def _grid(n_stocks: int, n_levels: int = 21) -> Grid:
@@ -131,3 +131,27 @@ def test_grid_spans_limits_on_ticks():
     s = np.array([0, 0, 0, 0])
     lv = grid.level_of(s, np.array([1001, 1001, 5000, 1]), np.array([1, -1, 1, -1]))
     assert grid.price_of(s, lv).tolist() == [1000, 1002, 1100, 900]
+
+
+@settings(max_examples=100, deadline=None)
+@given(books, st.integers(0, 20), st.sampled_from([5, 21]))
+def test_compiled_kernel_equals_the_numpy_reference(orders, ref, n_levels):
+    """The compiled auction and the numpy passes it replaces give the same clearing."""
+    grid = _grid(4, n_levels)
+    stock, side, level, lots = (np.array(c, dtype=np.int64) for c in zip(*orders, strict=True))
+    side, level = side.astype(np.int8), np.minimum(level, n_levels - 1)
+    args = (grid, stock, side, level, lots, np.full(4, min(ref, n_levels - 1)))
+    fast, slow = clear(*args), clear_numpy(*args)
+    for field in ("level", "price", "volume", "filled", "lock", "bid_qty", "ask_qty"):
+        assert np.array_equal(getattr(fast, field), getattr(slow, field)), field
+        assert getattr(fast, field).dtype == getattr(slow, field).dtype, field
+
+
+def test_compiled_kernel_equals_the_numpy_reference_on_a_large_book():
+    from experiments.bench import kernel_case
+
+    for seed in range(3):
+        case = kernel_case(300, 20_000, seed=seed)
+        fast, slow = clear(*case), clear_numpy(*case)
+        for field in ("level", "volume", "filled", "lock", "bid_qty"):
+            assert np.array_equal(getattr(fast, field), getattr(slow, field)), field
