@@ -25,6 +25,7 @@ from model.config import NeutralFundConfig
 from model.orders import Orders
 
 NORMAL, WARNED, STOPPED = 0, 1, 2
+HEDGE_COST_DAYS = 10  # days over which the discount investors look at is smoothed
 STATE_NAMES = ("normal", "warned", "stopped")
 
 
@@ -55,6 +56,8 @@ class NeutralFunds(Population):
         offset = rng.random(n) * cfg.line_spread  # some set their lines higher
         self.warning = cfg.warning_line + offset
         self.stop = cfg.stop_line + offset
+        # The same cautious funds keep a tighter drawdown budget.
+        self.drawdown_line = np.maximum(cfg.drawdown_line - offset, 0.01)
         self.nav = 1.0 + rng.random(n) * cfg.nav0_spread  # (n,) NAV per unit
         self.units = equity_cny / self.nav
         self.peak = self.nav.copy()
@@ -81,6 +84,8 @@ class NeutralFunds(Population):
         self.exposure = self.leverage * equity_cny  # (n,) CNY long exposure planned
         self.forced_sales = 0.0  # CNY sold this step under duress
         self.trailing = np.zeros(n)  # 60-day excess return, for subscriptions
+        self.hedge_cost = 0.0  # yearly cost of the futures hedge: the discount, smoothed
+        self.carry = 1.0  # share of planned exposure worth running at that cost
 
     def adopt_holdings(self) -> None:
         """Take the basket weights from what each product holds (its starting portfolio)."""
@@ -127,18 +132,29 @@ class NeutralFunds(Population):
         self.mark()
         self.nav_history.append(self.nav.copy())
         self.peak = np.maximum(self.peak, self.nav)
-        # Risk lines: the stop line is final, the warning line cuts exposure once.
-        # (With forced_selling off, the counterfactual, nobody is ever forced to sell.)
+        # Risk lines: the stop line is final. The warning line on NAV per unit, or a
+        # drawdown from the peak beyond the manager's risk budget, cuts exposure until
+        # NAV is 5% over the line and has won back half of that budget. (With forced_selling off, the
+        # counterfactual, nobody is ever forced to sell.)
+        drawdown = 1.0 - self.nav / self.peak
         crossed_stop = (self.nav <= self.stop) & (self.state != STOPPED) & c.forced_selling
         self.state[crossed_stop] = STOPPED
         self.liquidated |= crossed_stop
-        warn = (self.nav <= self.warning) & (self.state == NORMAL) & c.forced_selling
+        breach = (self.nav <= self.warning) | (drawdown >= self.drawdown_line)
+        warn = breach & (self.state == NORMAL) & c.forced_selling
+        recovered = (self.state == WARNED) & (self.nav > self.warning * 1.05)
+        recovered &= drawdown < self.drawdown_line / 2
         self.state[warn] = WARNED
+        self.state[recovered] = NORMAL
         # Flows: redemptions after drawdowns; subscriptions after excess returns.
         if len(self.nav_history) > 60:
             self.trailing = self.nav / self.nav_history[-61] - 1.0
-        drawdown = 1.0 - self.nav / self.peak
-        flow = c.inflow * np.clip(self.trailing, 0.0, None) * 10.0
+        # The hedge eats the alpha: new money stops as the discount nears the expected
+        # alpha, and managers scale the book down as it goes beyond, to nothing at twice it.
+        self.hedge_cost += (self._discount() - self.hedge_cost) / HEDGE_COST_DAYS
+        cost = self.hedge_cost / c.expected_alpha
+        self.carry = float(np.clip(2.0 - cost, 0.0, 1.0))
+        flow = c.inflow * np.clip(self.trailing, 0.0, None) * 10.0 * np.clip(1.0 - cost, 0.0, 1.0)
         if c.forced_selling:
             flow -= c.redemption_sensitivity * np.maximum(drawdown - 0.02, 0.0) / 20.0
         flow = np.where(self.state == STOPPED, 0.0, np.clip(flow, -0.2, 0.05))
@@ -146,9 +162,19 @@ class NeutralFunds(Population):
         cash_flow = flow * np.maximum(eq, 0.0)
         model.ledger.external_cash(self.accounts, np.rint(cash_flow * 100).astype(np.int64))
         self.units = np.maximum(self.units + cash_flow / np.maximum(self.nav, 1e-9), 0.0)
-        self.exposure += (self.leverage * np.maximum(eq, 0.0) - self.exposure) / c.rebalance_days
+        # Healthy products follow their equity; a warned one holds the plan it was cut from.
+        follow = (self.leverage * np.maximum(eq, 0.0) - self.exposure) / c.rebalance_days
+        self.exposure += np.where(self.state == NORMAL, follow, 0.0)
         if model.lending is not None:
             self._manage_loans()
+
+    def _discount(self) -> float:
+        """Yearly discount of the IC/IM hedge mix at the last prices (0 at a premium)."""
+        if self.model.futures is None:
+            return 0.0
+        basis = self.model.basis()[1:]  # (2,) IC, IM annualized
+        split = np.array([1.0 - self.im_share, self.im_share])
+        return float(max(-np.dot(split, np.nan_to_num(basis)), 0.0))
 
     def _manage_loans(self) -> None:
         """Repay what is recalled (or everything, once stopped); borrow up to the plan."""
@@ -192,7 +218,7 @@ class NeutralFunds(Population):
         ceiling = self.cfg.max_leverage_ratio * self.leverage[rows] * eq
         if not self.cfg.forced_selling:
             ceiling = np.full_like(ceiling, np.inf)
-        scale = np.select(
+        scale = self.carry * np.select(
             [self.state[rows] == NORMAL, self.state[rows] == WARNED],
             [1.0, 1.0 - self.cfg.warning_cut],
             0.0,

@@ -353,6 +353,9 @@ class NeutralFundConfig(Section):
     stop_line: float = _open(0.7, 0.0, 1.0, doc="NAV per unit where everything is liquidated")
     line_spread: float = _num(0.05, 0.0, 0.3, doc="some funds set their lines up to this higher")
     warning_cut: float = _num(0.5, 0.0, 1.0, doc="share of exposure cut at the warning line")
+    drawdown_line: float = _num(
+        1.0, 0.01, 1.0, doc="drawdown from the NAV peak that also cuts exposure (1: never)"
+    )
     basket_size: int = _num(300, 1, 5000, doc="stocks in each long basket at full scale")
     size_tilt: float = _num(2.0, 0.0, 10.0, doc="preference for small caps in basket picks")
     lending_hedge_share: float = _num(0.3, 0.0, 1.0, doc="hedge share via borrowed stock")
@@ -364,6 +367,10 @@ class NeutralFundConfig(Section):
     forced_discount: float = _num(0.01, 0.0, 0.3, doc="how far through last a forced trade goes")
     max_leverage_ratio: float = _num(1.3, 1.0, 5.0, doc="exposure / planned before the broker cuts")
     inflow: float = _num(0.002, 0.0, 0.1, doc="daily subscriptions per unit of 60-day excess")
+    expected_alpha: float = _open(
+        0.15, 0.0, 10.0, doc="yearly excess return investors expect; a futures discount beyond it "
+        "stops subscriptions"
+    )
     nav0_spread: float = _num(0.25, 0.0, 1.0, doc="initial NAV per unit drawn in 1 + [0, this]")
 
 

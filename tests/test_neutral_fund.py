@@ -68,6 +68,50 @@ def test_warning_line_cuts_and_stop_line_liquidates(model):
     assert fut_buys.any()
 
 
+def test_drawdown_line_cuts_exposure_until_nav_wins_back_half_of_it():
+    m = MarketModel(rng=4, **EPISODE, **{"neutral.drawdown_line": 0.1, "neutral.line_spread": 0.0})
+    m.step()
+    f = m.neutral
+    before = f.target_exposure(f.rows)
+    # Product 0 falls 12% from its peak: still far above the warning line on NAV per unit.
+    f.peak[0] = f.nav[0] / 0.88
+    f.begin_day()
+    assert f.nav[0] > f.warning[0]
+    assert f.state[0] == WARNED and (f.state[1:] == NORMAL).all()
+    after = f.target_exposure(f.rows)
+    assert after[0] == pytest.approx(before[0] * (1 - f.cfg.warning_cut), rel=0.05)
+    f.peak[0] = f.nav[0] / 0.94  # won back less than half of the 10% budget: still cut
+    f.begin_day()
+    assert f.state[0] == WARNED
+    f.peak[0] = f.nav[0] / 0.97  # a 3% drawdown: back to normal
+    f.begin_day()
+    assert f.state[0] == NORMAL
+
+
+def test_a_discount_beyond_the_expected_alpha_stops_subscriptions_and_shrinks_books(model):
+    f = model.neutral
+    f.trailing[:] = 0.1  # a good quarter: investors want in
+    units = f.units.copy()
+    f.hedge_cost = 0.0
+    f.begin_day()
+    assert (f.units > units).all() and f.carry == 1.0
+    planned = f.target_exposure(f.rows)
+    # The cost is read off the futures: IC and IM below the index are a cost, at it none.
+    level = model.indices.level[model.futures.underlying]
+    model.market.last[model.universe.n :] = np.round(level * 0.98 / 0.2).astype(np.int64)
+    assert f._discount() > 0.05
+    model.market.last[model.universe.n :] = np.round(level / 0.2).astype(np.int64)
+    assert f._discount() < 0.01
+    # A discount that has cost 1.6 times the alpha for a while: no new money, a smaller book.
+    f.hedge_cost = 1.6 * f.cfg.expected_alpha
+    units = f.units.copy()
+    f.begin_day()
+    assert f.hedge_cost > f.cfg.expected_alpha
+    assert np.allclose(f.units, units)
+    assert 0.4 < f.carry < 0.7
+    assert (f.target_exposure(f.rows) < 0.75 * planned).all()
+
+
 def test_margin_call_forces_sales_whatever_the_nav(model):
     f = model.neutral
     dma = int(np.flatnonzero(f.is_dma)[0])
