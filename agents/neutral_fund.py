@@ -134,8 +134,8 @@ class NeutralFunds(Population):
         self.peak = np.maximum(self.peak, self.nav)
         # Risk lines: the stop line is final. The warning line on NAV per unit, or a
         # drawdown from the peak beyond the manager's risk budget, cuts exposure until
-        # NAV is 5% over the line and has won back half of that budget. (With forced_selling off, the
-        # counterfactual, nobody is ever forced to sell.)
+        # NAV is 5% over the line and has won back half of that budget. (With
+        # forced_selling off, the counterfactual, nobody is ever forced to sell.)
         drawdown = 1.0 - self.nav / self.peak
         crossed_stop = (self.nav <= self.stop) & (self.state != STOPPED) & c.forced_selling
         self.state[crossed_stop] = STOPPED

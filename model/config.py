@@ -368,8 +368,11 @@ class NeutralFundConfig(Section):
     max_leverage_ratio: float = _num(1.3, 1.0, 5.0, doc="exposure / planned before the broker cuts")
     inflow: float = _num(0.002, 0.0, 0.1, doc="daily subscriptions per unit of 60-day excess")
     expected_alpha: float = _open(
-        0.15, 0.0, 10.0, doc="yearly excess return investors expect; a futures discount beyond it "
-        "stops subscriptions"
+        0.15,
+        0.0,
+        10.0,
+        doc="yearly excess return investors expect; a futures discount beyond it "
+        "stops subscriptions",
     )
     nav0_spread: float = _num(0.25, 0.0, 1.0, doc="initial NAV per unit drawn in 1 + [0, this]")
 
