@@ -7,8 +7,11 @@ gross long; DMA products borrow from their broker for up to 4x.
 
 The rules that make the spiral, per product and per day:
 - NAV per unit is marked on every step; investors redeem after drawdowns.
-- Below the warning line the product cuts exposure; below the stop line it
+- Below the warning line, or after a drawdown from its peak beyond the manager's
+  budget (``drawdown_line``), the product cuts exposure; below the stop line it
   liquidates everything. Either way it sells the long basket at the market.
+- The futures discount is the hedge's running cost: as it nears the alpha
+  investors expect, subscriptions stop; beyond it, managers shrink the book.
 - Futures losses are paid in cash every step (variation margin); when cash runs
   below what the broker and the exchange require, the product sells longs.
 - Recalled stock loans must be bought in, and that hedge moves to futures.
