@@ -1,9 +1,10 @@
 """The spiral, mechanism by mechanism, at small scale over several seeds.
 
 A stressed two-month window of the jan2024 episode (leveraged DMA products, the
-dip, the lending curb) is run twice per seed: as is, and with nobody forced to
-sell (``neutral.forced_selling = false``). Forced selling must deepen the
-micro-cap fall and come before further falls.
+dip, the lending curb) is run three times per seed: as is, with nobody forced to
+sell (``neutral.forced_selling = false``), and without quant-neutral products.
+Forced selling must deepen the micro-cap fall and come before further falls, and
+the products must account for much of that fall.
 """
 
 from __future__ import annotations
@@ -32,10 +33,19 @@ def _micro_drawdown(frame) -> float:
 
 
 @pytest.fixture(scope="module")
-def pairs():
+def runs():
     base = load_scenario("jan2024", overrides=STRESSED)
     calm = base.with_overrides({"neutral.forced_selling": False})
-    return [(run(base, seed).frame, run(calm, seed).frame) for seed in SEEDS]
+    without = base.with_overrides({"neutral.n_funds": 0})
+    return [
+        (run(base, seed).frame, run(calm, seed).frame, run(without, seed).frame)
+        for seed in SEEDS
+    ]
+
+
+@pytest.fixture(scope="module")
+def pairs(runs):
+    return [(with_fs, calm) for with_fs, calm, _ in runs]
 
 
 def test_forced_selling_happens_only_when_allowed(pairs):
@@ -48,6 +58,11 @@ def test_forced_selling_deepens_the_micro_cap_fall(pairs):
     ratios = [_micro_drawdown(a) / max(_micro_drawdown(b), 1e-9) for a, b in pairs]
     assert all(r > 1.0 for r in ratios), ratios
     assert np.mean(ratios) > 1.2, ratios
+
+
+def test_without_neutral_products_the_micro_cap_falls_much_less(runs):
+    ratios = [_micro_drawdown(a) / max(_micro_drawdown(c), 1e-9) for a, _, c in runs]
+    assert all(r > 1.3 for r in ratios), ratios
 
 
 def test_forced_sales_come_before_further_falls(pairs):
