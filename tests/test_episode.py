@@ -38,8 +38,7 @@ def runs():
     calm = base.with_overrides({"neutral.forced_selling": False})
     without = base.with_overrides({"neutral.n_funds": 0})
     return [
-        (run(base, seed).frame, run(calm, seed).frame, run(without, seed).frame)
-        for seed in SEEDS
+        (run(base, seed).frame, run(calm, seed).frame, run(without, seed).frame) for seed in SEEDS
     ]
 
 
