@@ -22,6 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.offline
 
+from experiments.frames import daily
 from experiments.outputs import write_text
 from experiments.stylized import max_drawdown
 from model.config import ConfigError
@@ -129,13 +130,6 @@ def load_run(path: Path) -> RunData:
 
 
 # ---------------------------------------------------------------------------- data helpers
-
-
-def daily(frame: pd.DataFrame) -> pd.DataFrame:
-    """Last step of each trading day: the close, which is what daily charts should show."""
-    if "date" not in frame.columns:
-        return frame
-    return frame.drop_duplicates("date", keep="last").reset_index(drop=True)
 
 
 def _x(frame: pd.DataFrame) -> pd.Series:
@@ -249,13 +243,11 @@ def fig_basis(run: RunData) -> Figure:
 
 def fig_forced(run: RunData) -> Figure:
     """Forced selling per day against the micro-cap index: the reflexive loop in one view."""
-    sales = column(run.model, "forced_sales")
-    if sales is None:
+    if column(run.model, "forced_sales") is None:
         return "no forced_sales column in model.parquet"
-    per_day = sales.groupby(_x(run.model).to_numpy(), sort=False).sum()
+    day = daily(run.model)  # forced sales summed over each day
     fig = go.Figure()
-    fig.add_bar(x=per_day.index, y=per_day.to_numpy(), name="forced sales (CNY)")
-    day = daily(run.model)
+    fig.add_bar(x=_x(day), y=column(day, "forced_sales"), name="forced sales (CNY)")
     micro = column(day, "microcap")
     if micro is not None:
         fig.add_scatter(x=_x(day), y=micro, name="micro-cap index", mode="lines", yaxis="y2")
