@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.outputs import atomic_write
+from experiments.outputs import atomic_write, one_line
 from experiments.run import run
 from experiments.scenarios import load_scenario
 from model.universe import INDEX_NAMES
@@ -24,6 +24,7 @@ from model.universe import INDEX_NAMES
 CELLS_DIR = "cells"
 ROW_KEY = b"microcap_unwind.sweep_row"  # Parquet footer key holding the cell's summary row
 WRITE_FAILED = "write failed"  # a cell's status when its file could not be written
+ERROR_LIMIT = 300  # characters of a failed cell's error kept in its summary row
 
 
 def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -46,11 +47,6 @@ def empty_headline() -> dict[str, Any]:
         row[f"{name}_max_drawdown"] = nan
     row["forced_sale_share"] = nan
     return row
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def tag_frame(frame: pd.DataFrame, params: Mapping[str, Any], seed: int, cid: str) -> pd.DataFrame:
@@ -118,7 +114,7 @@ def run_cell(cell: Mapping[str, Any], out_dir: str) -> dict[str, Any]:
         row["wall_time_s"] = round(time.perf_counter() - started, 3)
         frame = tag_frame(result.frame, cell["params"], cell["seed"], cell["cell_id"])
     except Exception as exc:  # recorded, not raised: the sweep goes on
-        row.update(status="error", error=one_line(f"{type(exc).__name__}: {exc}"))
+        row.update(status="error", error=one_line(f"{type(exc).__name__}: {exc}", ERROR_LIMIT))
         row.update(empty_headline())
         row["wall_time_s"] = round(time.perf_counter() - started, 3)
         return row

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.outputs import ensure_dir, output_error, write_json
-from experiments.sweep_cell import CELLS_DIR, WRITE_FAILED, empty_headline, one_line, run_cell
+from experiments.outputs import ensure_dir, one_line, output_error, write_json
+from experiments.sweep_cell import CELLS_DIR, ERROR_LIMIT, WRITE_FAILED, empty_headline, run_cell
 from experiments.sweep_spec import Cell, SweepSpec, load_spec
 from experiments.sweep_store import (
     MANIFEST,
@@ -167,7 +167,7 @@ def _error_row(cell: Cell, exc: BaseException) -> dict[str, Any]:
         "seed": cell.seed,
         "cell_id": cell.cell_id,
         "status": "error",
-        "error": one_line(f"{type(exc).__name__}: {exc}"),
+        "error": one_line(f"{type(exc).__name__}: {exc}", ERROR_LIMIT),
         "wall_time_s": float("nan"),
         **empty_headline(),
     }

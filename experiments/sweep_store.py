@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.outputs import write_parquet
+from experiments.outputs import one_line, write_parquet
 from experiments.run import versions
-from experiments.sweep_cell import CELLS_DIR, one_line, read_cell_row
+from experiments.sweep_cell import CELLS_DIR, read_cell_row
 from experiments.sweep_spec import SweepSpec
 from model.config import ConfigError
 from model.universe import INDEX_NAMES
