@@ -13,19 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from experiments.frames import daily
 from model.universe import INDEX_NAMES
 
 CRASH_START, CRASH_END = "2024-01-02", "2024-02-08"
 LATE_JANUARY = ("2024-01-15", "2024-01-31")
 AFTER_RESCUE = ("2024-02-19", "2024-02-29")
-
-
-def daily(frame: pd.DataFrame) -> pd.DataFrame:
-    """Last step of each trading day; forced sales summed over the day."""
-    by_day = frame.groupby("date")
-    out = by_day.last()
-    out["forced_sales"] = by_day["forced_sales"].sum()
-    return out
 
 
 def covers_crash(frame: pd.DataFrame) -> bool:
@@ -35,7 +28,7 @@ def covers_crash(frame: pd.DataFrame) -> bool:
 
 def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
     """Size gradient, basis, forced-sale timing and rebound of the crash window."""
-    d = daily(frame)
+    d = daily(frame).set_index("date")  # the crash window is sliced by date
     base = d.loc[d.index < CRASH_START].iloc[-1]
     window = d.loc[CRASH_START:CRASH_END]
     drawdown = {n: float(window[n].min() / base[n] - 1.0) for n in INDEX_NAMES}

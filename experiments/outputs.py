@@ -35,6 +35,15 @@ def ensure_dir(path: Path, key: str = "--out") -> Path:
     return path
 
 
+def one_line(text: object, limit: int) -> str:
+    """Squash a message (often an exception's) to one line of at most ``limit`` characters.
+
+    CLI errors and summary-table cells must stay one line, however long the cause.
+    """
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def output_error(key: str, path: Path, exc: OSError) -> ConfigError:
     """A one-line error for a write that failed (full disk, read-only directory)."""
     return ConfigError(f"{key} = {str(path)!r}: cannot write ({exc.strerror or exc})")

@@ -22,7 +22,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.offline
 
-from experiments.outputs import write_text
+from experiments.frames import daily
+from experiments.outputs import one_line, write_text
 from experiments.stylized import max_drawdown
 from model.config import ConfigError
 
@@ -81,12 +82,6 @@ class RunData:
 # ---------------------------------------------------------------------------- loading
 
 
-def _one_line(text: str, limit: int = 160) -> str:
-    """Squash an exception message to one short line, so CLI errors stay one line."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
 def _run_error(path: Path, what: str) -> ConfigError:
     return ConfigError(f"report PATH = {str(path)!r}: {what}")
 
@@ -105,7 +100,7 @@ def _read(path: Path, name: str) -> Any:
             return data
         return pd.read_parquet(file)
     except Exception as exc:  # any reader error means the same thing to the user
-        raise _run_error(file, f"unreadable ({type(exc).__name__}: {_one_line(exc)})") from None
+        raise _run_error(file, f"unreadable ({type(exc).__name__}: {one_line(exc, 160)})") from None
 
 
 def load_run(path: Path) -> RunData:
@@ -129,13 +124,6 @@ def load_run(path: Path) -> RunData:
 
 
 # ---------------------------------------------------------------------------- data helpers
-
-
-def daily(frame: pd.DataFrame) -> pd.DataFrame:
-    """Last step of each trading day: the close, which is what daily charts should show."""
-    if "date" not in frame.columns:
-        return frame
-    return frame.drop_duplicates("date", keep="last").reset_index(drop=True)
 
 
 def _x(frame: pd.DataFrame) -> pd.Series:
@@ -220,6 +208,11 @@ def _layout(fig: go.Figure, title: str, y_title: str, **extra: Any) -> go.Figure
     return fig
 
 
+def _right_axis(title: str) -> dict[str, Any]:
+    """A second y axis on the right, for a level drawn over a flow or a count."""
+    return {"title": title, "overlaying": "y", "side": "right"}
+
+
 def fig_indices(run: RunData) -> Figure:
     """Index levels by tier, as growth of 1 from the common base, so tiers compare directly."""
     day = daily(run.model)
@@ -249,22 +242,15 @@ def fig_basis(run: RunData) -> Figure:
 
 def fig_forced(run: RunData) -> Figure:
     """Forced selling per day against the micro-cap index: the reflexive loop in one view."""
-    sales = column(run.model, "forced_sales")
-    if sales is None:
+    if column(run.model, "forced_sales") is None:
         return "no forced_sales column in model.parquet"
-    per_day = sales.groupby(_x(run.model).to_numpy(), sort=False).sum()
+    day = daily(run.model)  # forced sales summed over each day
     fig = go.Figure()
-    fig.add_bar(x=per_day.index, y=per_day.to_numpy(), name="forced sales (CNY)")
-    day = daily(run.model)
+    fig.add_bar(x=_x(day), y=column(day, "forced_sales"), name="forced sales (CNY)")
     micro = column(day, "microcap")
     if micro is not None:
         fig.add_scatter(x=_x(day), y=micro, name="micro-cap index", mode="lines", yaxis="y2")
-    return _layout(
-        fig,
-        TITLE_FORCED,
-        "CNY per day",
-        yaxis2={"title": "micro-cap index", "overlaying": "y", "side": "right"},
-    )
+    return _layout(fig, TITLE_FORCED, "CNY per day", yaxis2=_right_axis("micro-cap index"))
 
 
 def fig_funds(run: RunData) -> Figure:
@@ -279,10 +265,7 @@ def fig_funds(run: RunData) -> Figure:
     if nav is not None:
         fig.add_scatter(x=_x(day), y=nav, name="neutral NAV", mode="lines", yaxis="y2")
     return _layout(
-        fig,
-        TITLE_FUNDS,
-        "funds liquidated (cumulative)",
-        yaxis2={"title": "neutral NAV", "overlaying": "y", "side": "right"},
+        fig, TITLE_FUNDS, "funds liquidated (cumulative)", yaxis2=_right_axis("neutral NAV")
     )
 
 

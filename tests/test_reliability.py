@@ -49,13 +49,13 @@ KILL_ONCE = """\
 import os
 import signal
 
-import experiments.sweep as sweep
+import experiments.sweep_cell as sweep_cell
 
-sweep.__dict__.setdefault("_unpatched_write", sweep.atomic_write)
+sweep_cell.__dict__.setdefault("_unpatched_write", sweep_cell.atomic_write)
 MARKER = {marker!r}
 
 
-def _write_then_die(path, write, _atomic=sweep._unpatched_write):
+def _write_then_die(path, write, _atomic=sweep_cell._unpatched_write):
     def dying(tmp):
         write(tmp)
         try:
@@ -67,18 +67,18 @@ def _write_then_die(path, write, _atomic=sweep._unpatched_write):
     _atomic(path, dying)
 
 
-sweep.atomic_write = _write_then_die
+sweep_cell.atomic_write = _write_then_die
 """
 DISK_FULL = """\
 # Dask worker preload: writing a cell of seed 3 fails halfway with errno {errno}.
 import os
 
-import experiments.sweep as sweep
+import experiments.sweep_cell as sweep_cell
 
-sweep.__dict__.setdefault("_unpatched_write", sweep.atomic_write)
+sweep_cell.__dict__.setdefault("_unpatched_write", sweep_cell.atomic_write)
 
 
-def _failing_write(path, write, _atomic=sweep._unpatched_write):
+def _failing_write(path, write, _atomic=sweep_cell._unpatched_write):
     def half(tmp):
         write(tmp)
         with open(tmp, "rb") as fh:
@@ -89,7 +89,7 @@ def _failing_write(path, write, _atomic=sweep._unpatched_write):
     _atomic(path, half)
 
 
-sweep.atomic_write = _failing_write
+sweep_cell.atomic_write = _failing_write
 """
 
 

@@ -28,7 +28,7 @@ import pytest
 # delete the whole `distributed` section it had to create (KeyError in later Clients).
 from distributed import Client
 
-from experiments import sweep
+from experiments import sweep, sweep_run
 from experiments.sweep import (
     load_spec,
     load_summary,
@@ -67,18 +67,18 @@ FAIL_SEED = 13
 FAIL_PRELOAD = f"""\
 # Dask worker preload: cells with seed {FAIL_SEED} raise inside the model run.
 # Idempotent, since a preload may be executed more than once in a worker.
-import experiments.sweep as sweep
+import experiments.sweep_cell as sweep_cell
 
-sweep.__dict__.setdefault("_unpatched_run", sweep.run)
+sweep_cell.__dict__.setdefault("_unpatched_run", sweep_cell.run)
 
 
-def _failing_run(config, seed, _run=sweep._unpatched_run, **kwargs):
+def _failing_run(config, seed, _run=sweep_cell._unpatched_run, **kwargs):
     if seed == {FAIL_SEED}:
         raise RuntimeError("injected failure for seed {FAIL_SEED}")
     return _run(config, seed, **kwargs)
 
 
-sweep.run = _failing_run
+sweep_cell.run = _failing_run
 """
 
 
@@ -309,7 +309,7 @@ def test_driver_arguments_are_checked_before_anything_runs(tmp_path: Path, monke
         run_sweep(spec, workers=0, out=tmp_path / "o")
     with pytest.raises(ConfigError, match="--scheduler brings its own workers"):
         run_sweep(spec, workers=2, scheduler="tcp://127.0.0.1:1", out=tmp_path / "o")
-    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr(sweep_run, "CONNECT_TIMEOUT_S", 1)
     with pytest.raises(
         ConfigError, match=re.escape("--scheduler = 'tcp://127.0.0.1:9': cannot connect")
     ):
