@@ -211,7 +211,7 @@ class Market:
 
     def cancel(self, mask: np.ndarray) -> None:
         """Withdraw the resting orders where ``mask`` (shape of the book) is true."""
-        keep = ~mask
+        keep = np.flatnonzero(~mask)
         self.book = self.book.select(keep)
         self.book_level = self.book_level[keep]
 

@@ -40,13 +40,15 @@ class Orders:
         return cls(*(np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(cls)))
 
     def select(self, mask: np.ndarray) -> Orders:
+        """The rows where ``mask`` is true (or the rows at the given indices)."""
+        at = np.flatnonzero(mask) if mask.dtype == bool else mask  # found once, not per column
         return Orders(
-            self.account[mask], self.stock[mask], self.side[mask], self.price[mask], self.lots[mask]
+            self.account[at], self.stock[at], self.side[at], self.price[at], self.lots[at]
         )
 
     def with_lots(self, lots: np.ndarray) -> Orders:
         """Same orders with new sizes; rows with no lots left are dropped."""
-        keep = lots > 0
+        keep = np.flatnonzero(lots > 0)
         return Orders(
             self.account[keep], self.stock[keep], self.side[keep], self.price[keep], lots[keep]
         )
