@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -326,6 +327,7 @@ class Suite:
     scaling: dict
     episodes: tuple[Episode, ...]
     kernel: dict
+    view: dict
 
 
 FULL = Suite(
@@ -336,6 +338,7 @@ FULL = Suite(
         Episode("jan2024-full", ("jan2024", "--seed", "1", "--scale", "full"), 1, 60.0, 2048.0),
     ),
     kernel={"n_stocks": 5000, "n_orders": 100_000},
+    view={"n_stocks": 1000, "steps": 40, "warm_steps": 40},
 )
 TINY_SET = ("--set", "market.end=2023-07-07", "--set", "universe.n_stocks=60")
 FEW = {"noise_traders.n_agents": 50, "fundamental_traders.n_agents": 10}
@@ -351,7 +354,142 @@ QUICK = Suite(
     },
     episodes=(Episode("jan2024-tiny", ("jan2024", "--seed", "1", *TINY_SET), 1, 60.0, 2048.0),),
     kernel={"n_stocks": 200, "n_orders": 2000},
+    view={"n_stocks": 60, "steps": 3, "warm_steps": 2},
 )
+
+
+def bench_view(n_stocks: int, steps: int, warm_steps: int, scenario: str = "jan2024") -> dict:
+    """The browser view's server-side cost of one Step: the model step, then all six chart
+    options built and serialized as they are sent to the page.
+
+    The page's own redraw (ECharts in the browser) comes on top; the browser test
+    times Step clicks end to end at its small size.
+    """
+    from experiments.view import CHARTS, make_model
+
+    model = make_model(scenario, **{"universe.n_stocks": n_stocks})
+    for _ in range(warm_steps):
+        model.step()
+    step_ms, chart_ms, payload = [], [], 0
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        model.step()
+        t1 = time.perf_counter()
+        payload = len(json.dumps([CHARTS[name](model) for name in CHARTS], default=str))
+        t2 = time.perf_counter()
+        step_ms.append((t1 - t0) * 1e3)
+        chart_ms.append((t2 - t1) * 1e3)
+    total = [a + b for a, b in zip(step_ms, chart_ms, strict=True)]
+    return {
+        "n_stocks": n_stocks,
+        "steps": steps,
+        "after_steps": warm_steps,
+        "step_ms_median": round(statistics.median(step_ms), 2),
+        "charts_ms_median": round(statistics.median(chart_ms), 2),
+        "total_ms_median": round(statistics.median(total), 2),
+        "total_ms_max": round(max(total), 2),
+        "payload_bytes": payload,
+        "target_ms": 200.0,
+    }
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def bench_view_browser(n_stocks: int, clicks: int = 25, warm_clicks: int = 5) -> dict:
+    """One Step as a user sees it: from the click in headless Chromium until every chart
+    holds the new step and the browser has painted two frames.
+
+    Starts the view server on a free local port, picks ``n_stocks`` in the page and
+    Resets, then clicks Step ``clicks`` times. Needs Debian's chromium and the
+    playwright package (both come with ``make setup`` / ``make test``); without them
+    the result says why it was skipped.
+    """
+    import socket
+    import urllib.request
+
+    from experiments import view
+
+    if not CHROMIUM.exists():
+        return {"skipped": f"{CHROMIUM} missing"}
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return {"skipped": "playwright not installed"}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/"
+    proc = subprocess.Popen(
+        view.server_command(port),
+        env=view.server_env("jan2024"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_ms = 120_000
+    # Timed inside the page, so the driver's own round trips do not count: click Step,
+    # wait for the index chart's caption to name the new step, then for two frames.
+    step_and_paint = """async (k) => {
+        const step = [...document.querySelectorAll('button')]
+            .find(b => b.textContent.trim() === 'Step');
+        const caption = () => document.querySelector('.unwind-index .unwind-caption');
+        const t0 = performance.now();
+        step.click();
+        while (!caption().textContent.includes(`step ${k},`)) {
+            await new Promise(r => requestAnimationFrame(r));
+        }
+        await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+        return performance.now() - t0;
+    }"""
+    try:
+        deadline = time.monotonic() + wait_ms / 1e3
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+            try:
+                page = browser.new_page(viewport={"width": 1500, "height": 1250})
+                page.goto(url)
+                page.wait_for_function(
+                    f"document.querySelectorAll('.unwind-chart canvas').length == "
+                    f"{len(view.CHARTS)}",
+                    timeout=wait_ms,
+                )
+                page.locator(".v-select", has_text="Stocks").click()
+                page.locator(".v-list-item", has_text=f"{n_stocks}").click()
+                page.get_by_role("button", name="Reset").click()
+                page.locator(".unwind-config", has_text=f"{n_stocks} stocks").wait_for(
+                    timeout=wait_ms
+                )
+                page.locator(".unwind-index .unwind-caption", has_text="step 0,").wait_for()
+                ms = [page.evaluate(step_and_paint, k) for k in range(1, warm_clicks + clicks + 1)]
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    timed = ms[warm_clicks:]
+    return {
+        "n_stocks": n_stocks,
+        "clicks": clicks,
+        "click_to_painted_ms_median": round(statistics.median(timed), 1),
+        "click_to_painted_ms_max": round(max(timed), 1),
+        "target_ms": 200.0,
+    }
 
 
 def load_average() -> list[float] | None:
@@ -398,6 +536,11 @@ def run_benchmarks(
     )
     results["engines"] = bench_engines(**suite.engines)
     results["scaling"] = bench_scaling(**suite.scaling, progress=progress)
+    _say(progress, f"view: step and six charts at {suite.view['n_stocks']:,} stocks")
+    results["view"] = bench_view(**suite.view)
+    if not quick:
+        _say(progress, "view in headless Chromium: Step clicks until the charts are painted")
+        results["view_browser"] = bench_view_browser(suite.view["n_stocks"])
     if episodes:
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
             results["episodes"] = bench_episodes(list(suite.episodes), Path(tmp), progress)
