@@ -393,19 +393,6 @@ def bench_view(n_stocks: int, steps: int, warm_steps: int, scenario: str = "jan2
     }
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-
-
 def bench_view_browser(n_stocks: int, clicks: int = 25, warm_clicks: int = 5) -> dict:
     """One Step as a user sees it: from the click in headless Chromium until every chart
     holds the new step and the browser has painted two frames.
@@ -420,8 +407,8 @@ def bench_view_browser(n_stocks: int, clicks: int = 25, warm_clicks: int = 5) ->
 
     from experiments import view
 
-    if not CHROMIUM.exists():
-        return {"skipped": f"{CHROMIUM} missing"}
+    if not view.CHROMIUM.exists():
+        return {"skipped": f"{view.CHROMIUM} missing"}
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -460,7 +447,9 @@ def bench_view_browser(n_stocks: int, clicks: int = 25, warm_clicks: int = 5) ->
             except OSError:
                 time.sleep(0.3)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+            browser = p.chromium.launch(
+                executable_path=str(view.CHROMIUM), args=list(view.CHROMIUM_ARGS)
+            )
             try:
                 page = browser.new_page(viewport={"width": 1500, "height": 1250})
                 page.goto(url)

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import weakref
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 # Before solara is first imported: its settings read the environment once.
@@ -548,6 +549,21 @@ page = Page()
 
 
 # -- server -------------------------------------------------------------------------------
+# Debian's chromium, for the browser test and the view benchmark (never a downloaded build);
+# without the networking flags it keeps trying to reach the internet from a closed sandbox.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
 def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
     """``solara run`` for this module in production mode (minified, offline assets)."""
     return [

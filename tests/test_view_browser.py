@@ -20,17 +20,7 @@ import pytest
 
 from experiments import view
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM, CHROMIUM_ARGS = view.CHROMIUM, list(view.CHROMIUM_ARGS)
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "view.png"
 STARTUP_S = 60.0
 WAIT_MS = 30_000
