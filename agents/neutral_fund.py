@@ -75,7 +75,7 @@ class NeutralFunds(Population):
         self.basket = np.argsort(-score, axis=1)[:, :basket]  # (n, B)
         del size
         # Hedge split: futures (IC/IM) and borrowed stock from the CSI 500/1000 tiers.
-        self.im_share = cfg.im_share
+        self.hedge_split = np.array([1.0 - cfg.im_share, cfg.im_share])  # (2,) IC, IM shares
         mid = np.flatnonzero((model.indices.tier == 1) | (model.indices.tier == 2))
         if mid.size == 0:
             mid = np.arange(uni.n)
@@ -176,8 +176,7 @@ class NeutralFunds(Population):
         if self.model.futures is None:
             return 0.0
         basis = self.model.basis()[1:]  # (2,) IC, IM annualized
-        split = np.array([1.0 - self.im_share, self.im_share])
-        return float(max(-np.dot(split, np.nan_to_num(basis)), 0.0))
+        return float(max(-np.dot(self.hedge_split, np.nan_to_num(basis)), 0.0))
 
     def _manage_loans(self) -> None:
         """Repay what is recalled (or everything, once stopped); borrow up to the plan."""
@@ -316,9 +315,8 @@ class NeutralFunds(Population):
         spec = model.futures
         level = model.indices.level[spec.underlying[1:]]  # (2,) IC, IM underlying levels
         value = level * spec.multiplier[1:]  # (2,) CNY per contract
-        split = np.array([1.0 - self.im_share, self.im_share])
         fut_share = 1.0 - self.lend_share[rows]
-        want = -(target * fut_share)[:, None] * split[None, :] / value[None, :]  # (r, 2)
+        want = -(target * fut_share)[:, None] * self.hedge_split[None, :] / value[None, :]  # (r, 2)
         held = model.ledger.futures_position(accounts)[:, 1:]
         c = self.cfg
         pace = np.where(urgent, 1.0 / c.liquidation_days, 1.0 / c.trade_days) / model.steps_per_day

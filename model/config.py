@@ -351,7 +351,9 @@ class NeutralFundConfig(Section):
     )
     warning_line: float = _open(0.8, 0.0, 1.0, doc="NAV per unit where exposure is cut")
     stop_line: float = _open(0.7, 0.0, 1.0, doc="NAV per unit where everything is liquidated")
-    line_spread: float = _num(0.05, 0.0, 0.3, doc="some funds set their lines up to this higher")
+    line_spread: float = _num(
+        0.05, 0.0, 0.3, doc="some funds set their lines up to this higher (drawdown lines lower)"
+    )
     warning_cut: float = _num(0.5, 0.0, 1.0, doc="share of exposure cut at the warning line")
     drawdown_line: float = _num(
         1.0, 0.01, 1.0, doc="drawdown from the NAV peak that also cuts exposure (1: never)"
@@ -371,8 +373,8 @@ class NeutralFundConfig(Section):
         0.15,
         0.0,
         10.0,
-        doc="yearly excess return investors expect; a futures discount beyond it "
-        "stops subscriptions",
+        doc="yearly excess return investors expect: subscriptions stop as the futures "
+        "discount reaches it, books shrink beyond it, to nothing at twice it",
     )
     nav0_spread: float = _num(0.25, 0.0, 1.0, doc="initial NAV per unit drawn in 1 + [0, this]")
 

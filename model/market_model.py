@@ -313,8 +313,8 @@ class MarketModel(mesa.Model):
         if self.neutral is not None:
             f = self.neutral
             target = f.target_exposure(f.rows) * (1.0 - f.lend_share)
-            split = np.array([1.0 - f.im_share, f.im_share])
-            short = np.rint(target[:, None] * split[None, :] / value[None, 1:]).astype(np.int64)
+            split = f.hedge_split[None, :]  # (1, 2) IC, IM
+            short = np.rint(target[:, None] * split / value[None, 1:]).astype(np.int64)
             ledger.fut_pos[f.accounts, 1:] -= short
         if self.snowball is not None:
             ledger.fut_pos[self.snowball.accounts, 1:] += np.diag(self.snowball.initial_hedge())
