@@ -402,9 +402,6 @@ def bench_view_browser(n_stocks: int, clicks: int = 25, warm_clicks: int = 5) ->
     playwright package (both come with ``make setup`` / ``make test``); without them
     the result says why it was skipped.
     """
-    import socket
-    import urllib.request
-
     from experiments import view
 
     if not view.CHROMIUM.exists():
@@ -413,16 +410,9 @@ def bench_view_browser(n_stocks: int, clicks: int = 25, warm_clicks: int = 5) ->
         from playwright.sync_api import sync_playwright
     except ImportError:
         return {"skipped": "playwright not installed"}
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = view.free_port()
     url = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen(
-        view.server_command(port),
-        env=view.server_env("jan2024"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = view.start_server("jan2024", port, output=subprocess.DEVNULL)
     wait_ms = 120_000
     # Timed inside the page, so the driver's own round trips do not count: click Step,
     # wait for the index chart's caption to name the new step, then for two frames.
@@ -439,13 +429,7 @@ def bench_view_browser(n_stocks: int, clicks: int = 25, warm_clicks: int = 5) ->
         return performance.now() - t0;
     }"""
     try:
-        deadline = time.monotonic() + wait_ms / 1e3
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.3)
+        view.wait_until_up(url, proc, wait_ms / 1e3)
         with sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=str(view.CHROMIUM), args=list(view.CHROMIUM_ARGS)

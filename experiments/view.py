@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -603,10 +606,41 @@ def server_env(scenario: str) -> dict[str, str]:
     return env
 
 
-def start_server(scenario: str, port: int, host: str = "127.0.0.1") -> subprocess.Popen:
-    """Start the view server in a child process (the caller stops it)."""
+def start_server(
+    scenario: str, port: int, host: str = "127.0.0.1", output: Any = None
+) -> subprocess.Popen:
+    """Start the view server in a child process (the caller stops it).
+
+    ``output`` takes the server's stdout and stderr (a file, or ``subprocess.DEVNULL``);
+    None leaves them on the caller's.
+    """
     scenario_path(scenario)  # a bad name fails here, with the list of known ones
-    return subprocess.Popen(server_command(port, host), env=server_env(scenario))
+    stderr = None if output is None else subprocess.STDOUT
+    return subprocess.Popen(
+        server_command(port, host), env=server_env(scenario), stdout=output, stderr=stderr
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on now, for a server started next."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    """Return once ``url`` answers 200; raise RuntimeError if the server exits or is late."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"view server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"view server not up at {url} after {timeout_s:.0f} s")
 
 
 def serve(scenario: str = DEFAULT_SCENARIO, port: int = 8765, host: str = "127.0.0.1") -> int:

@@ -9,10 +9,7 @@ needs no CDN. It writes ``docs/view.png`` for the README.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,41 +25,19 @@ WAIT_MS = 30_000
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_up(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"view server exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail(f"view server not up at {url} after {STARTUP_S:.0f} s:\n{log.read_text()}")
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """The view server on a free port, its output in a log; stopped afterwards."""
-    port = free_port()
+    port = view.free_port()
     url = f"http://127.0.0.1:{port}/"
     log = tmp_path / "server.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(
-            view.server_command(port),
-            env=view.server_env("jan2024"),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        proc = view.start_server("jan2024", port, output=out)
     try:
-        wait_until_up(url, proc, log)
+        try:
+            view.wait_until_up(url, proc, STARTUP_S)
+        except RuntimeError as exc:
+            pytest.fail(f"{exc}:\n{log.read_text()}")
         yield url, log
     finally:
         proc.terminate()
