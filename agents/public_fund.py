@@ -1,7 +1,12 @@
 """Public micro-cap funds: mutual funds whose flows chase their own past returns.
 
-Each fund holds the same mandate basket, the smallest-cap stocks at the start,
-in equal value, and keeps ``cash_buffer`` of its assets in cash. Every morning
+Each fund holds the same mandate basket, the ``basket_size`` smallest caps, in
+equal value, and keeps ``cash_buffer`` of its assets in cash. The mandate is
+about size, not about names: whenever the micro-cap index is rebalanced the
+basket is re-picked from the smallest caps of the day, and a stock that has
+left it is sold over ``EXIT_DAYS``. (With a basket fixed at the start, the
+funds' own subscriptions would lift their few names out of the micro caps and
+the funds would end up owning a bubble of their own making.) Every morning
 its NAV per unit is marked and investors move money by the trailing 20-day
 return: ``flow = flow_sensitivity * trailing`` of assets a day, subscriptions
 after a run-up (the 2023 micro-cap rally), redemptions after losses. Money
@@ -33,6 +38,7 @@ TRAILING_DAYS = 20  # window of the return that flows chase
 MAX_FLOW = 0.10  # largest daily flow, share of assets, either way
 TOLERANCE = 0.01  # cash gap (share of assets) a fund leaves alone when not forced
 NEAR = 0.002  # distance of a rebalancing limit order from the last price
+EXIT_DAYS = 5  # days over which a stock that left the mandate is sold
 
 
 class PublicMicroCapFund(ArrayAgent):
@@ -52,9 +58,10 @@ class PublicMicroCapFunds(Population):
         super().__init__(model, accounts)
         self.cfg = cfg
         n, n_stocks = self.n, model.universe.n
-        size = max(1, min(round(cfg.basket_size * max(scale, 0.2)), n_stocks))
-        smallest = np.sort(np.argsort(self.market.caps(), kind="stable")[:size])
-        self.basket = np.broadcast_to(smallest, (n, size)).copy()  # (n, B) mandate stocks
+        self.size = max(1, min(round(cfg.basket_size * max(scale, 0.2)), n_stocks))
+        self.basket = np.zeros((n, self.size), dtype=np.int64)  # (n, B) mandate stocks
+        self.in_mandate = np.zeros(n_stocks, dtype=bool)  # (S,)
+        self.follow_mandate(self.market.caps())
         self.units = model.ledger.cash[self.accounts] / 100.0  # (n,) units, NAV 1 at start
         self.nav = np.ones(n)  # (n,) NAV per unit
         self.nav_history: list[np.ndarray] = []  # one (n,) array per morning
@@ -74,6 +81,13 @@ class PublicMicroCapFunds(Population):
         """
         value = (1.0 - self.cfg.cash_buffer) * self.model.ledger.cash[self.accounts] / 100.0
         return self.model._endow_baskets(self.accounts, self.basket, value, available_lots)
+
+    def follow_mandate(self, caps: np.ndarray) -> None:
+        """Re-pick the mandate: the ``B`` smallest of ``caps`` (S,), the same for every fund."""
+        smallest = np.sort(np.argsort(caps, kind="stable")[: self.size])
+        self.basket = np.broadcast_to(smallest, self.basket.shape).copy()
+        self.in_mandate[:] = False
+        self.in_mandate[smallest] = True
 
     # -- marking ----------------------------------------------------------------------------
     def equity(self, rows: np.ndarray) -> np.ndarray:
@@ -155,4 +169,17 @@ class PublicMicroCapFunds(Population):
         self.forced_sales += float((lots * lot_cny)[forced_sell].sum())
         near = price.reshape(r, b) * (1.0 + NEAR * side)
         order_price = np.where(forced_sell, market.limit_price(basket, side), near)
-        return Orders(account, stock, side.ravel(), order_price.ravel(), lots.ravel())
+        mandate = Orders(account, stock, side.ravel(), order_price.ravel(), lots.ravel())
+        return Orders.concat([mandate, self._exits(accounts)])
+
+    def _exits(self, accounts: np.ndarray) -> Orders:
+        """Sell what has left the mandate, a ``1 / EXIT_DAYS`` share of a day's steps."""
+        model, market = self.model, self.market
+        account, stock, _, sellable = model.ledger.positions(accounts)
+        out = ~self.in_mandate[stock]
+        account, stock, sellable = account[out], stock[out], sellable[out]
+        lots_left = sellable // market.lot
+        pace = 1.0 / (EXIT_DAYS * model.steps_per_day)
+        lots = np.minimum(np.ceil(lots_left * pace), lots_left)
+        price = market.last[stock] * (1.0 - NEAR)
+        return Orders(account, stock, np.full(stock.size, -1, np.int8), price, lots)

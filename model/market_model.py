@@ -400,6 +400,8 @@ class MarketModel(mesa.Model):
                 self.indices.rebalance_tiers(caps)
             if day % u.microcap_rebalance_days == 0:
                 self.indices.rebalance_micro(caps)
+                if self.public_funds is not None:
+                    self.public_funds.follow_mandate(caps)
         self.market.open_day()
         if self.lending is not None:
             self.lending.new_day(self.days[day])

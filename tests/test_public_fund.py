@@ -110,3 +110,34 @@ def test_the_agent_engine_runs_the_same_rules():
     step_day(model, funds)
     funds.nav_history = [funds.nav * 1.5]
     assert step_day(model, funds) > 0
+
+
+def test_a_stock_that_outgrows_the_mandate_leaves_it_and_is_sold_over_days():
+    model, funds = build()
+    gone = int(funds.basket[0, 0])
+    accounts = funds.accounts
+    held0 = model.ledger.holding(accounts, np.full(funds.n, gone)).sum()
+    assert held0 > 0
+    caps = model.market.caps().copy()
+    caps[gone] = 2 * caps.max()  # it grew out of the smallest caps
+    funds.follow_mandate(caps)
+    assert gone not in funds.basket[0]
+    assert np.array_equal(np.flatnonzero(funds.in_mandate), funds.basket[0])
+    assert funds.basket.shape[1] == round(200 * 0.2)  # the same size, one new name
+    step_day(model, funds)
+    held1 = model.ledger.holding(accounts, np.full(funds.n, gone)).sum()
+    assert 0 < held1 < held0  # sold, but worked over EXIT_DAYS, not dumped at once
+
+
+def test_the_model_repicks_the_mandate_when_it_rebalances_the_micro_caps(monkeypatch):
+    model = MarketModel(rng=1, **{**BASE, "public_funds.n_funds": 30})
+    funds = model.public_funds
+    calls = []
+    real = funds.follow_mandate
+    monkeypatch.setattr(funds, "follow_mandate", lambda caps: calls.append(caps) or real(caps))
+    days = 2 * model.config.universe.microcap_rebalance_days + 1
+    for _ in range(days * model.steps_per_day):
+        model.step()
+    assert len(calls) == 2
+    smallest = np.sort(np.argsort(calls[-1], kind="stable")[: funds.basket.shape[1]])
+    assert np.array_equal(funds.basket[0], smallest)
