@@ -26,6 +26,15 @@ def covers_crash(frame: pd.DataFrame) -> bool:
     return bool(dates.min() < CRASH_START and dates.max() >= CRASH_END)
 
 
+def first_cut_date(d: pd.DataFrame) -> str | None:
+    """First close (of a daily table indexed by date) with a quant-neutral product cutting
+    or stopped: when the unwind began, or None if it never did."""
+    if "neutral_warned" not in d.columns:  # a table written before the counts were recorded
+        return None
+    cutting = (d["neutral_warned"] + d["neutral_stopped"]) > 0
+    return str(cutting.idxmax()) if cutting.any() else None
+
+
 def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
     """Size gradient, basis, forced-sale timing and rebound of the crash window."""
     d = daily(frame).set_index("date")  # the crash window is sliced by date
@@ -46,6 +55,7 @@ def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
         if d["forced_sales"].any()
         else None,
         "liquidated_funds_by_crash_end": int(window["liquidated_funds"].iloc[-1]),
+        "first_cut_date": first_cut_date(d),
     }
     for col in ("ic_basis", "im_basis"):
         if d[col].notna().any():

@@ -42,7 +42,6 @@ from typing import Any
 # Before solara is first imported: its settings read the environment once.
 os.environ.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "false")
 
-import mesa
 import networkx as nx
 import numpy as np
 import solara
@@ -83,7 +82,6 @@ STOCKS_KEY = "universe.n_stocks"
 
 TIER_LABELS = ("CSI 300", "CSI 500", "CSI 1000", "CSI 2000", "below CSI 2000")
 INDEX_LABELS = (*TIER_LABELS[:4], "micro-cap")
-STATE_REPORTERS = {"neutral_warned": 1, "neutral_stopped": 2}  # NeutralFunds.state codes
 
 
 def baseline() -> dict[str, Any]:
@@ -142,14 +140,6 @@ def view_config(scenario: str, params: Mapping[str, Any]) -> ScenarioConfig:
     return consistent(load_scenario(scenario, overrides=view_overrides(params)))
 
 
-def _state_count(code: int) -> Callable[[MarketModel], int]:
-    def count(model: MarketModel) -> int:
-        funds = model.neutral
-        return 0 if funds is None else int((funds.state == code).sum())
-
-    return count
-
-
 class ViewModel(MarketModel):
     """MarketModel built from a scenario name, as Mesa's Reset button rebuilds it.
 
@@ -175,9 +165,6 @@ class ViewModel(MarketModel):
         super().__init__(view_config(scenario_name, params), rng=int(seed))
         self.scenario_name = scenario_name
         self.seed = int(seed)
-        reporters = self._reporters()
-        reporters.update({name: _state_count(code) for name, code in STATE_REPORTERS.items()})
-        self.datacollector = mesa.DataCollector(model_reporters=reporters)
 
 
 def make_model(

@@ -18,7 +18,7 @@ from agents.base import Population
 from agents.fundamental_trader import FundamentalTraders
 from agents.market_maker import FuturesMakers, MarketMakers
 from agents.national_team import NationalTeam
-from agents.neutral_fund import NeutralFunds
+from agents.neutral_fund import STOPPED, WARNED, NeutralFunds
 from agents.noise_trader import NoiseTraders
 from agents.public_fund import PublicMicroCapFunds
 from agents.retail import RetailChasers
@@ -130,6 +130,8 @@ class MarketModel(mesa.Model):
         reporters["forced_sales"] = "forced_sales"
         reporters["neutral_nav"] = lambda m: m.neutral_nav()
         reporters["liquidated_funds"] = lambda m: m.liquidated_funds()
+        reporters["neutral_warned"] = lambda m: m.neutral_count(WARNED)
+        reporters["neutral_stopped"] = lambda m: m.neutral_count(STOPPED)
         reporters["limit_down_count"] = lambda m: int((m.market.lock[: m.universe.n] < 0).sum())
         return reporters
 
@@ -150,6 +152,10 @@ class MarketModel(mesa.Model):
 
     def liquidated_funds(self) -> int:
         return 0 if self.neutral is None else int(self.neutral.liquidated.sum())
+
+    def neutral_count(self, state: int) -> int:
+        """Quant-neutral products now in ``state`` (``WARNED``: cutting; ``STOPPED``)."""
+        return 0 if self.neutral is None else int((self.neutral.state == state).sum())
 
     # -- set-up ---------------------------------------------------------------------------
     def _populate(self) -> list[Population]:

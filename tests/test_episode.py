@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.episode import daily
+from experiments.episode import daily, first_cut_date
 from experiments.run import run
 from experiments.scenarios import load_scenario
 
@@ -74,3 +74,14 @@ def test_forced_sales_come_before_further_falls(pairs):
         nxt.append(ret)
     corr = np.corrcoef(np.concatenate(sales), np.concatenate(nxt))[0, 1]
     assert corr < -0.1, corr
+
+
+def test_the_unwind_is_dated_by_the_products_own_states(pairs):
+    for with_fs, calm in pairs:
+        d = daily(with_fs).set_index("date")
+        first = first_cut_date(d)
+        cutting = d["neutral_warned"] + d["neutral_stopped"]
+        assert first is not None
+        assert cutting.loc[first] > 0
+        assert (cutting.loc[:first].iloc[:-1] == 0).all()
+        assert first_cut_date(daily(calm).set_index("date")) is None  # nobody may cut
