@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from model.market import _fit
 from model.orders import Orders
 
 
@@ -81,3 +82,45 @@ def test_prices_and_fills_respect_ticks_lots_and_limits(small_model):
         assert np.all(signed % lot == 0)
         _, _, shares, _ = m.ledger.positions()
         assert np.all(shares % lot == 0) and np.all(shares >= 0)
+
+
+def test_compiled_stock_admission_matches_the_fit_reference(small_model):
+    """Random books and orders: the compiled pass admits what :func:`_fit` admits."""
+    m = small_model
+    for _ in range(6):
+        m.step()
+    market, ledger, rng = m.market, m.ledger, np.random.default_rng(3)
+    n_stocks, lot = market.n_stocks, market.lot
+    account, stock = np.divmod(ledger.key, n_stocks)
+    for _ in range(20):
+        pick = rng.choice(rng.integers(0, account.size, 40), 400)  # shared pairs, some unheld
+        stock_new = np.where(rng.random(400) < 0.8, stock[pick], rng.integers(0, n_stocks, 400))
+        orders = Orders(
+            account[pick],
+            stock_new,
+            np.where(rng.random(400) < 0.5, 1, -1),
+            market.last[stock_new] + rng.integers(-20, 20, 400),
+            rng.integers(1, 5000, 400),
+        )
+        market.book = orders.select(np.arange(150))  # resting
+        new = orders.select(np.arange(150, 400))
+        expected = new.lots.copy()
+        sell, old_sell = new.side < 0, market.book.side < 0
+        shares = _fit(
+            market.book.account[old_sell] * n_stocks + market.book.stock[old_sell],
+            market.book.lots[old_sell] * lot,
+            new.account[sell] * n_stocks + new.stock[sell],
+            new.lots[sell] * lot,
+            lambda keys: ledger.sellable(keys // n_stocks, keys % n_stocks),
+        )
+        expected[sell] = (shares // lot).astype(np.int64)
+        buy, old_buy = ~sell, ~old_sell
+        fen = _fit(
+            market.book.account[old_buy],
+            market.book.lots[old_buy] * lot * market.book.price[old_buy],
+            new.account[buy],
+            new.lots[buy] * lot * new.price[buy],
+            market.buying_power,
+        )
+        expected[buy] = (fen // (lot * new.price[buy])).astype(np.int64)
+        assert market._admit_stock(new).tolist() == expected.tolist()
