@@ -156,25 +156,19 @@ class Ledger:
         _, stock = np.divmod(self.key, self.n_stocks)
         return np.bincount(stock, self.shares, minlength=self.n_stocks).astype(np.int64)
 
-    def _add_positions(self, account, stock, delta, bought) -> None:
+    def _add_positions(
+        self, account: np.ndarray, stock: np.ndarray, delta: np.ndarray, bought: np.ndarray
+    ) -> None:
         """Add ``delta`` shares to each (account, stock); ``bought`` marks T+1-locked purchases."""
         key = np.asarray(account, np.int64) * self.n_stocks + np.asarray(stock, np.int64)
-        ukey, inverse = np.unique(key, return_inverse=True)
-        udelta = np.rint(np.bincount(inverse, delta, minlength=ukey.size)).astype(np.int64)
-        ubought = np.rint(np.bincount(inverse, np.where(bought, delta, 0), minlength=ukey.size))
-        row = np.searchsorted(self.key, ukey)
-        inside = row < self.key.size  # row == size: beyond the last key, so missing
-        missing = ~inside
-        missing[inside] = self.key[row[inside]] != ukey[inside]
-        if missing.any():
-            # New rows at their insertion points keep the table sorted.
-            self.key, self.shares, self.bought_today = _insert_rows(
-                self.key, self.shares, self.bought_today, row[missing], ukey[missing]
-            )
-            # Each key moves down by the new keys inserted before it (ukey is sorted).
-            row = row + np.cumsum(missing) - missing
-        self.shares[row] += udelta
-        self.bought_today[row] += ubought.astype(np.int64)
+        self.key, self.shares, self.bought_today = _add_positions_compiled(
+            self.key,
+            self.shares,
+            self.bought_today,
+            key,
+            np.asarray(delta, np.int64),
+            np.asarray(bought, np.bool_),
+        )
 
     # -- settlement -----------------------------------------------------------------------
     def settle(
@@ -235,6 +229,39 @@ class Ledger:
         cash_drift = int(self.cash.sum()) - self.initial_cash - self.external
         share_drift = self.shares_by_stock() - self.initial_shares
         return cash_drift, np.concatenate([share_drift, self.fut_pos.sum(axis=0)])
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_positions_compiled(
+    table_key: np.ndarray,
+    shares: np.ndarray,
+    bought_today: np.ndarray,
+    key: np.ndarray,
+    delta: np.ndarray,
+    bought: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The holdings table (P,) with ``delta`` (n,) shares added at each ``key`` (n,).
+
+    Keys not yet in the table get new rows at their sorted places first (in a new
+    table); the sums are done in place, in integers. ``bought`` (n,) marks the
+    purchases that count as bought today (T+1).
+    """
+    row = np.searchsorted(table_key, key)  # (n,)
+    missing = np.zeros(key.shape[0], np.bool_)
+    for i in range(key.shape[0]):
+        missing[i] = row[i] == table_key.shape[0] or table_key[row[i]] != key[i]
+    if missing.any():
+        new_key = np.unique(key[missing])  # sorted
+        table_key, shares, bought_today = _insert_rows(
+            table_key, shares, bought_today, np.searchsorted(table_key, new_key), new_key
+        )
+        # Each row moves down by the new keys inserted before it.
+        row += np.searchsorted(new_key, key)
+    for i in range(key.shape[0]):
+        shares[row[i]] += delta[i]
+        if bought[i]:
+            bought_today[row[i]] += delta[i]
+    return table_key, shares, bought_today
 
 
 @numba.njit(cache=True, nogil=True)
