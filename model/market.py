@@ -82,8 +82,9 @@ class Market:
         self.prev_close = price0.copy()  # (I,) fen for stocks, ticks for futures
         self.last = price0.copy()  # (I,) last clearing price
         self.grid = Grid.from_close(self.prev_close, self.limit, n_levels)
-        self.book = Orders.empty()
-        self.book_level = np.zeros(0, dtype=np.int64)
+        self._book = Orders.empty()
+        self._book_level = np.zeros(0, dtype=np.int64)
+        self._withdrawn: np.ndarray | None = None  # (len(_book),) bool, cancelled, not yet removed
         self.turnover = 0.0  # CNY of stock traded in the last slice
         n_instr = price0.shape[0]
         self.volume = np.zeros(n_instr, dtype=np.int64)  # (I,) lots/contracts, last slice
@@ -97,6 +98,34 @@ class Market:
         self.last_fills: tuple[np.ndarray, ...] = (np.zeros(0, np.int64),) * 4
         self.variation_margin = np.zeros(0, dtype=np.int64)  # (A,) fen paid at the last mark
         self.futures_fills: tuple[np.ndarray, ...] = (np.zeros(0, np.int64),) * 3
+
+    # -- the book -------------------------------------------------------------------------
+    @property
+    def book(self) -> Orders:
+        """The resting orders, earliest first."""
+        self._remove_withdrawn()
+        return self._book
+
+    @book.setter
+    def book(self, orders: Orders) -> None:
+        self._book, self._withdrawn = orders, None
+
+    @property
+    def book_level(self) -> np.ndarray:
+        """(len(book),) int64 grid level each resting order rests at."""
+        self._remove_withdrawn()
+        return self._book_level
+
+    @book_level.setter
+    def book_level(self, level: np.ndarray) -> None:
+        self._book_level = level
+
+    def _remove_withdrawn(self) -> None:
+        """Drop the cancelled orders: once for a step's many cancels, not once per cancel."""
+        if self._withdrawn is not None:
+            keep = np.flatnonzero(~self._withdrawn)
+            self._book, self._book_level = self._book.select(keep), self._book_level[keep]
+            self._withdrawn = None
 
     # -- the day --------------------------------------------------------------------------
     def open_day(self) -> None:
@@ -203,20 +232,20 @@ class Market:
 
     def cancel(self, mask: np.ndarray) -> None:
         """Withdraw the resting orders where ``mask`` (shape of the book) is true."""
-        keep = np.flatnonzero(~mask)
-        self.book = self.book.select(keep)
-        self.book_level = self.book_level[keep]
+        self._remove_withdrawn()
+        self._withdrawn = np.asarray(mask, dtype=bool)
 
     def cancel_accounts(self, accounts: np.ndarray) -> None:
         """Withdraw every resting order of ``accounts`` (a sorted id array or a range)."""
-        if len(self.book):
+        account = self._book.account  # may hold withdrawn orders still: they stay withdrawn
+        if account.shape[0]:
             accounts = np.asarray(accounts)
             if accounts.size and np.all(np.diff(accounts) == 1):
                 # A block of consecutive ids (a whole population): two comparisons, no search.
-                account = self.book.account
-                self.cancel((account >= accounts[0]) & (account <= accounts[-1]))
+                mine = (account >= accounts[0]) & (account <= accounts[-1])
             else:
-                self.cancel(np.isin(self.book.account, accounts))
+                mine = np.isin(account, accounts)
+            self._withdrawn = mine if self._withdrawn is None else self._withdrawn | mine
 
     # -- clearing -------------------------------------------------------------------------
     def clear(self) -> Clearing:

@@ -124,3 +124,22 @@ def test_compiled_stock_admission_matches_the_fit_reference(small_model):
         )
         expected[buy] = (fen // (lot * new.price[buy])).astype(np.int64)
         assert market._admit_stock(new).tolist() == expected.tolist()
+
+
+def test_cancels_add_up_before_the_book_is_read(small_model):
+    """Withdrawals are removed lazily: the book read after several is as if each were at once."""
+    m = small_model
+    m.step()
+    market = m.market
+    book = market.book
+    a, b = int(book.account[0]), int(book.account[-1])
+    market.cancel_accounts(np.array([a]))
+    market.cancel_accounts(np.array([b]))
+    kept = (book.account != a) & (book.account != b)
+    assert market.book.account.tolist() == book.account[kept].tolist()
+    assert (
+        market.book_level.tolist()
+        == m.market.grid.level_of(book.stock[kept], book.price[kept], book.side[kept]).tolist()
+    )
+    market.cancel(market.book.lots > 1)
+    assert np.all(market.book.lots == 1) and len(market.book_level) == len(market.book)
