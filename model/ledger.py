@@ -232,6 +232,31 @@ class Ledger:
 
 
 @numba.njit(cache=True, nogil=True)
+def search_from(table_key: np.ndarray, k: int, lo: int) -> int:
+    """Where ``k`` goes in the sorted ``table_key`` (``np.searchsorted``, side left), given
+    that every row before ``lo`` holds a smaller key.
+
+    Keys looked up one after another mostly ascend (an account's stocks, then the next
+    account's): passing the last answer as ``lo`` makes each search a gallop over a few
+    rows, where a bisection of the whole table would miss the cache at most of its levels.
+    """
+    n_rows, width = table_key.shape[0], 1
+    hi = lo + width
+    while hi < n_rows and table_key[hi] < k:
+        lo = hi + 1
+        width *= 2
+        hi = lo + width
+    hi = min(hi, n_rows)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if table_key[mid] < k:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True, nogil=True)
 def _add_positions_compiled(
     table_key: np.ndarray,
     shares: np.ndarray,
@@ -246,9 +271,10 @@ def _add_positions_compiled(
     table); the sums are done in place, in integers. ``bought`` (n,) marks the
     purchases that count as bought today (T+1).
     """
-    row = np.searchsorted(table_key, key)  # (n,)
+    row = np.empty(key.shape[0], np.int64)  # (n,)
     missing = np.zeros(key.shape[0], np.bool_)
     for i in range(key.shape[0]):
+        row[i] = search_from(table_key, key[i], row[i - 1] if i and key[i] >= key[i - 1] else 0)
         missing[i] = row[i] == table_key.shape[0] or table_key[row[i]] != key[i]
     if missing.any():
         new_key = np.unique(key[missing])  # sorted

@@ -14,7 +14,7 @@ import numpy as np
 
 from model.futures import FuturesSpec
 from model.kernel import Clearing, Grid, clear
-from model.ledger import Ledger
+from model.ledger import Ledger, search_from
 from model.orders import Orders
 from model.universe import Universe
 
@@ -355,26 +355,31 @@ def _admit_stock_compiled(
         key, shares, bought_today: (P,) the ledger's sorted holdings table.
         buying_power: (A,) fen, cash plus credit.
     """
-    claimed_shares = np.zeros(key.shape[0], np.int64)  # (P,) per holding row
+    n_rows = key.shape[0]
+    claimed_shares = np.zeros(n_rows, np.int64)  # (P,) per holding row
     claimed_fen = np.zeros(buying_power.shape[0], np.int64)  # (A,) per account
+    row, last = 0, -1  # the last sell's holding row and key: the next search starts there
     for i in range(book_account.shape[0]):
         if book_stock[i] >= n_stocks:
             continue
         if book_side[i] < 0:
-            row = _holding_row(key, book_account[i] * n_stocks + book_stock[i])
-            if row >= 0:
+            k = book_account[i] * n_stocks + book_stock[i]
+            row, last = search_from(key, k, row if k >= last else 0), k
+            if row < n_rows and key[row] == k:
                 claimed_shares[row] += book_lots[i] * lot
         else:
             claimed_fen[book_account[i]] += book_lots[i] * lot * book_price[i]
     admitted = lots.copy()  # (n,)
+    row, last = 0, -1
     for i in range(account.shape[0]):
         if stock[i] >= n_stocks:
             continue
         if side[i] < 0:
             need = lots[i] * lot  # shares
-            row = _holding_row(key, account[i] * n_stocks + stock[i])
-            if row < 0:
-                admitted[i] = 0
+            k = account[i] * n_stocks + stock[i]
+            row, last = search_from(key, k, row if k >= last else 0), k
+            if row == n_rows or key[row] != k:
+                admitted[i] = 0  # nothing held
                 continue
             room = shares[row] - bought_today[row] - claimed_shares[row]
             claimed_shares[row] += need
@@ -385,10 +390,3 @@ def _admit_stock_compiled(
             claimed_fen[account[i]] += need
             admitted[i] = min(max(room, 0), need) // (lot * price[i])
     return admitted
-
-
-@numba.njit(cache=True, nogil=True)
-def _holding_row(key: np.ndarray, k: int) -> int:
-    """Row of holding ``k`` in the sorted table ``key``, -1 where there is none."""
-    row = np.searchsorted(key, k)
-    return row if row < key.shape[0] and key[row] == k else -1

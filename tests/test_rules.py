@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from model.ledger import search_from
 from model.market import _fit
 from model.orders import Orders
 
@@ -143,3 +144,20 @@ def test_cancels_add_up_before_the_book_is_read(small_model):
     )
     market.cancel(market.book.lots > 1)
     assert np.all(market.book.lots == 1) and len(market.book_level) == len(market.book)
+
+
+def test_search_from_is_searchsorted():
+    """Searching on from the last answer finds what np.searchsorted finds."""
+    rng = np.random.default_rng(5)
+    table = np.unique(rng.integers(0, 10_000, 3000))
+    for key in (
+        rng.integers(-5, 10_005, 2000),  # any order, some beyond either end
+        np.concatenate([np.sort(rng.integers(0, 10_000, 50)) for _ in range(40)]),  # runs
+        table,
+    ):
+        row, last, found = 0, -(10**9), []
+        for k in key.tolist():
+            row, last = search_from(table, k, row if k >= last else 0), k
+            found.append(row)
+        assert found == np.searchsorted(table, key).tolist()
+    assert search_from(np.zeros(0, np.int64), 3, 0) == 0
