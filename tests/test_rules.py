@@ -161,3 +161,23 @@ def test_search_from_is_searchsorted():
             found.append(row)
         assert found == np.searchsorted(table, key).tolist()
     assert search_from(np.zeros(0, np.int64), 3, 0) == 0
+
+
+def test_positions_of_a_block_of_accounts_are_the_held_rows_of_its_slice(small_model):
+    m = small_model
+    for _ in range(6):
+        m.step()
+    ledger = m.ledger
+    account, stock = np.divmod(ledger.key, ledger.n_stocks)
+    for accounts in (m.populations[-1].accounts, m.populations[0].accounts[:1], None):
+        keep = ledger.shares != 0
+        if accounts is not None:
+            keep &= np.isin(account, accounts)
+        expected = (
+            account[keep],
+            stock[keep],
+            ledger.shares[keep],
+            (ledger.shares - ledger.bought_today)[keep],
+        )
+        found = ledger.positions(accounts)
+        assert [f.tolist() for f in found] == [e.tolist() for e in expected]
