@@ -15,6 +15,18 @@ import numba
 import numpy as np
 
 
+def consecutive(ids: np.ndarray) -> bool:
+    """Whether ``ids`` ascend one by one (a population's accounts do).
+
+    Such a block is one slice of a table sorted by account: two searches find it.
+    """
+    return bool(
+        ids.size
+        and ids[-1] - ids[0] + 1 == ids.size
+        and (ids.size == 1 or np.all(np.diff(ids) == 1))
+    )
+
+
 class Ledger:
     """Accounts of every agent, and the positions they hold."""
 
@@ -134,11 +146,7 @@ class Ledger:
         if accounts is None:
             return _held(key, shares, today, self.n_stocks)
         accounts = np.asarray(accounts, dtype=np.int64)
-        if (
-            accounts.size
-            and accounts[-1] - accounts[0] + 1 == accounts.size
-            and (accounts.size == 1 or np.all(np.diff(accounts) == 1))
-        ):
+        if consecutive(accounts):
             # A block of consecutive accounts (every population's) is one slice of the
             # sorted table: no scan of the whole ledger.
             lo, hi = np.searchsorted(

@@ -14,7 +14,7 @@ import numpy as np
 
 from model.futures import FuturesSpec
 from model.kernel import Clearing, Grid, clear
-from model.ledger import Ledger, search_from
+from model.ledger import Ledger, consecutive, search_from
 from model.orders import Orders
 from model.universe import Universe
 
@@ -240,7 +240,7 @@ class Market:
         account = self._book.account  # may hold withdrawn orders still: they stay withdrawn
         if account.shape[0]:
             accounts = np.asarray(accounts)
-            if accounts.size and np.all(np.diff(accounts) == 1):
+            if consecutive(accounts):
                 # A block of consecutive ids (a whole population): two comparisons, no search.
                 mine = (account >= accounts[0]) & (account <= accounts[-1])
             else:
