@@ -47,6 +47,14 @@ def _fit(keys_old, need_old, keys_new, need_new, capacity_of) -> np.ndarray:
     return np.clip(avail[inv_new] - before, 0.0, need_new.astype(np.float64))
 
 
+def _of_accounts(account: np.ndarray, accounts: np.ndarray) -> np.ndarray:
+    """(n,) bool: which of ``account`` are among ``accounts`` (sorted ids)."""
+    if consecutive(accounts):
+        # A block of consecutive ids (a whole population): two comparisons, no search.
+        return (account >= accounts[0]) & (account <= accounts[-1])
+    return np.isin(account, accounts)
+
+
 class Market:
     """Exchange state: price grid, resting book, prices, and the clearing house.
 
@@ -237,15 +245,14 @@ class Market:
 
     def cancel_accounts(self, accounts: np.ndarray) -> None:
         """Withdraw every resting order of ``accounts`` (a sorted id array or a range)."""
-        account = self._book.account  # may hold withdrawn orders still: they stay withdrawn
-        if account.shape[0]:
-            accounts = np.asarray(accounts)
-            if consecutive(accounts):
-                # A block of consecutive ids (a whole population): two comparisons, no search.
-                mine = (account >= accounts[0]) & (account <= accounts[-1])
-            else:
-                mine = np.isin(account, accounts)
+        if self._book.account.shape[0]:
+            # The book may hold withdrawn orders still: they stay withdrawn.
+            mine = _of_accounts(self._book.account, np.asarray(accounts))
             self._withdrawn = mine if self._withdrawn is None else self._withdrawn | mine
+
+    def resting_of(self, accounts: np.ndarray) -> np.ndarray:
+        """(len(book),) bool: which resting orders are those of ``accounts`` (sorted ids)."""
+        return _of_accounts(self.book.account, np.asarray(accounts))
 
     # -- clearing -------------------------------------------------------------------------
     def clear(self) -> Clearing:
