@@ -61,12 +61,10 @@ class Grid:
         An order priced beyond a limit rests at the limit: that is how a market order
         behaves under daily price limits.
         """
-        offset = price - self.lower[stock]
         step = self.step[stock]
-        up = -(-offset // step)
-        down = offset // step
-        level = np.where(side > 0, down, up)
-        return np.clip(level, 0, self.n_active[stock] - 1)
+        # Down: offset // step; up: ceil(offset / step) = (offset + step - 1) // step.
+        offset = price - self.lower[stock] + np.where(side > 0, 0, step - 1)
+        return np.clip(offset // step, 0, self.n_active[stock] - 1)
 
     def nearest_level(self, stock: np.ndarray, price: np.ndarray) -> np.ndarray:
         """Level closest to ``price`` (the reference for tie-breaks)."""
