@@ -34,10 +34,11 @@ class Ledger:
         self.n_stocks = n_stocks
         self.cash = np.zeros(0, dtype=np.int64)  # (A,) fen
         self.credit = np.zeros(0, dtype=np.int64)  # (A,) fen the account may borrow
-        # Sparse holdings, sorted by key = account * n_stocks + stock.
-        self.key = np.zeros(0, dtype=np.int64)  # (P,)
-        self.shares = np.zeros(0, dtype=np.int64)  # (P,)
-        self.bought_today = np.zeros(0, dtype=np.int64)  # (P,) T+1: not sellable until tomorrow
+        # Sparse holdings, sorted by key = account * n_stocks + stock: the first ``_n_rows``
+        # columns of a table with room to spare, so new positions are inserted in place
+        # (new ~1 MB arrays at every insertion would cost page faults, every step).
+        self._table = np.zeros((3, 0), dtype=np.int64)  # (3, capacity) key, shares, bought
+        self._n_rows = 0
         # Futures: contracts per account (long > 0) and the mark each was last valued at.
         self.n_futures = 0
         self.fut_pos = np.zeros((0, 0), dtype=np.int64)  # (A, F)
@@ -48,6 +49,22 @@ class Ledger:
         self.external = 0  # net fen that entered from outside the system
         self.initial_cash = 0
         self.initial_shares = np.zeros(n_stocks, dtype=np.int64)
+
+    # -- holdings table -------------------------------------------------------------------
+    @property
+    def key(self) -> np.ndarray:
+        """(P,) sorted keys of the held positions, ``account * n_stocks + stock``."""
+        return self._table[0, : self._n_rows]
+
+    @property
+    def shares(self) -> np.ndarray:
+        """(P,) shares held per position."""
+        return self._table[1, : self._n_rows]
+
+    @property
+    def bought_today(self) -> np.ndarray:
+        """(P,) shares bought today per position: T+1, not sellable until tomorrow."""
+        return self._table[2, : self._n_rows]
 
     # -- accounts -------------------------------------------------------------------------
     @property
@@ -167,10 +184,14 @@ class Ledger:
     ) -> None:
         """Add ``delta`` shares to each (account, stock); ``bought`` marks T+1-locked purchases."""
         key = np.asarray(account, np.int64) * self.n_stocks + np.asarray(stock, np.int64)
-        self.key, self.shares, self.bought_today = _add_positions_compiled(
-            self.key,
-            self.shares,
-            self.bought_today,
+        n_rows = self._n_rows + key.shape[0]  # room for every key to be new
+        if self._table.shape[1] < n_rows:
+            table = np.zeros((3, 2 * n_rows), dtype=np.int64)
+            table[:, : self._n_rows] = self._table[:, : self._n_rows]
+            self._table = table
+        self._n_rows = _add_positions_compiled(
+            self._table,
+            self._n_rows,
             key,
             np.asarray(delta, np.int64),
             np.asarray(bought, np.bool_),
@@ -219,11 +240,9 @@ class Ledger:
         self.bought_today[:] = 0
         keep = self.shares != 0
         if not keep.all():
-            self.key, self.shares, self.bought_today = (
-                self.key[keep],
-                self.shares[keep],
-                self.bought_today[keep],
-            )
+            n_rows = int(keep.sum())
+            self._table[:, :n_rows] = self._table[:, : self._n_rows][:, keep]
+            self._n_rows = n_rows
 
     # -- invariants -----------------------------------------------------------------------
     def conservation_error(self) -> tuple[int, np.ndarray]:
@@ -292,56 +311,52 @@ def search_from(table_key: np.ndarray, k: int, lo: int) -> int:
 
 @numba.njit(cache=True, nogil=True)
 def _add_positions_compiled(
-    table_key: np.ndarray,
-    shares: np.ndarray,
-    bought_today: np.ndarray,
-    key: np.ndarray,
-    delta: np.ndarray,
-    bought: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The holdings table (P,) with ``delta`` (n,) shares added at each ``key`` (n,).
+    table: np.ndarray, n_rows: int, key: np.ndarray, delta: np.ndarray, bought: np.ndarray
+) -> int:
+    """Add ``delta`` (n,) shares at each ``key`` (n,) to ``table[:, :n_rows]``; return its rows.
 
-    Keys not yet in the table get new rows at their sorted places first (in a new
-    table); the sums are done in place, in integers. ``bought`` (n,) marks the
-    purchases that count as bought today (T+1).
+    The table's rows are key, shares, bought today. Keys not in it yet get new rows at
+    their sorted places first, in place (the table has room for n more columns); the
+    sums are done in place, in integers. ``bought`` (n,) marks purchases made today (T+1).
     """
+    table_key = table[0, :n_rows]  # (P,)
     row = np.empty(key.shape[0], np.int64)  # (n,)
     missing = np.zeros(key.shape[0], np.bool_)
     for i in range(key.shape[0]):
         row[i] = search_from(table_key, key[i], row[i - 1] if i and key[i] >= key[i - 1] else 0)
-        missing[i] = row[i] == table_key.shape[0] or table_key[row[i]] != key[i]
+        missing[i] = row[i] == n_rows or table_key[row[i]] != key[i]
     if missing.any():
-        new_key = np.unique(key[missing])  # sorted
-        table_key, shares, bought_today = _insert_rows(
-            table_key, shares, bought_today, np.searchsorted(table_key, new_key), new_key
-        )
+        new_key = np.unique(key[missing])  # (m,) sorted
+        at = np.empty(new_key.shape[0], np.int64)  # (m,) where each goes
+        for j in range(new_key.shape[0]):
+            at[j] = search_from(table_key, new_key[j], at[j - 1] if j else 0)
+        _insert_rows(table, n_rows, at, new_key)
+        n_rows += new_key.shape[0]
         # Each row moves down by the new keys inserted before it.
-        row += np.searchsorted(new_key, key)
+        before = 0
+        for i in range(key.shape[0]):
+            before = search_from(new_key, key[i], before if i and key[i] >= key[i - 1] else 0)
+            row[i] += before
     for i in range(key.shape[0]):
-        shares[row[i]] += delta[i]
+        table[1, row[i]] += delta[i]
         if bought[i]:
-            bought_today[row[i]] += delta[i]
-    return table_key, shares, bought_today
+            table[2, row[i]] += delta[i]
+    return n_rows
 
 
 @numba.njit(cache=True, nogil=True)
-def _insert_rows(
-    key: np.ndarray, shares: np.ndarray, bought: np.ndarray, at: np.ndarray, new_key: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The table with ``new_key`` rows (no shares) inserted before rows ``at`` (ascending).
+def _insert_rows(table: np.ndarray, n_rows: int, at: np.ndarray, new_key: np.ndarray) -> None:
+    """Insert columns ``new_key`` (no shares) before columns ``at`` (ascending) of
+    ``table[:, :n_rows]``, in place.
 
-    What ``np.insert`` does, for the three columns in one merging pass.
+    From the last new key back, the old columns from its place on move right by the
+    number of new keys up to it, so nothing is overwritten before it has moved.
     """
-    n_old, n_new = key.shape[0], at.shape[0]
-    out_key = np.empty(n_old + n_new, np.int64)
-    out_shares = np.empty(n_old + n_new, np.int64)
-    out_bought = np.empty(n_old + n_new, np.int64)
-    src, j = 0, 0
-    for dst in range(n_old + n_new):
-        if j < n_new and at[j] == src:
-            out_key[dst], out_shares[dst], out_bought[dst] = new_key[j], 0, 0
-            j += 1
-        else:
-            out_key[dst], out_shares[dst], out_bought[dst] = key[src], shares[src], bought[src]
-            src += 1
-    return out_key, out_shares, out_bought
+    stop = n_rows
+    for j in range(at.shape[0] - 1, -1, -1):
+        for r in range(stop - 1, at[j] - 1, -1):  # old columns [at[j], stop) move by j + 1
+            table[0, r + j + 1] = table[0, r]
+            table[1, r + j + 1] = table[1, r]
+            table[2, r + j + 1] = table[2, r]
+        table[0, at[j] + j], table[1, at[j] + j], table[2, at[j] + j] = new_key[j], 0, 0
+        stop = at[j]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from model import MarketModel
-from model.ledger import search_from
+from model.ledger import Ledger, search_from
 from model.market import _fit
 from model.orders import Orders
 
@@ -202,3 +202,22 @@ def test_loans_of_a_block_of_borrowers_are_those_of_the_same_set_in_any_order():
     block = m.lending.loans(accounts)  # consecutive: one slice of the loan table
     shuffled = m.lending.loans(accounts[::-1])  # not consecutive: a search of every loan
     assert block[0].size and [b.tolist() for b in block] == [s.tolist() for s in shuffled]
+
+
+def test_holdings_table_stays_sorted_and_sums_each_position():
+    """Batches of new and old positions, inserted in place, give the table a dict would."""
+    rng = np.random.default_rng(9)
+    ledger, expected = Ledger(50), {}
+    for _ in range(30):
+        account, stock = rng.integers(0, 40, 300), rng.integers(0, 50, 300)
+        shares = rng.integers(-5, 100, 300)
+        ledger.transfer(account[:150], account[150:], stock[:150], shares[:150], locked=True)
+        for a, b, s, n in zip(account[:150], account[150:], stock[:150], shares[:150], strict=True):
+            expected[(a, s)] = expected.get((a, s), 0) - n
+            expected[(b, s)] = expected.get((b, s), 0) + n
+        if rng.random() < 0.3:
+            ledger.new_day()
+            expected = {k: v for k, v in expected.items() if v != 0}
+    keys = sorted(expected)
+    assert ledger.key.tolist() == [a * 50 + s for a, s in keys]
+    assert ledger.shares.tolist() == [expected[k] for k in keys]
