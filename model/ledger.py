@@ -238,11 +238,7 @@ class Ledger:
     def new_day(self) -> None:
         """Overnight: yesterday's purchases become sellable; empty positions are dropped."""
         self.bought_today[:] = 0
-        keep = self.shares != 0
-        if not keep.all():
-            n_rows = int(keep.sum())
-            self._table[:, :n_rows] = self._table[:, : self._n_rows][:, keep]
-            self._n_rows = n_rows
+        self._n_rows = _drop_empty(self._table, self._n_rows)
 
     # -- invariants -----------------------------------------------------------------------
     def conservation_error(self) -> tuple[int, np.ndarray]:
@@ -342,6 +338,17 @@ def _add_positions_compiled(
         if bought[i]:
             table[2, row[i]] += delta[i]
     return n_rows
+
+
+@numba.njit(cache=True, nogil=True)
+def _drop_empty(table: np.ndarray, n_rows: int) -> int:
+    """Drop the columns of ``table[:, :n_rows]`` holding no shares, in place; return those left."""
+    kept = 0
+    for i in range(n_rows):
+        if table[1, i] != 0:
+            table[0, kept], table[1, kept], table[2, kept] = table[0, i], table[1, i], table[2, i]
+            kept += 1
+    return kept
 
 
 @numba.njit(cache=True, nogil=True)
