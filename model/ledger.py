@@ -34,9 +34,10 @@ class Ledger:
         self.n_stocks = n_stocks
         self.cash = np.zeros(0, dtype=np.int64)  # (A,) fen
         self.credit = np.zeros(0, dtype=np.int64)  # (A,) fen the account may borrow
-        # Sparse holdings, sorted by key = account * n_stocks + stock: the first ``_n_rows``
-        # columns of a table with room to spare, so new positions are inserted in place
-        # (new ~1 MB arrays at every insertion would cost page faults, every step).
+        # Sparse holdings, sorted by key = account * n_stocks + stock: one position per
+        # column, the first ``_n_rows`` columns of a table with room to spare, so new
+        # positions are inserted in place (new ~1 MB arrays at every insertion would cost
+        # page faults, every step).
         self._table = np.zeros((3, 0), dtype=np.int64)  # (3, capacity) key, shares, bought
         self._n_rows = 0
         # Futures: contracts per account (long > 0) and the mark each was last valued at.
@@ -309,14 +310,15 @@ def search_from(table_key: np.ndarray, k: int, lo: int) -> int:
 def _add_positions_compiled(
     table: np.ndarray, n_rows: int, key: np.ndarray, delta: np.ndarray, bought: np.ndarray
 ) -> int:
-    """Add ``delta`` (n,) shares at each ``key`` (n,) to ``table[:, :n_rows]``; return its rows.
+    """Add ``delta`` (n,) shares at each ``key`` (n,) to ``table[:, :n_rows]``; return its
+    new number of positions.
 
-    The table's rows are key, shares, bought today. Keys not in it yet get new rows at
-    their sorted places first, in place (the table has room for n more columns); the
+    Each position is a column (key, shares, bought today). Keys not in the table yet get
+    columns at their sorted places first, in place (the table has room for n more); the
     sums are done in place, in integers. ``bought`` (n,) marks purchases made today (T+1).
     """
     table_key = table[0, :n_rows]  # (P,)
-    row = np.empty(key.shape[0], np.int64)  # (n,)
+    row = np.empty(key.shape[0], np.int64)  # (n,) column of each key
     missing = np.zeros(key.shape[0], np.bool_)
     for i in range(key.shape[0]):
         row[i] = search_from(table_key, key[i], row[i - 1] if i and key[i] >= key[i - 1] else 0)
@@ -328,7 +330,7 @@ def _add_positions_compiled(
             at[j] = search_from(table_key, new_key[j], at[j - 1] if j else 0)
         _insert_rows(table, n_rows, at, new_key)
         n_rows += new_key.shape[0]
-        # Each row moves down by the new keys inserted before it.
+        # Each column moves right by the new keys inserted before it.
         before = 0
         for i in range(key.shape[0]):
             before = search_from(new_key, key[i], before if i and key[i] >= key[i - 1] else 0)
