@@ -46,7 +46,7 @@ class NoiseTraders(Population):
     def decide(self, rows: np.ndarray) -> Orders:
         market, c, rng = self.market, self.cfg, self.rng
         accounts = self.accounts[rows]  # sorted: rows are ascending and accounts contiguous
-        mine = np.isin(market.book.account, accounts)
+        mine = market.resting_of(accounts)
         market.cancel(mine & (rng.random(len(market.book)) < c.cancel_rate))
 
         n_stocks = market.universe.n

@@ -207,14 +207,7 @@ class RetailChasers(Population):
         accounts = self.accounts[rows]  # ascending: rows are, and accounts are contiguous
         if rows.shape[0] == self.n and self.n:
             # Every row (rows are 0..n-1): the population's accounts are one slice of the table.
-            start, stop = np.searchsorted(
-                ledger.key, [self.accounts[0] * n_stocks, (self.accounts[-1] + 1) * n_stocks]
-            )
-            shares = ledger.shares[start:stop]  # (P_pop,)
-            held = shares != 0
-            account, stock = np.divmod(ledger.key[start:stop][held], n_stocks)
-            shares = shares[held]
-            sellable = shares - ledger.bought_today[start:stop][held]
+            account, stock, shares, sellable = ledger.positions(self.accounts)
             return account - self.accounts[0], stock, shares, sellable
         lo = np.searchsorted(ledger.key, accounts * n_stocks)  # (r,)
         hi = np.searchsorted(ledger.key, (accounts + 1) * n_stocks)  # (r,)

@@ -61,12 +61,10 @@ class Grid:
         An order priced beyond a limit rests at the limit: that is how a market order
         behaves under daily price limits.
         """
-        offset = price - self.lower[stock]
         step = self.step[stock]
-        up = -(-offset // step)
-        down = offset // step
-        level = np.where(side > 0, down, up)
-        return np.clip(level, 0, self.n_active[stock] - 1)
+        # Down: offset // step; up: ceil(offset / step) = (offset + step - 1) // step.
+        offset = price - self.lower[stock] + np.where(side > 0, 0, step - 1)
+        return np.clip(offset // step, 0, self.n_active[stock] - 1)
 
     def nearest_level(self, stock: np.ndarray, price: np.ndarray) -> np.ndarray:
         """Level closest to ``price`` (the reference for tie-breaks)."""
@@ -150,33 +148,28 @@ def _clear_compiled(stock, side, level, lots, ref_level, n_active, n_stocks, n_l
         for j in range(n_levels - 1, -1, -1):
             acc += qty[1, s, j]
             demand[j] = acc
-        acc = 0.0
+        acc, best = 0.0, 0.0
         for j in range(n_levels):
             acc += qty[0, s, j]
             supply[j] = acc
-        best = 0.0
-        for j in range(n_levels):
-            v = min(demand[j], supply[j])
-            if v > best:
-                best = v
-        if best > 0:
-            # Ties for the most volume: least imbalance, then nearest the reference level,
-            # then the lowest level.
-            pick, pick_imb, pick_dist = -1, 0.0, 0
-            for j in range(n_levels):
-                if min(demand[j], supply[j]) == best:
-                    imb = abs(demand[j] - supply[j])
-                    dist = abs(j - ref_level[s])
-                    if pick < 0 or imb < pick_imb or (imb == pick_imb and dist < pick_dist):
-                        pick, pick_imb, pick_dist = j, imb, dist
-            level_star[s] = pick
-        vol = np.int64(np.rint(best))
-        volume[s] = vol
-        # Demand falls with the level and supply rises, so counting the levels suffices.
+            best = max(best, min(demand[j], acc))
+        # Ties for the most volume: least imbalance, then nearest the reference level, then
+        # the lowest level. Demand falls with the level and supply rises, so counting the
+        # levels where each reaches the volume finds the marginal levels.
+        pick, pick_imb, pick_dist = -1, 0.0, 0
         n_demand, n_supply = 0, 0
         for j in range(n_levels):
             n_demand += demand[j] >= best
             n_supply += supply[j] >= best
+            if best > 0 and min(demand[j], supply[j]) == best:
+                imb = abs(demand[j] - supply[j])
+                dist = abs(j - ref_level[s])
+                if pick < 0 or imb < pick_imb or (imb == pick_imb and dist < pick_dist):
+                    pick, pick_imb, pick_dist = j, imb, dist
+        if best > 0:
+            level_star[s] = pick
+        vol = np.int64(np.rint(best))
+        volume[s] = vol
         buy_margin = n_demand - 1  # last level with demand >= volume
         sell_margin = n_levels - n_supply  # first level with supply >= volume
         margin[s, 0], margin[s, 1] = sell_margin, buy_margin

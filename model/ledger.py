@@ -15,6 +15,18 @@ import numba
 import numpy as np
 
 
+def consecutive(ids: np.ndarray) -> bool:
+    """Whether ``ids`` ascend one by one (a population's accounts do).
+
+    Such a block is one slice of a table sorted by account: two searches find it.
+    """
+    return bool(
+        ids.size
+        and ids[-1] - ids[0] + 1 == ids.size
+        and (ids.size == 1 or np.all(np.diff(ids) == 1))
+    )
+
+
 class Ledger:
     """Accounts of every agent, and the positions they hold."""
 
@@ -22,10 +34,12 @@ class Ledger:
         self.n_stocks = n_stocks
         self.cash = np.zeros(0, dtype=np.int64)  # (A,) fen
         self.credit = np.zeros(0, dtype=np.int64)  # (A,) fen the account may borrow
-        # Sparse holdings, sorted by key = account * n_stocks + stock.
-        self.key = np.zeros(0, dtype=np.int64)  # (P,)
-        self.shares = np.zeros(0, dtype=np.int64)  # (P,)
-        self.bought_today = np.zeros(0, dtype=np.int64)  # (P,) T+1: not sellable until tomorrow
+        # Sparse holdings, sorted by key = account * n_stocks + stock: one position per
+        # column, the first ``_n_rows`` columns of a table with room to spare, so new
+        # positions are inserted in place (new ~1 MB arrays at every insertion would cost
+        # page faults, every step).
+        self._table = np.zeros((3, 0), dtype=np.int64)  # (3, capacity) key, shares, bought
+        self._n_rows = 0
         # Futures: contracts per account (long > 0) and the mark each was last valued at.
         self.n_futures = 0
         self.fut_pos = np.zeros((0, 0), dtype=np.int64)  # (A, F)
@@ -36,6 +50,22 @@ class Ledger:
         self.external = 0  # net fen that entered from outside the system
         self.initial_cash = 0
         self.initial_shares = np.zeros(n_stocks, dtype=np.int64)
+
+    # -- holdings table -------------------------------------------------------------------
+    @property
+    def key(self) -> np.ndarray:
+        """(P,) sorted keys of the held positions, ``account * n_stocks + stock``."""
+        return self._table[0, : self._n_rows]
+
+    @property
+    def shares(self) -> np.ndarray:
+        """(P,) shares held per position."""
+        return self._table[1, : self._n_rows]
+
+    @property
+    def bought_today(self) -> np.ndarray:
+        """(P,) shares bought today per position: T+1, not sellable until tomorrow."""
+        return self._table[2, : self._n_rows]
 
     # -- accounts -------------------------------------------------------------------------
     @property
@@ -131,24 +161,18 @@ class Ledger:
     def positions(self, accounts: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
         """(account, stock, shares, sellable) of held positions, optionally of some accounts."""
         key, shares, today = self.key, self.shares, self.bought_today
-        if accounts is not None:
-            accounts = np.asarray(accounts, dtype=np.int64)
-            if (
-                accounts.size
-                and accounts[-1] - accounts[0] + 1 == accounts.size
-                and (accounts.size == 1 or np.all(np.diff(accounts) == 1))
-            ):
-                # A block of consecutive accounts (every population's) is one slice of the
-                # sorted table: no scan of the whole ledger.
-                lo, hi = np.searchsorted(
-                    key, [accounts[0] * self.n_stocks, (accounts[-1] + 1) * self.n_stocks]
-                )
-                key, shares, today = key[lo:hi], shares[lo:hi], today[lo:hi]
-                accounts = None
+        if accounts is None:
+            return _held(key, shares, today, self.n_stocks)
+        accounts = np.asarray(accounts, dtype=np.int64)
+        if consecutive(accounts):
+            # A block of consecutive accounts (every population's) is one slice of the
+            # sorted table: no scan of the whole ledger.
+            lo, hi = np.searchsorted(
+                key, [accounts[0] * self.n_stocks, (accounts[-1] + 1) * self.n_stocks]
+            )
+            return _held(key[lo:hi], shares[lo:hi], today[lo:hi], self.n_stocks)
         account, stock = np.divmod(key, self.n_stocks)
-        keep = shares != 0
-        if accounts is not None:
-            keep &= np.isin(account, accounts)
+        keep = (shares != 0) & np.isin(account, accounts)
         return account[keep], stock[keep], shares[keep], (shares - today)[keep]
 
     def shares_by_stock(self) -> np.ndarray:
@@ -156,25 +180,23 @@ class Ledger:
         _, stock = np.divmod(self.key, self.n_stocks)
         return np.bincount(stock, self.shares, minlength=self.n_stocks).astype(np.int64)
 
-    def _add_positions(self, account, stock, delta, bought) -> None:
+    def _add_positions(
+        self, account: np.ndarray, stock: np.ndarray, delta: np.ndarray, bought: np.ndarray
+    ) -> None:
         """Add ``delta`` shares to each (account, stock); ``bought`` marks T+1-locked purchases."""
         key = np.asarray(account, np.int64) * self.n_stocks + np.asarray(stock, np.int64)
-        ukey, inverse = np.unique(key, return_inverse=True)
-        udelta = np.rint(np.bincount(inverse, delta, minlength=ukey.size)).astype(np.int64)
-        ubought = np.rint(np.bincount(inverse, np.where(bought, delta, 0), minlength=ukey.size))
-        row = np.searchsorted(self.key, ukey)
-        inside = row < self.key.size  # row == size: beyond the last key, so missing
-        missing = ~inside
-        missing[inside] = self.key[row[inside]] != ukey[inside]
-        if missing.any():
-            # New rows at their insertion points keep the table sorted.
-            self.key, self.shares, self.bought_today = _insert_rows(
-                self.key, self.shares, self.bought_today, row[missing], ukey[missing]
-            )
-            # Each key moves down by the new keys inserted before it (ukey is sorted).
-            row = row + np.cumsum(missing) - missing
-        self.shares[row] += udelta
-        self.bought_today[row] += ubought.astype(np.int64)
+        n_rows = self._n_rows + key.shape[0]  # room for every key to be new
+        if self._table.shape[1] < n_rows:
+            table = np.zeros((3, 2 * n_rows), dtype=np.int64)
+            table[:, : self._n_rows] = self._table[:, : self._n_rows]
+            self._table = table
+        self._n_rows = _add_positions_compiled(
+            self._table,
+            self._n_rows,
+            key,
+            np.asarray(delta, np.int64),
+            np.asarray(bought, np.bool_),
+        )
 
     # -- settlement -----------------------------------------------------------------------
     def settle(
@@ -217,13 +239,7 @@ class Ledger:
     def new_day(self) -> None:
         """Overnight: yesterday's purchases become sellable; empty positions are dropped."""
         self.bought_today[:] = 0
-        keep = self.shares != 0
-        if not keep.all():
-            self.key, self.shares, self.bought_today = (
-                self.key[keep],
-                self.shares[keep],
-                self.bought_today[keep],
-            )
+        self._n_rows = _drop_empty(self._table, self._n_rows)
 
     # -- invariants -----------------------------------------------------------------------
     def conservation_error(self) -> tuple[int, np.ndarray]:
@@ -238,23 +254,118 @@ class Ledger:
 
 
 @numba.njit(cache=True, nogil=True)
-def _insert_rows(
-    key: np.ndarray, shares: np.ndarray, bought: np.ndarray, at: np.ndarray, new_key: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The table with ``new_key`` rows (no shares) inserted before rows ``at`` (ascending).
+def _held(
+    key: np.ndarray, shares: np.ndarray, bought_today: np.ndarray, n_stocks: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(account, stock, shares, sellable) of the rows of a table slice that hold shares.
 
-    What ``np.insert`` does, for the three columns in one merging pass.
+    One pass instead of a divmod, a mask and four selections over the slice; keys are
+    sorted, so the account is divided out once per account, not once per row.
     """
-    n_old, n_new = key.shape[0], at.shape[0]
-    out_key = np.empty(n_old + n_new, np.int64)
-    out_shares = np.empty(n_old + n_new, np.int64)
-    out_bought = np.empty(n_old + n_new, np.int64)
-    src, j = 0, 0
-    for dst in range(n_old + n_new):
-        if j < n_new and at[j] == src:
-            out_key[dst], out_shares[dst], out_bought[dst] = new_key[j], 0, 0
+    n = 0
+    for i in range(key.shape[0]):
+        n += shares[i] != 0
+    account = np.empty(n, np.int64)
+    stock = np.empty(n, np.int64)
+    held = np.empty(n, np.int64)
+    sellable = np.empty(n, np.int64)
+    a, first_key, j = 0, 0, 0  # the account of the current run of keys and its first key
+    for i in range(key.shape[0]):
+        if key[i] >= first_key + n_stocks or i == 0:
+            a = key[i] // n_stocks
+            first_key = a * n_stocks
+        if shares[i] != 0:
+            account[j], stock[j] = a, key[i] - first_key
+            held[j], sellable[j] = shares[i], shares[i] - bought_today[i]
             j += 1
+    return account, stock, held, sellable
+
+
+@numba.njit(cache=True, nogil=True)
+def search_from(table_key: np.ndarray, k: int, lo: int) -> int:
+    """Where ``k`` goes in the sorted ``table_key`` (``np.searchsorted``, side left), given
+    that every row before ``lo`` holds a smaller key.
+
+    Keys looked up one after another mostly ascend (an account's stocks, then the next
+    account's): passing the last answer as ``lo`` makes each search a gallop over a few
+    rows, where a bisection of the whole table would miss the cache at most of its levels.
+    """
+    n_rows, width = table_key.shape[0], 1
+    hi = lo + width
+    while hi < n_rows and table_key[hi] < k:
+        lo = hi + 1
+        width *= 2
+        hi = lo + width
+    hi = min(hi, n_rows)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if table_key[mid] < k:
+            lo = mid + 1
         else:
-            out_key[dst], out_shares[dst], out_bought[dst] = key[src], shares[src], bought[src]
-            src += 1
-    return out_key, out_shares, out_bought
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_positions_compiled(
+    table: np.ndarray, n_rows: int, key: np.ndarray, delta: np.ndarray, bought: np.ndarray
+) -> int:
+    """Add ``delta`` (n,) shares at each ``key`` (n,) to ``table[:, :n_rows]``; return its
+    new number of positions.
+
+    Each position is a column (key, shares, bought today). Keys not in the table yet get
+    columns at their sorted places first, in place (the table has room for n more); the
+    sums are done in place, in integers. ``bought`` (n,) marks purchases made today (T+1).
+    """
+    table_key = table[0, :n_rows]  # (P,)
+    row = np.empty(key.shape[0], np.int64)  # (n,) column of each key
+    missing = np.zeros(key.shape[0], np.bool_)
+    for i in range(key.shape[0]):
+        row[i] = search_from(table_key, key[i], row[i - 1] if i and key[i] >= key[i - 1] else 0)
+        missing[i] = row[i] == n_rows or table_key[row[i]] != key[i]
+    if missing.any():
+        new_key = np.unique(key[missing])  # (m,) sorted
+        at = np.empty(new_key.shape[0], np.int64)  # (m,) where each goes
+        for j in range(new_key.shape[0]):
+            at[j] = search_from(table_key, new_key[j], at[j - 1] if j else 0)
+        _insert_rows(table, n_rows, at, new_key)
+        n_rows += new_key.shape[0]
+        # Each column moves right by the new keys inserted before it.
+        before = 0
+        for i in range(key.shape[0]):
+            before = search_from(new_key, key[i], before if i and key[i] >= key[i - 1] else 0)
+            row[i] += before
+    for i in range(key.shape[0]):
+        table[1, row[i]] += delta[i]
+        if bought[i]:
+            table[2, row[i]] += delta[i]
+    return n_rows
+
+
+@numba.njit(cache=True, nogil=True)
+def _drop_empty(table: np.ndarray, n_rows: int) -> int:
+    """Drop the columns of ``table[:, :n_rows]`` holding no shares, in place; return those left."""
+    kept = 0
+    for i in range(n_rows):
+        if table[1, i] != 0:
+            table[0, kept], table[1, kept], table[2, kept] = table[0, i], table[1, i], table[2, i]
+            kept += 1
+    return kept
+
+
+@numba.njit(cache=True, nogil=True)
+def _insert_rows(table: np.ndarray, n_rows: int, at: np.ndarray, new_key: np.ndarray) -> None:
+    """Insert columns ``new_key`` (no shares) before columns ``at`` (ascending) of
+    ``table[:, :n_rows]``, in place.
+
+    From the last new key back, the old columns from its place on move right by the
+    number of new keys up to it, so nothing is overwritten before it has moved.
+    """
+    stop = n_rows
+    for j in range(at.shape[0] - 1, -1, -1):
+        for r in range(stop - 1, at[j] - 1, -1):  # old columns [at[j], stop) move by j + 1
+            table[0, r + j + 1] = table[0, r]
+            table[1, r + j + 1] = table[1, r]
+            table[2, r + j + 1] = table[2, r]
+        table[0, at[j] + j], table[1, at[j] + j], table[2, at[j] + j] = new_key[j], 0, 0
+        stop = at[j]

@@ -15,7 +15,7 @@ import datetime as dt
 import numpy as np
 
 from model.config import LendingConfig
-from model.ledger import Ledger
+from model.ledger import Ledger, consecutive
 
 
 class LendingDesk:
@@ -60,9 +60,18 @@ class LendingDesk:
 
     def loans(self, borrowers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(borrower, stock, shares owed) of the given borrowers' open loans."""
-        borrower, stock = np.divmod(self.key, self.n_stocks)
-        keep = np.isin(borrower, borrowers) & (self.owed > 0)
-        return borrower[keep], stock[keep], self.owed[keep]
+        key, owed = self.key, self.owed
+        borrowers = np.asarray(borrowers, dtype=np.int64)
+        if consecutive(borrowers):
+            lo, hi = np.searchsorted(
+                key, [borrowers[0] * self.n_stocks, (borrowers[-1] + 1) * self.n_stocks]
+            )
+            key, owed = key[lo:hi], owed[lo:hi]
+            keep = owed > 0
+        else:
+            keep = np.isin(key // self.n_stocks, borrowers) & (owed > 0)
+        borrower, stock = np.divmod(key[keep], self.n_stocks)
+        return borrower, stock, owed[keep]
 
     def new_day(self, day: dt.date) -> None:
         """Apply the timeline: recall a share of whatever is lent beyond today's supply."""

@@ -9,11 +9,12 @@ its cash and credit, counting what it already has resting on the book.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from model.futures import FuturesSpec
 from model.kernel import Clearing, Grid, clear
-from model.ledger import Ledger
+from model.ledger import Ledger, consecutive, search_from
 from model.orders import Orders
 from model.universe import Universe
 
@@ -44,6 +45,14 @@ def _fit(keys_old, need_old, keys_new, need_new, capacity_of) -> np.ndarray:
     inv_new = np.empty_like(group_sorted)
     inv_new[order] = group_sorted
     return np.clip(avail[inv_new] - before, 0.0, need_new.astype(np.float64))
+
+
+def _of_accounts(account: np.ndarray, accounts: np.ndarray) -> np.ndarray:
+    """(n,) bool: which of ``account`` are among ``accounts`` (sorted ids)."""
+    if consecutive(accounts):
+        # A block of consecutive ids (a whole population): two comparisons, no search.
+        return (account >= accounts[0]) & (account <= accounts[-1])
+    return np.isin(account, accounts)
 
 
 class Market:
@@ -81,8 +90,9 @@ class Market:
         self.prev_close = price0.copy()  # (I,) fen for stocks, ticks for futures
         self.last = price0.copy()  # (I,) last clearing price
         self.grid = Grid.from_close(self.prev_close, self.limit, n_levels)
-        self.book = Orders.empty()
-        self.book_level = np.zeros(0, dtype=np.int64)
+        self._book = Orders.empty()
+        self._book_level = np.zeros(0, dtype=np.int64)
+        self._withdrawn: np.ndarray | None = None  # (len(_book),) bool, cancelled, not yet removed
         self.turnover = 0.0  # CNY of stock traded in the last slice
         n_instr = price0.shape[0]
         self.volume = np.zeros(n_instr, dtype=np.int64)  # (I,) lots/contracts, last slice
@@ -96,6 +106,34 @@ class Market:
         self.last_fills: tuple[np.ndarray, ...] = (np.zeros(0, np.int64),) * 4
         self.variation_margin = np.zeros(0, dtype=np.int64)  # (A,) fen paid at the last mark
         self.futures_fills: tuple[np.ndarray, ...] = (np.zeros(0, np.int64),) * 3
+
+    # -- the book -------------------------------------------------------------------------
+    @property
+    def book(self) -> Orders:
+        """The resting orders, earliest first."""
+        self._remove_withdrawn()
+        return self._book
+
+    @book.setter
+    def book(self, orders: Orders) -> None:
+        self._book, self._withdrawn = orders, None
+
+    @property
+    def book_level(self) -> np.ndarray:
+        """(len(book),) int64 grid level each resting order rests at."""
+        self._remove_withdrawn()
+        return self._book_level
+
+    @book_level.setter
+    def book_level(self, level: np.ndarray) -> None:
+        self._book_level = level
+
+    def _remove_withdrawn(self) -> None:
+        """Drop the cancelled orders: once for a step's many cancels, not once per cancel."""
+        if self._withdrawn is not None:
+            keep = np.flatnonzero(~self._withdrawn)
+            self._book, self._book_level = self._book.select(keep), self._book_level[keep]
+            self._withdrawn = None
 
     # -- the day --------------------------------------------------------------------------
     def open_day(self) -> None:
@@ -131,9 +169,7 @@ class Market:
             orders.lots,
         )
         is_stock = orders.stock < self.n_stocks
-        lots = orders.lots.copy()
-        if is_stock.any():
-            lots[is_stock] = self._admit_stock(orders.select(is_stock))
+        lots = self._admit_stock(orders)
         if not is_stock.all():
             lots[~is_stock] = self._admit_futures(orders.select(~is_stock))
         admitted = orders.with_lots(lots)
@@ -143,36 +179,29 @@ class Market:
         return admitted
 
     def _admit_stock(self, orders: Orders) -> np.ndarray:
-        """Lots admitted: sells within today's sellable shares, buys within cash and credit."""
-        lots = orders.lots.copy()
-        n_stocks, lot, book = self.n_stocks, self.lot, self.book
-        old_stock = book.stock < n_stocks
-        sell, old_sell = orders.side < 0, old_stock & (book.side < 0)
-        if sell.any():
+        """Lots admitted: sells within today's sellable shares, buys within cash and credit.
 
-            def sellable(keys):
-                return self.ledger.sellable(keys // n_stocks, keys % n_stocks)
-
-            shares = _fit(
-                book.account[old_sell] * n_stocks + book.stock[old_sell],
-                book.lots[old_sell] * lot,
-                orders.account[sell] * n_stocks + orders.stock[sell],
-                orders.lots[sell] * lot,
-                sellable,
-            )
-            lots[sell] = (shares // lot).astype(np.int64)
-        buy, old_buy = ~sell, old_stock & (book.side > 0)
-        if buy.any():
-            cost = orders.lots[buy] * lot * orders.price[buy]
-            fen = _fit(
-                book.account[old_buy],
-                book.lots[old_buy] * lot * book.price[old_buy],
-                orders.account[buy],
-                cost,
-                self.buying_power,
-            )
-            lots[buy] = (fen // (lot * orders.price[buy])).astype(np.int64)
-        return lots
+        Futures rows of ``orders`` are passed through unchanged.
+        """
+        book, ledger = self.book, self.ledger
+        return _admit_stock_compiled(
+            book.account,
+            book.stock,
+            book.side,
+            book.price,
+            book.lots,
+            orders.account,
+            orders.stock,
+            orders.side,
+            orders.price,
+            orders.lots,
+            ledger.key,
+            ledger.shares,
+            ledger.bought_today,
+            ledger.cash + ledger.credit,
+            self.n_stocks,
+            self.lot,
+        )
 
     def buying_power(self, accounts: np.ndarray) -> np.ndarray:
         """Cash plus credit, in fen."""
@@ -211,20 +240,19 @@ class Market:
 
     def cancel(self, mask: np.ndarray) -> None:
         """Withdraw the resting orders where ``mask`` (shape of the book) is true."""
-        keep = np.flatnonzero(~mask)
-        self.book = self.book.select(keep)
-        self.book_level = self.book_level[keep]
+        self._remove_withdrawn()
+        self._withdrawn = np.asarray(mask, dtype=bool)
 
     def cancel_accounts(self, accounts: np.ndarray) -> None:
         """Withdraw every resting order of ``accounts`` (a sorted id array or a range)."""
-        if len(self.book):
-            accounts = np.asarray(accounts)
-            if accounts.size and np.all(np.diff(accounts) == 1):
-                # A block of consecutive ids (a whole population): two comparisons, no search.
-                account = self.book.account
-                self.cancel((account >= accounts[0]) & (account <= accounts[-1]))
-            else:
-                self.cancel(np.isin(self.book.account, accounts))
+        if self._book.account.shape[0]:
+            # The book may hold withdrawn orders still: they stay withdrawn.
+            mine = _of_accounts(self._book.account, np.asarray(accounts))
+            self._withdrawn = mine if self._withdrawn is None else self._withdrawn | mine
+
+    def resting_of(self, accounts: np.ndarray) -> np.ndarray:
+        """(len(book),) bool: which resting orders are those of ``accounts`` (sorted ids)."""
+        return _of_accounts(self.book.account, np.asarray(accounts))
 
     # -- clearing -------------------------------------------------------------------------
     def clear(self) -> Clearing:
@@ -300,3 +328,72 @@ class Market:
     def caps(self) -> np.ndarray:
         """(S,) free-float caps in CNY at the last price."""
         return self.universe.caps(self.last[: self.n_stocks])
+
+
+@numba.njit(cache=True, nogil=True)
+def _admit_stock_compiled(
+    book_account: np.ndarray,
+    book_stock: np.ndarray,
+    book_side: np.ndarray,
+    book_price: np.ndarray,
+    book_lots: np.ndarray,
+    account: np.ndarray,
+    stock: np.ndarray,
+    side: np.ndarray,
+    price: np.ndarray,
+    lots: np.ndarray,
+    key: np.ndarray,
+    shares: np.ndarray,
+    bought_today: np.ndarray,
+    buying_power: np.ndarray,
+    n_stocks: int,
+    lot: int,
+) -> np.ndarray:
+    """Stock orders' admitted lots, in one pass: what :func:`_fit` does for stocks, compiled.
+
+    A sell fits the (account, stock) holding's sellable shares, a buy its account's
+    buying power (fen), less what resting orders and earlier new orders already
+    claim. Every amount is a whole number of shares or fen far below 2**53, so these
+    integer sums equal :func:`_fit`'s float64 ones exactly.
+
+    Args:
+        book_*: (m,) the resting book; account, stock, side, price, lots: (n,) new orders
+            (rows with ``stock >= n_stocks`` are futures, returned unchanged).
+        key, shares, bought_today: (P,) the ledger's sorted holdings table.
+        buying_power: (A,) fen, cash plus credit.
+    """
+    n_rows = key.shape[0]
+    claimed_shares = np.zeros(n_rows, np.int64)  # (P,) per holding row
+    claimed_fen = np.zeros(buying_power.shape[0], np.int64)  # (A,) per account
+    row, last = 0, -1  # the last sell's holding row and key: the next search starts there
+    for i in range(book_account.shape[0]):
+        if book_stock[i] >= n_stocks:
+            continue
+        if book_side[i] < 0:
+            k = book_account[i] * n_stocks + book_stock[i]
+            row, last = search_from(key, k, row if k >= last else 0), k
+            if row < n_rows and key[row] == k:
+                claimed_shares[row] += book_lots[i] * lot
+        else:
+            claimed_fen[book_account[i]] += book_lots[i] * lot * book_price[i]
+    admitted = lots.copy()  # (n,)
+    row, last = 0, -1
+    for i in range(account.shape[0]):
+        if stock[i] >= n_stocks:
+            continue
+        if side[i] < 0:
+            need = lots[i] * lot  # shares
+            k = account[i] * n_stocks + stock[i]
+            row, last = search_from(key, k, row if k >= last else 0), k
+            if row == n_rows or key[row] != k:
+                admitted[i] = 0  # nothing held
+                continue
+            room = shares[row] - bought_today[row] - claimed_shares[row]
+            claimed_shares[row] += need
+            admitted[i] = min(max(room, 0), need) // lot
+        else:
+            need = lots[i] * lot * price[i]  # fen
+            room = buying_power[account[i]] - claimed_fen[account[i]]
+            claimed_fen[account[i]] += need
+            admitted[i] = min(max(room, 0), need) // (lot * price[i])
+    return admitted

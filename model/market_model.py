@@ -8,6 +8,9 @@ clearing house, the indices move, and the DataCollector records a row.
 from __future__ import annotations
 
 import datetime as dt
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import mesa
@@ -37,6 +40,22 @@ from model.orders import Orders
 from model.universe import INDEX_NAMES, REFERENCE_N, build_universe
 
 ENGINES = ("vectorized", "agents")
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector, e.g. while the agents are created.
+
+    Set-up allocates some 10^5 objects that live as long as the model (Mesa agents,
+    the social graph); they would set off full collections that find nothing to free.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class MarketModel(mesa.Model):
@@ -107,7 +126,8 @@ class MarketModel(mesa.Model):
         self.fundamentals = Fundamentals(f, self.universe.price0, self.universe.size_z, news_rng)
         self.lending: LendingDesk | None = None
         self.day_index = 0
-        self.populations: list[Population] = self._populate()
+        with _gc_paused():
+            self.populations: list[Population] = self._populate()
 
         self.turnover_today = 0.0
         self.closes: list[np.ndarray] = []  # daily closes, fen, one (S,) array per day

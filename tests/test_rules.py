@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from model import MarketModel
+from model.ledger import Ledger, search_from
+from model.market import _fit
 from model.orders import Orders
 
 
@@ -81,3 +84,140 @@ def test_prices_and_fills_respect_ticks_lots_and_limits(small_model):
         assert np.all(signed % lot == 0)
         _, _, shares, _ = m.ledger.positions()
         assert np.all(shares % lot == 0) and np.all(shares >= 0)
+
+
+def test_compiled_stock_admission_matches_the_fit_reference(small_model):
+    """Random books and orders: the compiled pass admits what :func:`_fit` admits."""
+    m = small_model
+    for _ in range(6):
+        m.step()
+    market, ledger, rng = m.market, m.ledger, np.random.default_rng(3)
+    n_stocks, lot = market.n_stocks, market.lot
+    account, stock = np.divmod(ledger.key, n_stocks)
+    for _ in range(20):
+        pick = rng.choice(rng.integers(0, account.size, 40), 400)  # shared pairs, some unheld
+        stock_new = np.where(rng.random(400) < 0.8, stock[pick], rng.integers(0, n_stocks, 400))
+        orders = Orders(
+            account[pick],
+            stock_new,
+            np.where(rng.random(400) < 0.5, 1, -1),
+            market.last[stock_new] + rng.integers(-20, 20, 400),
+            rng.integers(1, 5000, 400),
+        )
+        market.book = orders.select(np.arange(150))  # resting
+        new = orders.select(np.arange(150, 400))
+        expected = new.lots.copy()
+        sell, old_sell = new.side < 0, market.book.side < 0
+        shares = _fit(
+            market.book.account[old_sell] * n_stocks + market.book.stock[old_sell],
+            market.book.lots[old_sell] * lot,
+            new.account[sell] * n_stocks + new.stock[sell],
+            new.lots[sell] * lot,
+            lambda keys: ledger.sellable(keys // n_stocks, keys % n_stocks),
+        )
+        expected[sell] = (shares // lot).astype(np.int64)
+        buy, old_buy = ~sell, ~old_sell
+        fen = _fit(
+            market.book.account[old_buy],
+            market.book.lots[old_buy] * lot * market.book.price[old_buy],
+            new.account[buy],
+            new.lots[buy] * lot * new.price[buy],
+            market.buying_power,
+        )
+        expected[buy] = (fen // (lot * new.price[buy])).astype(np.int64)
+        assert market._admit_stock(new).tolist() == expected.tolist()
+
+
+def test_cancels_add_up_before_the_book_is_read(small_model):
+    """Withdrawals are removed lazily: the book read after several is as if each were at once."""
+    m = small_model
+    m.step()
+    market = m.market
+    book = market.book
+    a, b = int(book.account[0]), int(book.account[-1])
+    market.cancel_accounts(np.array([a]))
+    market.cancel_accounts(np.array([b]))
+    kept = (book.account != a) & (book.account != b)
+    assert market.book.account.tolist() == book.account[kept].tolist()
+    assert (
+        market.book_level.tolist()
+        == m.market.grid.level_of(book.stock[kept], book.price[kept], book.side[kept]).tolist()
+    )
+    market.cancel(market.book.lots > 1)
+    assert np.all(market.book.lots == 1) and len(market.book_level) == len(market.book)
+
+
+def test_search_from_is_searchsorted():
+    """Searching on from the last answer finds what np.searchsorted finds."""
+    rng = np.random.default_rng(5)
+    table = np.unique(rng.integers(0, 10_000, 3000))
+    for key in (
+        rng.integers(-5, 10_005, 2000),  # any order, some beyond either end
+        np.concatenate([np.sort(rng.integers(0, 10_000, 50)) for _ in range(40)]),  # runs
+        table,
+    ):
+        row, last, found = 0, -(10**9), []
+        for k in key.tolist():
+            row, last = search_from(table, k, row if k >= last else 0), k
+            found.append(row)
+        assert found == np.searchsorted(table, key).tolist()
+    assert search_from(np.zeros(0, np.int64), 3, 0) == 0
+
+
+def test_positions_of_a_block_of_accounts_are_the_held_rows_of_its_slice(small_model):
+    m = small_model
+    for _ in range(6):
+        m.step()
+    ledger = m.ledger
+    account, stock = np.divmod(ledger.key, ledger.n_stocks)
+    for accounts in (m.populations[-1].accounts, m.populations[0].accounts[:1], None):
+        keep = ledger.shares != 0
+        if accounts is not None:
+            keep &= np.isin(account, accounts)
+        expected = (
+            account[keep],
+            stock[keep],
+            ledger.shares[keep],
+            (ledger.shares - ledger.bought_today)[keep],
+        )
+        found = ledger.positions(accounts)
+        assert [f.tolist() for f in found] == [e.tolist() for e in expected]
+
+
+def test_loans_of_a_block_of_borrowers_are_those_of_the_same_set_in_any_order():
+    m = MarketModel(
+        rng=4,
+        **{
+            "universe.n_stocks": 80,
+            "market.start": "2024-01-22",
+            "market.end": "2024-02-09",
+            "noise_traders.n_agents": 300,
+            "fundamental_traders.n_agents": 20,
+            "futures.enabled": True,
+            "neutral.n_funds": 500,
+        },
+    )
+    m.step()
+    accounts = m.neutral.accounts
+    block = m.lending.loans(accounts)  # consecutive: one slice of the loan table
+    shuffled = m.lending.loans(accounts[::-1])  # not consecutive: a search of every loan
+    assert block[0].size and [b.tolist() for b in block] == [s.tolist() for s in shuffled]
+
+
+def test_holdings_table_stays_sorted_and_sums_each_position():
+    """Batches of new and old positions, inserted in place, give the table a dict would."""
+    rng = np.random.default_rng(9)
+    ledger, expected = Ledger(50), {}
+    for _ in range(30):
+        account, stock = rng.integers(0, 40, 300), rng.integers(0, 50, 300)
+        shares = rng.integers(-5, 100, 300)
+        ledger.transfer(account[:150], account[150:], stock[:150], shares[:150], locked=True)
+        for a, b, s, n in zip(account[:150], account[150:], stock[:150], shares[:150], strict=True):
+            expected[(a, s)] = expected.get((a, s), 0) - n
+            expected[(b, s)] = expected.get((b, s), 0) + n
+        if rng.random() < 0.3:
+            ledger.new_day()
+            expected = {k: v for k, v in expected.items() if v != 0}
+    keys = sorted(expected)
+    assert ledger.key.tolist() == [a * 50 + s for a, s in keys]
+    assert ledger.shares.tolist() == [expected[k] for k in keys]
