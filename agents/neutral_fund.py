@@ -102,8 +102,7 @@ class NeutralFunds(Population):
         """(r,) CNY: cash + longs - shares owed on loans, at last prices."""
         model, market = self.model, self.market
         accounts = self.accounts[rows]
-        acct, stock, shares, _ = model.ledger.positions(accounts)
-        slot = np.searchsorted(accounts, acct)
+        slot, stock, shares, _ = model.ledger.positions_of(accounts)
         value = np.bincount(slot, shares * market.last[stock] / 100.0, minlength=rows.size)
         owed = np.zeros(rows.size)
         if model.lending is not None:
@@ -116,9 +115,9 @@ class NeutralFunds(Population):
     def long_value(self, rows: np.ndarray) -> np.ndarray:
         market = self.market
         accounts = self.accounts[rows]
-        acct, stock, shares, _ = self.model.ledger.positions(accounts)
+        slot, stock, shares, _ = self.model.ledger.positions_of(accounts)
         return np.bincount(
-            np.searchsorted(accounts, acct),
+            slot,
             shares * market.last[stock] / 100.0,
             minlength=rows.size,
         )

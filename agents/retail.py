@@ -198,26 +198,9 @@ class RetailChasers(Population):
     def positions(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
         """(slot, stock, shares, sellable) of the rows' positions, grouped by slot.
 
-        ``slot`` indexes into ``rows``. The ledger's keys are sorted by account, so each
-        account's positions are one slice found by binary search: O(r log P) rather
-        than a scan of the whole ledger, which matters when rows is a single agent.
+        ``slot`` indexes into ``rows`` (ascending, so their accounts are too).
         """
-        ledger = self.model.ledger
-        n_stocks = ledger.n_stocks
-        accounts = self.accounts[rows]  # ascending: rows are, and accounts are contiguous
-        if rows.shape[0] == self.n and self.n:
-            # Every row (rows are 0..n-1): the population's accounts are one slice of the table.
-            account, stock, shares, sellable = ledger.positions(self.accounts)
-            return account - self.accounts[0], stock, shares, sellable
-        lo = np.searchsorted(ledger.key, accounts * n_stocks)  # (r,)
-        hi = np.searchsorted(ledger.key, (accounts + 1) * n_stocks)  # (r,)
-        count = hi - lo
-        slot = np.repeat(np.arange(rows.shape[0]), count)  # (p,)
-        at = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(slot.shape[0])
-        held = ledger.shares[at] != 0
-        at, slot = at[held], slot[held]
-        shares = ledger.shares[at]
-        return slot, ledger.key[at] % n_stocks, shares, shares - ledger.bought_today[at]
+        return self.model.ledger.positions_of(self.accounts[rows])
 
     def _roll(self) -> None:
         """At a step's first decision, this step's actions become last step's."""

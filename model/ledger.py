@@ -175,6 +175,28 @@ class Ledger:
         keep = (shares != 0) & np.isin(account, accounts)
         return account[keep], stock[keep], shares[keep], (shares - today)[keep]
 
+    def positions_of(self, accounts: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(slot, stock, shares, sellable) of the held positions of ``accounts``, by slot.
+
+        ``slot`` indexes into ``accounts`` (sorted, distinct), so callers sum per account
+        with one bincount and no search of their own. A consecutive block (a population's
+        accounts) is one slice of the table; otherwise each account's slice is found by
+        binary search: O(r log P) rather than a scan, which matters for a single account.
+        """
+        accounts = np.asarray(accounts, dtype=np.int64)
+        if consecutive(accounts):
+            account, stock, shares, sellable = self.positions(accounts)
+            return account - accounts[0], stock, shares, sellable
+        lo = np.searchsorted(self.key, accounts * self.n_stocks)  # (r,)
+        hi = np.searchsorted(self.key, (accounts + 1) * self.n_stocks)  # (r,)
+        count = hi - lo  # (r,) rows of each account, empty ones included
+        slot = np.repeat(np.arange(accounts.shape[0]), count)  # (p,)
+        at = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(slot.shape[0])  # (p,)
+        held = self.shares[at] != 0
+        at, slot = at[held], slot[held]
+        shares = self.shares[at]
+        return slot, self.key[at] % self.n_stocks, shares, shares - self.bought_today[at]
+
     def shares_by_stock(self) -> np.ndarray:
         """(S,) total shares held per stock, across all accounts."""
         _, stock = np.divmod(self.key, self.n_stocks)
