@@ -210,12 +210,11 @@ class RetailChasers(Population):
             self.action[:] = 0
             self.selling[:] = False
 
-    def _mark(
-        self, rows: np.ndarray, slot: np.ndarray, stock: np.ndarray, shares: np.ndarray
-    ) -> None:
+    def _mark(self, rows: np.ndarray) -> None:
         """Mark the rows' wealth to last prices and raise their peaks where it is new."""
-        cash_fen = np.maximum(self.model.ledger.cash[self.accounts[rows]], 0)
-        held = np.bincount(slot, shares * self.market.last[stock], minlength=rows.shape[0])
+        ledger, accounts = self.model.ledger, self.accounts[rows]
+        cash_fen = np.maximum(ledger.cash[accounts], 0)
+        held = ledger.value_fen(accounts, self.market.last)  # (r,) fen
         self.wealth[rows] = (cash_fen + held) / 100.0
         self.peak_wealth[rows] = np.maximum(self.peak_wealth[rows], self.wealth[rows])
 
@@ -229,8 +228,7 @@ class RetailChasers(Population):
         self._roll()
         market, c = self.market, self.cfg
         market.cancel_accounts(np.sort(self.accounts[rows]))
-        slot, h_stock, h_shares, _ = self.positions(rows)
-        self._mark(rows, slot, h_stock, h_shares)
+        self._mark(rows)
         self.panicking[rows] = self.drawdown[rows] > PANIC_DRAWDOWN
         self.action[rows] = 0
         self.selling[rows] = False

@@ -197,6 +197,29 @@ class Ledger:
         shares = self.shares[at]
         return slot, self.key[at] % self.n_stocks, shares, shares - self.bought_today[at]
 
+    def value_fen(self, accounts: np.ndarray, price_fen: np.ndarray) -> np.ndarray:
+        """(r,) float64 fen each account's holdings are worth at ``price_fen`` (int64, >= S).
+
+        Each account's positions are summed in table order, as a bincount over
+        :meth:`positions_of` would; a consecutive block (a population's accounts) is
+        summed in one compiled pass over its slice, with no position arrays built.
+        """
+        accounts = np.asarray(accounts, dtype=np.int64)
+        if not consecutive(accounts):
+            slot, stock, shares, _ = self.positions_of(accounts)
+            return np.bincount(slot, shares * price_fen[stock], minlength=accounts.shape[0])
+        lo, hi = np.searchsorted(
+            self.key, [accounts[0] * self.n_stocks, (accounts[-1] + 1) * self.n_stocks]
+        )
+        return _value_fen(
+            self.key[lo:hi],
+            self.shares[lo:hi],
+            np.asarray(price_fen, np.int64),
+            self.n_stocks,
+            accounts[0],
+            accounts.shape[0],
+        )
+
     def shares_by_stock(self) -> np.ndarray:
         """(S,) total shares held per stock, across all accounts."""
         _, stock = np.divmod(self.key, self.n_stocks)
@@ -273,6 +296,28 @@ class Ledger:
         cash_drift = int(self.cash.sum()) - self.initial_cash - self.external
         share_drift = self.shares_by_stock() - self.initial_shares
         return cash_drift, np.concatenate([share_drift, self.fut_pos.sum(axis=0)])
+
+
+@numba.njit(cache=True, nogil=True)
+def _value_fen(
+    key: np.ndarray,
+    shares: np.ndarray,
+    price_fen: np.ndarray,
+    n_stocks: int,
+    first: int,
+    n_accounts: int,
+) -> np.ndarray:
+    """(n_accounts,) float64 sum of ``shares * price_fen[stock]`` per account of a slice.
+
+    The slice holds the keys of accounts ``first .. first + n_accounts - 1``; each product
+    is an int64 added as a float64 in key order, exactly what ``np.bincount`` adds.
+    """
+    value = np.zeros(n_accounts)
+    for i in range(key.shape[0]):
+        if shares[i] != 0:
+            account = key[i] // n_stocks
+            value[account - first] += shares[i] * price_fen[key[i] - account * n_stocks]
+    return value
 
 
 @numba.njit(cache=True, nogil=True)

@@ -184,6 +184,24 @@ def test_positions_of_a_block_of_accounts_are_the_held_rows_of_its_slice(small_m
         assert [f.tolist() for f in found] == [e.tolist() for e in expected]
 
 
+def test_positions_of_and_value_fen_match_a_scan_for_blocks_and_scattered_accounts(small_model):
+    m = small_model
+    for _ in range(6):
+        m.step()
+    ledger, price = m.ledger, m.market.last
+    account, stock = np.divmod(ledger.key, ledger.n_stocks)
+    block = m.populations[-1].accounts
+    for accounts in (block, block[:1], block[::3], np.array([0, block[-1]], np.int64)):
+        keep = (ledger.shares != 0) & np.isin(account, accounts)
+        slot = np.searchsorted(accounts, account[keep])
+        shares = ledger.shares[keep]
+        expected = (slot, stock[keep], shares, (ledger.shares - ledger.bought_today)[keep])
+        found = ledger.positions_of(accounts)
+        assert [f.tolist() for f in found] == [e.tolist() for e in expected]
+        value = np.bincount(slot, shares * price[stock[keep]], minlength=accounts.size)
+        assert ledger.value_fen(accounts, price).tolist() == value.tolist()
+
+
 def test_loans_of_a_block_of_borrowers_are_those_of_the_same_set_in_any_order():
     m = MarketModel(
         rng=4,
