@@ -122,16 +122,18 @@ class NeutralFunds(Population):
             minlength=rows.size,
         )
 
-    def mark(self) -> None:
-        """NAV per unit of every product at the last prices."""
+    def mark(self) -> np.ndarray:
+        """NAV per unit of every product at the last prices; returns the (n,) equity, CNY,
+        so the day's flows need not mark the same books again."""
         live = self.units > 0
         eq = self.equity(self.rows)
         self.nav = np.where(live, eq / np.maximum(self.units, 1e-9), self.nav)
+        return eq
 
     # -- daily decisions --------------------------------------------------------------------
     def begin_day(self) -> None:
         c, model = self.cfg, self.model
-        self.mark()
+        eq = self.mark()  # (n,) CNY; nothing trades before the flows below use it
         self.nav_history.append(self.nav.copy())
         self.peak = np.maximum(self.peak, self.nav)
         # Risk lines: the stop line is final. The warning line on NAV per unit, or a
@@ -160,7 +162,6 @@ class NeutralFunds(Population):
         if c.forced_selling:
             flow -= c.redemption_sensitivity * np.maximum(drawdown - 0.02, 0.0) / 20.0
         flow = np.where(self.state == STOPPED, 0.0, np.clip(flow, -0.2, 0.05))
-        eq = self.equity(self.rows)
         cash_flow = flow * np.maximum(eq, 0.0)
         model.ledger.external_cash(self.accounts, np.rint(cash_flow * 100).astype(np.int64))
         self.units = np.maximum(self.units + cash_flow / np.maximum(self.nav, 1e-9), 0.0)

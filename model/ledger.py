@@ -310,13 +310,17 @@ def _value_fen(
     """(n_accounts,) float64 sum of ``shares * price_fen[stock]`` per account of a slice.
 
     The slice holds the keys of accounts ``first .. first + n_accounts - 1``; each product
-    is an int64 added as a float64 in key order, exactly what ``np.bincount`` adds.
+    is an int64 added as a float64 in key order, exactly what ``np.bincount`` adds. Keys
+    are sorted, so the account is divided out once per account, not once per row.
     """
     value = np.zeros(n_accounts)
+    slot, first_key = 0, 0  # the slot of the current run of keys and its account's first key
     for i in range(key.shape[0]):
+        if key[i] >= first_key + n_stocks or i == 0:
+            slot = key[i] // n_stocks - first
+            first_key = (slot + first) * n_stocks
         if shares[i] != 0:
-            account = key[i] // n_stocks
-            value[account - first] += shares[i] * price_fen[key[i] - account * n_stocks]
+            value[slot] += shares[i] * price_fen[key[i] - first_key]
     return value
 
 
