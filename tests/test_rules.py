@@ -147,6 +147,26 @@ def test_cancels_add_up_before_the_book_is_read(small_model):
     assert np.all(market.book.lots == 1) and len(market.book_level) == len(market.book)
 
 
+def test_cancel_over_pending_withdrawals_acts_on_the_resting_orders(small_model):
+    m = small_model
+    for _ in range(3):
+        m.step()
+    market = m.market
+    book = market.book  # compacted: nothing withdrawn yet
+    gone = book.account == book.account[0]
+    market.cancel_accounts(np.array([book.account[0]]))  # pending, not yet removed
+    assert market.n_resting == len(book) - gone.sum()
+    resting = book.select(~gone)
+    assert (
+        market.resting_of(resting.account[:1]).tolist()
+        == (resting.account == resting.account[0]).tolist()
+    )
+    big = resting.lots > 1  # one entry per resting order
+    market.cancel(big)
+    assert market.book.account.tolist() == resting.account[~big].tolist()
+    assert market.book.lots.tolist() == resting.lots[~big].tolist()
+
+
 def test_search_from_is_searchsorted():
     """Searching on from the last answer finds what np.searchsorted finds."""
     rng = np.random.default_rng(5)
