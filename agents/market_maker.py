@@ -95,8 +95,11 @@ class LadderMakers(Population):
         account, traded, signed = self.taken(accounts)
         mine = np.isin(account, accounts)
         slot = np.searchsorted(self.instrument, traded[mine])  # instruments are sorted
-        taken = np.zeros_like(self.depth)
-        np.add.at(taken, (slot, (signed[mine] < 0).astype(np.int64)), np.abs(signed[mine]))
+        # (I, 2) lots taken off each instrument's bid and ask: one bincount over the flat
+        # (instrument, side) index, which sums exactly what np.add.at would, much faster.
+        flat = 2 * slot + (signed[mine] < 0)
+        taken = np.bincount(flat, np.abs(signed[mine]), minlength=self.depth.size)
+        taken = taken.reshape(self.depth.shape)
         self.depth[q] = np.maximum(self.depth[q] - taken[q], 0.0)
         self.depth[q] += self.replenish * (self.target_depth(q)[:, None] - self.depth[q])
 

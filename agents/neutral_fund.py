@@ -102,8 +102,7 @@ class NeutralFunds(Population):
         """(r,) CNY: cash + longs - shares owed on loans, at last prices."""
         model, market = self.model, self.market
         accounts = self.accounts[rows]
-        acct, stock, shares, _ = model.ledger.positions(accounts)
-        slot = np.searchsorted(accounts, acct)
+        slot, stock, shares, _ = model.ledger.positions_of(accounts)
         value = np.bincount(slot, shares * market.last[stock] / 100.0, minlength=rows.size)
         owed = np.zeros(rows.size)
         if model.lending is not None:
@@ -116,23 +115,25 @@ class NeutralFunds(Population):
     def long_value(self, rows: np.ndarray) -> np.ndarray:
         market = self.market
         accounts = self.accounts[rows]
-        acct, stock, shares, _ = self.model.ledger.positions(accounts)
+        slot, stock, shares, _ = self.model.ledger.positions_of(accounts)
         return np.bincount(
-            np.searchsorted(accounts, acct),
+            slot,
             shares * market.last[stock] / 100.0,
             minlength=rows.size,
         )
 
-    def mark(self) -> None:
-        """NAV per unit of every product at the last prices."""
+    def mark(self) -> np.ndarray:
+        """NAV per unit of every product at the last prices; returns the (n,) equity, CNY,
+        so the day's flows need not mark the same books again."""
         live = self.units > 0
         eq = self.equity(self.rows)
         self.nav = np.where(live, eq / np.maximum(self.units, 1e-9), self.nav)
+        return eq
 
     # -- daily decisions --------------------------------------------------------------------
     def begin_day(self) -> None:
         c, model = self.cfg, self.model
-        self.mark()
+        eq = self.mark()  # (n,) CNY; nothing trades before the flows below use it
         self.nav_history.append(self.nav.copy())
         self.peak = np.maximum(self.peak, self.nav)
         # Risk lines: the stop line is final. The warning line on NAV per unit, or a
@@ -161,7 +162,6 @@ class NeutralFunds(Population):
         if c.forced_selling:
             flow -= c.redemption_sensitivity * np.maximum(drawdown - 0.02, 0.0) / 20.0
         flow = np.where(self.state == STOPPED, 0.0, np.clip(flow, -0.2, 0.05))
-        eq = self.equity(self.rows)
         cash_flow = flow * np.maximum(eq, 0.0)
         model.ledger.external_cash(self.accounts, np.rint(cash_flow * 100).astype(np.int64))
         self.units = np.maximum(self.units + cash_flow / np.maximum(self.nav, 1e-9), 0.0)

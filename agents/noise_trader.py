@@ -33,12 +33,16 @@ class NoiseTraders(Population):
         if self.model.day_index == 0:
             self.cash_target = self.cash_share(self.rows)
 
-    def cash_share(self, rows: np.ndarray) -> np.ndarray:
-        """(r,) cash over cash plus holdings at last prices."""
+    def cash_share(
+        self, rows: np.ndarray, positions: tuple[np.ndarray, ...] | None = None
+    ) -> np.ndarray:
+        """(r,) cash over cash plus holdings at last prices.
+
+        ``positions`` is the rows' ``Ledger.positions_of``, when the caller has it already.
+        """
         ledger, market = self.model.ledger, self.market
         accounts = self.accounts[rows]
-        acct, stock, shares, _ = ledger.positions(accounts)
-        slot = np.searchsorted(accounts, acct)
+        slot, stock, shares, _ = ledger.positions_of(accounts) if positions is None else positions
         held = np.bincount(slot, shares * market.last[stock] / 100.0, minlength=rows.shape[0])
         cash = np.maximum(ledger.cash[accounts] / 100.0, 0.0)
         return cash / np.maximum(cash + held, 1.0)
@@ -47,7 +51,7 @@ class NoiseTraders(Population):
         market, c, rng = self.market, self.cfg, self.rng
         accounts = self.accounts[rows]  # sorted: rows are ascending and accounts contiguous
         mine = market.resting_of(accounts)
-        market.cancel(mine & (rng.random(len(market.book)) < c.cancel_rate))
+        market.cancel(mine & (rng.random(market.n_resting) < c.cancel_rate))
 
         n_stocks = market.universe.n
         attention = 1.0 + c.attention * np.maximum(market.vol_ratio() - 1.0, 0.0)  # (S,)
@@ -55,21 +59,24 @@ class NoiseTraders(Population):
         counts = rng.poisson(rate, size=rows.shape[0])  # (r,)
         owner = np.repeat(np.arange(rows.shape[0]), counts)  # (n,) index into rows
         n = owner.shape[0]
-        tilt = c.rebalancing * (self.cash_share(rows) - self.cash_target[rows])
+        # The ledger does not change while agents decide: one look at the rows' positions.
+        positions = market.ledger.positions_of(accounts)
+        slot, h_stock, _, sellable = positions
+        tilt = c.rebalancing * (self.cash_share(rows, positions) - self.cash_target[rows])
         buy = rng.random(n) < 0.5 * (1.0 + np.tanh(tilt))[owner]
         stock = rng.choice(n_stocks, size=n, p=attention / attention.sum())
         cap_lots = np.full(n, np.iinfo(np.int64).max)
 
         # Each trader keeps a handful of stocks: sellers sell one of their positions (they may
         # sell today), and half the buyers add to one rather than open a new one.
-        acct, h_stock, _, sellable = market.ledger.positions(accounts)
-        first = np.searchsorted(acct, accounts)  # (r,) first position of each row
-        held = (np.searchsorted(acct, accounts, side="right") - first)[owner]  # (n,)
+        count = np.bincount(slot, minlength=rows.shape[0])  # (r,) positions of each row
+        first = np.cumsum(count) - count  # (r,) first position of each row
+        held = count[owner]  # (n,)
         pick = first[owner] + np.floor(rng.random(n) * held).astype(np.int64)
-        pick = np.minimum(pick, max(acct.shape[0] - 1, 0))
+        pick = np.minimum(pick, max(slot.shape[0] - 1, 0))
         sell = ~buy & (held > 0)
         top_up = buy & (held > 0) & (rng.random(n) < 0.5)
-        if acct.shape[0]:
+        if slot.shape[0]:
             stock = np.where(sell | top_up, h_stock[pick], stock)
             cap_lots = np.where(sell, sellable[pick] // market.lot, cap_lots)
         sell &= cap_lots > 0

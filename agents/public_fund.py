@@ -94,8 +94,7 @@ class PublicMicroCapFunds(Population):
         """(r,) CNY: cash + holdings at last prices - redemptions owed."""
         ledger, market = self.model.ledger, self.market
         accounts = self.accounts[rows]
-        acct, stock, shares, _ = ledger.positions(accounts)
-        slot = np.searchsorted(accounts, acct)
+        slot, stock, shares, _ = ledger.positions_of(accounts)
         value = np.bincount(slot, shares * market.last[stock] / 100.0, minlength=rows.size)
         return ledger.cash[accounts] / 100.0 + value - self.payable[rows]
 

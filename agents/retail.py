@@ -23,6 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 import networkx as nx
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -73,6 +74,24 @@ def row_normalized_adjacency(graph: nx.Graph, n: int) -> sp.csr_array:
     degree = np.asarray(adjacency.sum(axis=1)).ravel()  # (n,)
     inverse = np.divide(1.0, degree, out=np.zeros(n), where=degree > 0)
     return sp.csr_array(sp.diags_array(inverse) @ adjacency)
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_products(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, rows: np.ndarray, x: np.ndarray
+) -> np.ndarray:
+    """(r,) ``(A @ x)[rows]`` of a CSR matrix ``A`` (indptr, indices, data) without a copy.
+
+    Each row is summed in storage order from 0.0, as scipy's CSR product does, so the
+    results are the same to the bit.
+    """
+    out = np.empty(rows.shape[0])
+    for i in range(rows.shape[0]):
+        total = 0.0
+        for j in range(indptr[rows[i]], indptr[rows[i] + 1]):
+            total += data[j] * x[indices[j]]
+        out[i] = total
+    return out
 
 
 def social_graph(n: int, degree: int, seed: int) -> nx.Graph:
@@ -191,33 +210,21 @@ class RetailChasers(Population):
         return np.clip(1.0 - self.wealth / peak, 0.0, 1.0)
 
     def neighbour_action(self, rows: np.ndarray) -> np.ndarray:
-        """(r,) average last-step action of each row's neighbours, in [-1, 1]."""
-        adjacency = self.adjacency if rows.shape[0] == self.n else self.adjacency[rows]
-        return adjacency @ self.last_action.astype(np.float64)
+        """(r,) average last-step action of each row's neighbours, in [-1, 1].
+
+        The rows' products with the adjacency are taken in place: slicing the CSR matrix
+        first (``adjacency[rows] @ x``) copies the rows and costs more than the products.
+        """
+        a = self.adjacency
+        rows = np.asarray(rows, np.int64)
+        return _row_products(a.indptr, a.indices, a.data, rows, self.last_action.astype(np.float64))
 
     def positions(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
         """(slot, stock, shares, sellable) of the rows' positions, grouped by slot.
 
-        ``slot`` indexes into ``rows``. The ledger's keys are sorted by account, so each
-        account's positions are one slice found by binary search: O(r log P) rather
-        than a scan of the whole ledger, which matters when rows is a single agent.
+        ``slot`` indexes into ``rows`` (ascending, so their accounts are too).
         """
-        ledger = self.model.ledger
-        n_stocks = ledger.n_stocks
-        accounts = self.accounts[rows]  # ascending: rows are, and accounts are contiguous
-        if rows.shape[0] == self.n and self.n:
-            # Every row (rows are 0..n-1): the population's accounts are one slice of the table.
-            account, stock, shares, sellable = ledger.positions(self.accounts)
-            return account - self.accounts[0], stock, shares, sellable
-        lo = np.searchsorted(ledger.key, accounts * n_stocks)  # (r,)
-        hi = np.searchsorted(ledger.key, (accounts + 1) * n_stocks)  # (r,)
-        count = hi - lo
-        slot = np.repeat(np.arange(rows.shape[0]), count)  # (p,)
-        at = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(slot.shape[0])
-        held = ledger.shares[at] != 0
-        at, slot = at[held], slot[held]
-        shares = ledger.shares[at]
-        return slot, ledger.key[at] % n_stocks, shares, shares - ledger.bought_today[at]
+        return self.model.ledger.positions_of(self.accounts[rows])
 
     def _roll(self) -> None:
         """At a step's first decision, this step's actions become last step's."""
@@ -227,12 +234,11 @@ class RetailChasers(Population):
             self.action[:] = 0
             self.selling[:] = False
 
-    def _mark(
-        self, rows: np.ndarray, slot: np.ndarray, stock: np.ndarray, shares: np.ndarray
-    ) -> None:
+    def _mark(self, rows: np.ndarray) -> None:
         """Mark the rows' wealth to last prices and raise their peaks where it is new."""
-        cash_fen = np.maximum(self.model.ledger.cash[self.accounts[rows]], 0)
-        held = np.bincount(slot, shares * self.market.last[stock], minlength=rows.shape[0])
+        ledger, accounts = self.model.ledger, self.accounts[rows]
+        cash_fen = np.maximum(ledger.cash[accounts], 0)
+        held = ledger.value_fen(accounts, self.market.last)  # (r,) fen
         self.wealth[rows] = (cash_fen + held) / 100.0
         self.peak_wealth[rows] = np.maximum(self.peak_wealth[rows], self.wealth[rows])
 
@@ -246,8 +252,7 @@ class RetailChasers(Population):
         self._roll()
         market, c = self.market, self.cfg
         market.cancel_accounts(np.sort(self.accounts[rows]))
-        slot, h_stock, h_shares, _ = self.positions(rows)
-        self._mark(rows, slot, h_stock, h_shares)
+        self._mark(rows)
         self.panicking[rows] = self.drawdown[rows] > PANIC_DRAWDOWN
         self.action[rows] = 0
         self.selling[rows] = False

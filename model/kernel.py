@@ -61,15 +61,41 @@ class Grid:
         An order priced beyond a limit rests at the limit: that is how a market order
         behaves under daily price limits.
         """
-        step = self.step[stock]
-        # Down: offset // step; up: ceil(offset / step) = (offset + step - 1) // step.
-        offset = price - self.lower[stock] + np.where(side > 0, 0, step - 1)
-        return np.clip(offset // step, 0, self.n_active[stock] - 1)
+        return _level_of(
+            self.lower,
+            self.step,
+            self.n_active,
+            np.asarray(stock, np.int64),
+            np.asarray(price, np.int64),
+            np.asarray(side),
+        )
 
     def nearest_level(self, stock: np.ndarray, price: np.ndarray) -> np.ndarray:
         """Level closest to ``price`` (the reference for tie-breaks)."""
         level = np.rint((price - self.lower[stock]) / self.step[stock]).astype(np.int64)
         return np.clip(level, 0, self.n_active[stock] - 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _level_of(
+    lower: np.ndarray,
+    step: np.ndarray,
+    n_active: np.ndarray,
+    stock: np.ndarray,
+    price: np.ndarray,
+    side: np.ndarray,
+) -> np.ndarray:
+    """(n,) :meth:`Grid.level_of` in one compiled pass (int64 floor division is slow in numpy).
+
+    Numba's integer ``//`` floors like Python's, so the levels are the same.
+    """
+    level = np.empty(stock.shape[0], np.int64)
+    for i in range(stock.shape[0]):
+        s = stock[i]
+        # Down: offset // step; up: ceil(offset / step) = (offset + step - 1) // step.
+        offset = price[i] - lower[s] + (0 if side[i] > 0 else step[s] - 1)
+        level[i] = min(max(offset // step[s], 0), n_active[s] - 1)
+    return level
 
 
 @dataclass(frozen=True)

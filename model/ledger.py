@@ -175,6 +175,51 @@ class Ledger:
         keep = (shares != 0) & np.isin(account, accounts)
         return account[keep], stock[keep], shares[keep], (shares - today)[keep]
 
+    def positions_of(self, accounts: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(slot, stock, shares, sellable) of the held positions of ``accounts``, by slot.
+
+        ``slot`` indexes into ``accounts`` (sorted, distinct), so callers sum per account
+        with one bincount and no search of their own. A consecutive block (a population's
+        accounts) is one slice of the table; otherwise each account's slice is found by
+        binary search: O(r log P) rather than a scan, which matters for a single account.
+        """
+        accounts = np.asarray(accounts, dtype=np.int64)
+        if consecutive(accounts):
+            account, stock, shares, sellable = self.positions(accounts)
+            return account - accounts[0], stock, shares, sellable
+        lo = np.searchsorted(self.key, accounts * self.n_stocks)  # (r,)
+        hi = np.searchsorted(self.key, (accounts + 1) * self.n_stocks)  # (r,)
+        count = hi - lo  # (r,) rows of each account, empty ones included
+        slot = np.repeat(np.arange(accounts.shape[0]), count)  # (p,)
+        at = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(slot.shape[0])  # (p,)
+        held = self.shares[at] != 0
+        at, slot = at[held], slot[held]
+        shares = self.shares[at]
+        return slot, self.key[at] % self.n_stocks, shares, shares - self.bought_today[at]
+
+    def value_fen(self, accounts: np.ndarray, price_fen: np.ndarray) -> np.ndarray:
+        """(r,) float64 fen each account's holdings are worth at ``price_fen`` (int64, >= S).
+
+        Each account's positions are summed in table order, as a bincount over
+        :meth:`positions_of` would; a consecutive block (a population's accounts) is
+        summed in one compiled pass over its slice, with no position arrays built.
+        """
+        accounts = np.asarray(accounts, dtype=np.int64)
+        if not consecutive(accounts):
+            slot, stock, shares, _ = self.positions_of(accounts)
+            return np.bincount(slot, shares * price_fen[stock], minlength=accounts.shape[0])
+        lo, hi = np.searchsorted(
+            self.key, [accounts[0] * self.n_stocks, (accounts[-1] + 1) * self.n_stocks]
+        )
+        return _value_fen(
+            self.key[lo:hi],
+            self.shares[lo:hi],
+            np.asarray(price_fen, np.int64),
+            self.n_stocks,
+            accounts[0],
+            accounts.shape[0],
+        )
+
     def shares_by_stock(self) -> np.ndarray:
         """(S,) total shares held per stock, across all accounts."""
         _, stock = np.divmod(self.key, self.n_stocks)
@@ -251,6 +296,32 @@ class Ledger:
         cash_drift = int(self.cash.sum()) - self.initial_cash - self.external
         share_drift = self.shares_by_stock() - self.initial_shares
         return cash_drift, np.concatenate([share_drift, self.fut_pos.sum(axis=0)])
+
+
+@numba.njit(cache=True, nogil=True)
+def _value_fen(
+    key: np.ndarray,
+    shares: np.ndarray,
+    price_fen: np.ndarray,
+    n_stocks: int,
+    first: int,
+    n_accounts: int,
+) -> np.ndarray:
+    """(n_accounts,) float64 sum of ``shares * price_fen[stock]`` per account of a slice.
+
+    The slice holds the keys of accounts ``first .. first + n_accounts - 1``; each product
+    is an int64 added as a float64 in key order, exactly what ``np.bincount`` adds. Keys
+    are sorted, so the account is divided out once per account, not once per row.
+    """
+    value = np.zeros(n_accounts)
+    slot, first_key = 0, 0  # the slot of the current run of keys and its account's first key
+    for i in range(key.shape[0]):
+        if key[i] >= first_key + n_stocks or i == 0:
+            slot = key[i] // n_stocks - first
+            first_key = (slot + first) * n_stocks
+        if shares[i] != 0:
+            value[slot] += shares[i] * price_fen[key[i] - first_key]
+    return value
 
 
 @numba.njit(cache=True, nogil=True)

@@ -238,10 +238,25 @@ class Market:
             lots[add] = np.floor(fen / per_lot).astype(np.int64)
         return lots
 
+    @property
+    def n_resting(self) -> int:
+        """``len(book)``, without compacting the book to count it."""
+        withdrawn = 0 if self._withdrawn is None else int(np.count_nonzero(self._withdrawn))
+        return self._book.account.shape[0] - withdrawn
+
     def cancel(self, mask: np.ndarray) -> None:
-        """Withdraw the resting orders where ``mask`` (shape of the book) is true."""
-        self._remove_withdrawn()
-        self._withdrawn = np.asarray(mask, dtype=bool)
+        """Withdraw the resting orders where ``mask`` (shape of the book) is true.
+
+        Orders already withdrawn but not yet removed stay in place: ``mask`` is spread
+        over the others, so the book is compacted once a step, not once per cancel.
+        """
+        mask = np.asarray(mask, dtype=bool)
+        if self._withdrawn is None:
+            self._withdrawn = mask
+        else:
+            withdrawn = self._withdrawn.copy()
+            withdrawn[~self._withdrawn] = mask
+            self._withdrawn = withdrawn
 
     def cancel_accounts(self, accounts: np.ndarray) -> None:
         """Withdraw every resting order of ``accounts`` (a sorted id array or a range)."""
@@ -252,7 +267,10 @@ class Market:
 
     def resting_of(self, accounts: np.ndarray) -> np.ndarray:
         """(len(book),) bool: which resting orders are those of ``accounts`` (sorted ids)."""
-        return _of_accounts(self.book.account, np.asarray(accounts))
+        account = self._book.account  # (m,) withdrawn orders included: only one column is cut
+        if self._withdrawn is not None:
+            account = account[~self._withdrawn]
+        return _of_accounts(account, np.asarray(accounts))
 
     # -- clearing -------------------------------------------------------------------------
     def clear(self) -> Clearing:

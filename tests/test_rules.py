@@ -147,6 +147,26 @@ def test_cancels_add_up_before_the_book_is_read(small_model):
     assert np.all(market.book.lots == 1) and len(market.book_level) == len(market.book)
 
 
+def test_cancel_over_pending_withdrawals_acts_on_the_resting_orders(small_model):
+    m = small_model
+    for _ in range(3):
+        m.step()
+    market = m.market
+    book = market.book  # compacted: nothing withdrawn yet
+    gone = book.account == book.account[0]
+    market.cancel_accounts(np.array([book.account[0]]))  # pending, not yet removed
+    assert market.n_resting == len(book) - gone.sum()
+    resting = book.select(~gone)
+    assert (
+        market.resting_of(resting.account[:1]).tolist()
+        == (resting.account == resting.account[0]).tolist()
+    )
+    big = resting.lots > 1  # one entry per resting order
+    market.cancel(big)
+    assert market.book.account.tolist() == resting.account[~big].tolist()
+    assert market.book.lots.tolist() == resting.lots[~big].tolist()
+
+
 def test_search_from_is_searchsorted():
     """Searching on from the last answer finds what np.searchsorted finds."""
     rng = np.random.default_rng(5)
@@ -182,6 +202,24 @@ def test_positions_of_a_block_of_accounts_are_the_held_rows_of_its_slice(small_m
         )
         found = ledger.positions(accounts)
         assert [f.tolist() for f in found] == [e.tolist() for e in expected]
+
+
+def test_positions_of_and_value_fen_match_a_scan_for_blocks_and_scattered_accounts(small_model):
+    m = small_model
+    for _ in range(6):
+        m.step()
+    ledger, price = m.ledger, m.market.last
+    account, stock = np.divmod(ledger.key, ledger.n_stocks)
+    block = m.populations[-1].accounts
+    for accounts in (block, block[:1], block[::3], np.array([0, block[-1]], np.int64)):
+        keep = (ledger.shares != 0) & np.isin(account, accounts)
+        slot = np.searchsorted(accounts, account[keep])
+        shares = ledger.shares[keep]
+        expected = (slot, stock[keep], shares, (ledger.shares - ledger.bought_today)[keep])
+        found = ledger.positions_of(accounts)
+        assert [f.tolist() for f in found] == [e.tolist() for e in expected]
+        value = np.bincount(slot, shares * price[stock[keep]], minlength=accounts.size)
+        assert ledger.value_fen(accounts, price).tolist() == value.tolist()
 
 
 def test_loans_of_a_block_of_borrowers_are_those_of_the_same_set_in_any_order():
