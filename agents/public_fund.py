@@ -58,8 +58,8 @@ class PublicMicroCapFunds(Population):
         super().__init__(model, accounts)
         self.cfg = cfg
         n, n_stocks = self.n, model.universe.n
-        self.size = max(1, min(round(cfg.basket_size * max(scale, 0.2)), n_stocks))
-        self.basket = np.zeros((n, self.size), dtype=np.int64)  # (n, B) mandate stocks
+        size = max(1, min(round(cfg.basket_size * max(scale, 0.2)), n_stocks))
+        self.basket = np.zeros((n, size), dtype=np.int64)  # (n, B) mandate stocks
         self.in_mandate = np.zeros(n_stocks, dtype=bool)  # (S,)
         self.follow_mandate(self.market.caps())
         self.units = model.ledger.cash[self.accounts] / 100.0  # (n,) units, NAV 1 at start
@@ -84,7 +84,7 @@ class PublicMicroCapFunds(Population):
 
     def follow_mandate(self, caps: np.ndarray) -> None:
         """Re-pick the mandate: the ``B`` smallest of ``caps`` (S,), the same for every fund."""
-        smallest = np.sort(np.argsort(caps, kind="stable")[: self.size])
+        smallest = np.sort(np.argsort(caps, kind="stable")[: self.basket.shape[1]])
         self.basket = np.broadcast_to(smallest, self.basket.shape).copy()
         self.in_mandate[:] = False
         self.in_mandate[smallest] = True
