@@ -102,25 +102,18 @@ class NeutralFunds(Population):
         """(r,) CNY: cash + longs - shares owed on loans, at last prices."""
         model, market = self.model, self.market
         accounts = self.accounts[rows]
-        slot, stock, shares, _ = model.ledger.positions_of(accounts)
-        value = np.bincount(slot, shares * market.last[stock] / 100.0, minlength=rows.size)
         owed = np.zeros(rows.size)
         if model.lending is not None:
             b, s, sh = model.lending.loans(accounts)
             owed = np.bincount(
                 np.searchsorted(accounts, b), sh * market.last[s] / 100.0, minlength=rows.size
             )
-        return model.ledger.cash[accounts] / 100.0 + value - owed
+        return model.ledger.cash[accounts] / 100.0 + self.long_value(rows) - owed
 
     def long_value(self, rows: np.ndarray) -> np.ndarray:
-        market = self.market
-        accounts = self.accounts[rows]
-        slot, stock, shares, _ = self.model.ledger.positions_of(accounts)
-        return np.bincount(
-            slot,
-            shares * market.last[stock] / 100.0,
-            minlength=rows.size,
-        )
+        """(r,) CNY the rows' long positions are worth at last prices."""
+        slot, stock, shares, _ = self.model.ledger.positions_of(self.accounts[rows])
+        return np.bincount(slot, shares * self.market.last[stock] / 100.0, minlength=rows.size)
 
     def mark(self) -> np.ndarray:
         """NAV per unit of every product at the last prices; returns the (n,) equity, CNY,
