@@ -159,3 +159,10 @@ def test_lending_curb_recalls_loans_and_moves_the_hedge_to_futures():
     fut = -m.ledger.futures_position(f.accounts)[:, 1:].sum()
     assert (f.state == NORMAL).all()
     assert fut > fut0  # the lost stock hedge reappears as futures shorts
+
+
+def test_loans_of_a_block_of_borrowers_are_those_of_the_same_set_in_any_order(model):
+    accounts = model.neutral.accounts
+    block = model.lending.loans(accounts)  # consecutive: one slice of the loan table
+    shuffled = model.lending.loans(accounts[::-1])  # not consecutive: a search of every loan
+    assert block[0].size and [b.tolist() for b in block] == [s.tolist() for s in shuffled]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from model import MarketModel
 from model.ledger import Ledger, search_from
 from model.market import _fit
 from model.orders import Orders
@@ -220,26 +219,6 @@ def test_positions_of_and_value_fen_match_a_scan_for_blocks_and_scattered_accoun
         assert [f.tolist() for f in found] == [e.tolist() for e in expected]
         value = np.bincount(slot, shares * price[stock[keep]], minlength=accounts.size)
         assert ledger.value_fen(accounts, price).tolist() == value.tolist()
-
-
-def test_loans_of_a_block_of_borrowers_are_those_of_the_same_set_in_any_order():
-    m = MarketModel(
-        rng=4,
-        **{
-            "universe.n_stocks": 80,
-            "market.start": "2024-01-22",
-            "market.end": "2024-02-09",
-            "noise_traders.n_agents": 300,
-            "fundamental_traders.n_agents": 20,
-            "futures.enabled": True,
-            "neutral.n_funds": 500,
-        },
-    )
-    m.step()
-    accounts = m.neutral.accounts
-    block = m.lending.loans(accounts)  # consecutive: one slice of the loan table
-    shuffled = m.lending.loans(accounts[::-1])  # not consecutive: a search of every loan
-    assert block[0].size and [b.tolist() for b in block] == [s.tolist() for s in shuffled]
 
 
 def test_holdings_table_stays_sorted_and_sums_each_position():
