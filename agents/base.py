@@ -73,6 +73,18 @@ class Population:
     def rng(self) -> np.random.Generator:
         return self.model.rng
 
+    def holdings_value(
+        self, rows: np.ndarray, positions: tuple[np.ndarray, ...] | None = None
+    ) -> np.ndarray:
+        """(r,) CNY the rows' positions are worth at last prices.
+
+        ``positions`` is the rows' ``Ledger.positions_of``, when the caller has it already.
+        """
+        if positions is None:
+            positions = self.model.ledger.positions_of(self.accounts[rows])
+        slot, stock, shares, _ = positions
+        return np.bincount(slot, shares * self.market.last[stock] / 100.0, minlength=len(rows))
+
     def act(self, rows: np.ndarray) -> Orders:
         """Let ``rows`` revise their resting orders and submit new ones; return the admitted."""
         return self.market.submit(self.decide(rows))

@@ -108,12 +108,7 @@ class NeutralFunds(Population):
             owed = np.bincount(
                 np.searchsorted(accounts, b), sh * market.last[s] / 100.0, minlength=rows.size
             )
-        return model.ledger.cash[accounts] / 100.0 + self.long_value(rows) - owed
-
-    def long_value(self, rows: np.ndarray) -> np.ndarray:
-        """(r,) CNY the rows' long positions are worth at last prices."""
-        slot, stock, shares, _ = self.model.ledger.positions_of(self.accounts[rows])
-        return np.bincount(slot, shares * self.market.last[stock] / 100.0, minlength=rows.size)
+        return model.ledger.cash[accounts] / 100.0 + self.holdings_value(rows) - owed
 
     def mark(self) -> np.ndarray:
         """NAV per unit of every product at the last prices; returns the (n,) equity, CNY,

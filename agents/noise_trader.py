@@ -40,11 +40,8 @@ class NoiseTraders(Population):
 
         ``positions`` is the rows' ``Ledger.positions_of``, when the caller has it already.
         """
-        ledger, market = self.model.ledger, self.market
-        accounts = self.accounts[rows]
-        slot, stock, shares, _ = ledger.positions_of(accounts) if positions is None else positions
-        held = np.bincount(slot, shares * market.last[stock] / 100.0, minlength=rows.shape[0])
-        cash = np.maximum(ledger.cash[accounts] / 100.0, 0.0)
+        held = self.holdings_value(rows, positions)
+        cash = np.maximum(self.model.ledger.cash[self.accounts[rows]] / 100.0, 0.0)
         return cash / np.maximum(cash + held, 1.0)
 
     def decide(self, rows: np.ndarray) -> Orders:

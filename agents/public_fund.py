@@ -92,11 +92,8 @@ class PublicMicroCapFunds(Population):
     # -- marking ----------------------------------------------------------------------------
     def equity(self, rows: np.ndarray) -> np.ndarray:
         """(r,) CNY: cash + holdings at last prices - redemptions owed."""
-        ledger, market = self.model.ledger, self.market
-        accounts = self.accounts[rows]
-        slot, stock, shares, _ = ledger.positions_of(accounts)
-        value = np.bincount(slot, shares * market.last[stock] / 100.0, minlength=rows.size)
-        return ledger.cash[accounts] / 100.0 + value - self.payable[rows]
+        cash = self.model.ledger.cash[self.accounts[rows]] / 100.0
+        return cash + self.holdings_value(rows) - self.payable[rows]
 
     def mark(self) -> None:
         """NAV per unit of every fund at the last prices."""

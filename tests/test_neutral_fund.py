@@ -39,7 +39,7 @@ def test_products_start_hedged_and_nearly_market_neutral(model):
     value = model.indices.level[spec.underlying] * spec.multiplier
     futures_short = -(model.ledger.futures_position(f.accounts) * value).sum()
     borrowed = f.lend_share * f.target_exposure(f.rows)
-    longs = f.long_value(f.rows).sum()
+    longs = f.holdings_value(f.rows).sum()
     assert futures_short > 0
     assert 0.8 < (futures_short + borrowed.sum()) / longs < 1.2
     assert (f.leverage[f.is_dma] > f.leverage[~f.is_dma].max()).all()
