@@ -65,7 +65,7 @@ run: $(STAMP)
 	$(VENV)/bin/unwind run calm --seed 1 --out runs/calm
 
 test: $(STAMP) browser
-	$(VENV_PY) -m pytest -n 2 tests
+	$(VENV_PY) -m pytest -n 2 --dist loadgroup tests
 
 bench: $(STAMP)
 	$(VENV)/bin/unwind bench

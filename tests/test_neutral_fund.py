@@ -88,6 +88,28 @@ def test_drawdown_line_cuts_exposure_until_nav_wins_back_half_of_it():
     assert f.state[0] == NORMAL
 
 
+def test_a_cut_held_without_a_new_low_is_rebuilt_from_a_new_base():
+    m = MarketModel(
+        rng=4,
+        **EPISODE,
+        **{"neutral.drawdown_line": 0.1, "neutral.line_spread": 0.0, "neutral.recovery_days": 3},
+    )
+    m.step()
+    f = m.neutral
+    f.peak[:2] = f.nav[:2] / 0.88  # both 12% below their peaks: cut
+    f.begin_day()
+    assert (f.state[:2] == WARNED).all()
+    for _ in range(2):
+        f.units[1] *= 1.01  # product 1 keeps making new lows; product 0 holds still
+        f.begin_day()
+        assert (f.state[:2] == WARNED).all()
+    f.units[1] *= 1.01
+    f.begin_day()
+    # Three mornings after the cut, no new low: product 0 rebuilds, its NAV the new peak.
+    assert f.state[0] == NORMAL and f.peak[0] == f.nav[0]
+    assert f.state[1] == WARNED and f.peak[1] > f.nav[1] / 0.88
+
+
 def test_a_discount_beyond_the_expected_alpha_stops_subscriptions_and_shrinks_books(model):
     f = model.neutral
     f.trailing[:] = 0.1  # a good quarter: investors want in
