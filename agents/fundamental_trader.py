@@ -26,7 +26,9 @@ class FundamentalTraders(Population):
         super().__init__(model, accounts)
         self.cfg = cfg
         n_stocks = model.universe.n
-        watched = min(cfg.stocks_watched, n_stocks)
+        # Enough stocks each that every stock has someone watching it: 200 investors
+        # covering 20 stocks each leave a fifth of a 5,000-stock market unanchored.
+        watched = min(max(cfg.stocks_watched, -(-n_stocks // max(self.n, 1))), n_stocks)
         # (n, W) the stocks each one covers, a fixed list as an analyst's coverage is; every
         # stock is covered about equally often.
         flat = self.rng.permutation(np.resize(np.arange(n_stocks), self.n * watched))

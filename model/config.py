@@ -284,7 +284,9 @@ class FundamentalTraderConfig(Section):
     holdings_pct_float: float = _num(0.10, 0.0, 0.9, doc="initial holdings, share of float")
     threshold: float = _num(0.05, 0.0, 1.0, doc="mispricing before they act")
     aggressiveness: float = _num(0.02, 0.0, 1.0, doc="share of float traded per unit mispricing")
-    stocks_watched: int = _num(20, 1, 10000, doc="stocks each one reviews per step")
+    stocks_watched: int = _num(
+        20, 1, 10000, doc="stocks each one reviews per step (more if needed to cover every stock)"
+    )
 
 
 @_section("noise_traders")

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from agents.base import ArrayAgent
+from agents.fundamental_trader import FundamentalTraders
 from agents.market_maker import MarketMaker
 from agents.noise_trader import NoiseTrader
 from model import ConfigError, MarketModel
@@ -122,3 +123,11 @@ def test_counterfactuals_of_one_seed_share_the_news():
         b.step()
     assert np.array_equal(a.fundamentals.log_value, b.fundamentals.log_value)
     assert not np.array_equal(a.market.last, b.market.last)  # the agents did differ
+
+
+def test_every_stock_has_a_value_investor_watching_it():
+    # 10 investors x 20 stocks would leave 100 of 300 stocks without an anchor.
+    m = MarketModel(rng=1, **{"universe.n_stocks": 300, "fundamental_traders.n_agents": 10})
+    funds = next(p for p in m.populations if isinstance(p, FundamentalTraders))
+    covered = np.unique(funds.coverage)
+    assert covered.size == m.universe.n
