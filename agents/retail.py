@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from agents.base import ArrayAgent, Population
+from agents.social import barabasi_albert_edges, row_normalized_adjacency_from_edges, to_networkx
 from model.config import RetailConfig
 from model.orders import Orders
 
@@ -94,13 +95,19 @@ def _row_products(
     return out
 
 
+def attachments(degree: int) -> int:
+    """Edges each new node brings in a Barabasi-Albert graph of mean degree about ``degree``."""
+    return max((degree + 1) // 2, 1)
+
+
 def social_graph(n: int, degree: int, seed: int) -> nx.Graph:
     """Barabasi-Albert graph on ``n`` nodes with mean degree about ``degree``.
 
     Preferential attachment gives a few hubs (influencers) with many followers,
-    which is how stock tips spread among retail investors.
+    which is how stock tips spread among retail investors. (The population builds
+    the same graph from edge arrays: :mod:`agents.social`.)
     """
-    m = max((degree + 1) // 2, 1)
+    m = attachments(degree)
     if n <= m:
         return nx.complete_graph(n)
     return nx.barabasi_albert_graph(n, m, seed=seed)
@@ -127,8 +134,17 @@ class RetailChasers(Population):
         self.scale = scale
         n, n_stocks = self.n, model.universe.n
         self.capital = model.ledger.cash[self.accounts] / 100.0 / CASH_SHARE  # (n,) CNY
-        self.graph = social_graph(n, cfg.degree, seed=int(self.rng.integers(2**31)))
-        self.adjacency = row_normalized_adjacency(self.graph, n)  # (n, n) CSR, rows sum to 1
+        # The graph of social_graph(n, cfg.degree, seed), as edges: networkx's object is
+        # built only if something asks for ``graph`` (a run needs only the adjacency).
+        m, seed = attachments(cfg.degree), int(self.rng.integers(2**31))
+        self._graph: nx.Graph | None = None
+        self._edges = np.zeros((0, 2), dtype=np.int64)  # (E, 2) in networkx's order
+        if n <= m:
+            self.use_graph(nx.complete_graph(n))
+        else:
+            self._edges = barabasi_albert_edges(n, m, seed)
+            # (n, n) CSR, rows sum to 1
+            self.adjacency = row_normalized_adjacency_from_edges(n, self._edges)
         self.wealth = np.zeros(n)  # (n,) CNY at last prices, as of the last decision
         self.peak_wealth = np.zeros(n)  # (n,) CNY, highest wealth seen (for the drawdown)
         self.last_action = np.zeros(n, dtype=np.int8)  # (n,) +1 bought, -1 sold, last step
@@ -145,9 +161,16 @@ class RetailChasers(Population):
         """(n,) fen to open the accounts with: ``CASH_SHARE`` of each drawn capital."""
         return np.rint(draw_capital(cfg, scale, rng) * CASH_SHARE * 100.0).astype(np.int64)
 
+    @property
+    def graph(self) -> nx.Graph:
+        """The social graph as a ``nx.Graph``, built from the edges at first use."""
+        if self._graph is None:
+            self._graph = to_networkx(self.n, attachments(self.cfg.degree), self._edges)
+        return self._graph
+
     def use_graph(self, graph: nx.Graph) -> None:
         """Replace the social graph (nodes ``0..n-1``), e.g. a hand-built one in tests."""
-        self.graph = graph
+        self._graph = graph
         self.adjacency = row_normalized_adjacency(graph, self.n)
 
     def look_weights(self) -> np.ndarray:
