@@ -274,7 +274,7 @@ class RetailChasers(Population):
         """
         self._roll()
         market, c = self.market, self.cfg
-        market.cancel_accounts(np.sort(self.accounts[rows]))
+        market.cancel_accounts(self.accounts[rows])  # any order: rows ascend in a run
         self._mark(rows)
         self.panicking[rows] = self.drawdown[rows] > PANIC_DRAWDOWN
         self.action[rows] = 0

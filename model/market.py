@@ -14,7 +14,7 @@ import numpy as np
 
 from model.futures import FuturesSpec
 from model.kernel import Clearing, Grid, clear
-from model.ledger import Ledger, consecutive, search_from
+from model.ledger import Ledger, consecutive, search_near
 from model.orders import Orders
 from model.universe import Universe
 
@@ -259,7 +259,7 @@ class Market:
             self._withdrawn = withdrawn
 
     def cancel_accounts(self, accounts: np.ndarray) -> None:
-        """Withdraw every resting order of ``accounts`` (a sorted id array or a range)."""
+        """Withdraw every resting order of ``accounts`` (ids in any order; a range is fastest)."""
         if self._book.account.shape[0]:
             # The book may hold withdrawn orders still: they stay withdrawn.
             mine = _of_accounts(self._book.account, np.asarray(accounts))
@@ -383,26 +383,26 @@ def _admit_stock_compiled(
     n_rows = key.shape[0]
     claimed_shares = np.zeros(n_rows, np.int64)  # (P,) per holding row
     claimed_fen = np.zeros(buying_power.shape[0], np.int64)  # (A,) per account
-    row, last = 0, -1  # the last sell's holding row and key: the next search starts there
+    row = 0  # the last sell's holding row: the next search starts there
     for i in range(book_account.shape[0]):
         if book_stock[i] >= n_stocks:
             continue
         if book_side[i] < 0:
             k = book_account[i] * n_stocks + book_stock[i]
-            row, last = search_from(key, k, row if k >= last else 0), k
+            row = search_near(key, k, row)
             if row < n_rows and key[row] == k:
                 claimed_shares[row] += book_lots[i] * lot
         else:
             claimed_fen[book_account[i]] += book_lots[i] * lot * book_price[i]
     admitted = lots.copy()  # (n,)
-    row, last = 0, -1
+    row = 0
     for i in range(account.shape[0]):
         if stock[i] >= n_stocks:
             continue
         if side[i] < 0:
             need = lots[i] * lot  # shares
             k = account[i] * n_stocks + stock[i]
-            row, last = search_from(key, k, row if k >= last else 0), k
+            row = search_near(key, k, row)
             if row == n_rows or key[row] != k:
                 admitted[i] = 0  # nothing held
                 continue

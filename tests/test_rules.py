@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.ledger import Ledger, search_from
+from model.ledger import Ledger, search_from, search_near
 from model.market import _fit
 from model.orders import Orders
 
@@ -181,6 +181,20 @@ def test_search_from_is_searchsorted():
             found.append(row)
         assert found == np.searchsorted(table, key).tolist()
     assert search_from(np.zeros(0, np.int64), 3, 0) == 0
+
+
+def test_search_near_is_searchsorted_from_any_hint():
+    """Galloping up or down from any hint finds what np.searchsorted finds."""
+    rng = np.random.default_rng(6)
+    table = np.unique(rng.integers(0, 10_000, 3000))
+    key = np.concatenate([rng.integers(-5, 10_005, 2000), table, table[::-1]])
+    want = np.searchsorted(table, key)
+    for hints in (np.r_[0, want[:-1]], rng.integers(0, table.size + 1, key.size)):
+        found = [
+            search_near(table, k, h) for k, h in zip(key.tolist(), hints.tolist(), strict=True)
+        ]
+        assert found == want.tolist()
+    assert search_near(np.zeros(0, np.int64), 3, 0) == 0
 
 
 def test_positions_of_a_block_of_accounts_are_the_held_rows_of_its_slice(small_model):
