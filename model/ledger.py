@@ -149,10 +149,7 @@ class Ledger:
     def rows_of(self, account: np.ndarray, stock: np.ndarray) -> np.ndarray:
         """Row of each (account, stock) in the holdings table, -1 where none."""
         key = np.asarray(account, np.int64) * self.n_stocks + np.asarray(stock, np.int64)
-        if self.key.size == 0:
-            return np.full(key.shape, -1, dtype=np.int64)
-        row = np.minimum(np.searchsorted(self.key, key), self.key.size - 1)
-        return np.where(self.key[row] == key, row, -1)
+        return _rows_of(self.key, key.ravel()).reshape(key.shape)
 
     def holding(self, account: np.ndarray, stock: np.ndarray) -> np.ndarray:
         """Shares held per (account, stock), zero where none."""
@@ -194,8 +191,7 @@ class Ledger:
         if consecutive(accounts):
             account, stock, shares, sellable = self.positions(accounts)
             return account - accounts[0], stock, shares, sellable
-        lo = np.searchsorted(self.key, accounts * self.n_stocks)  # (r,)
-        hi = np.searchsorted(self.key, (accounts + 1) * self.n_stocks)  # (r,)
+        lo, hi = _account_bounds(self.key, accounts, self.n_stocks)  # (r,) each
         count = hi - lo  # (r,) rows of each account, empty ones included
         slot = np.repeat(np.arange(accounts.shape[0]), count)  # (p,)
         at = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(slot.shape[0])  # (p,)
@@ -414,6 +410,36 @@ def search_near(table_key: np.ndarray, k: int, hint: int) -> int:
         else:
             hi = mid
     return lo
+
+
+@numba.njit(cache=True, nogil=True)
+def _rows_of(table_key: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """(n,) row of each of ``key`` (n,) in the sorted ``table_key``, -1 where absent.
+
+    Callers look up an account's stocks together, so each search starts at the last
+    answer (:func:`search_near`) rather than bisecting the whole table.
+    """
+    row = np.empty(key.shape[0], np.int64)
+    at = 0
+    for i in range(key.shape[0]):
+        at = search_near(table_key, key[i], at)
+        row[i] = at if at < table_key.shape[0] and table_key[at] == key[i] else -1
+    return row
+
+
+@numba.njit(cache=True, nogil=True)
+def _account_bounds(
+    table_key: np.ndarray, accounts: np.ndarray, n_stocks: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(r,) first and (r,) one-past-last rows of each account's keys in ``table_key``:
+    ``np.searchsorted`` of ``account * n_stocks`` and ``(account + 1) * n_stocks``."""
+    lo = np.empty(accounts.shape[0], np.int64)
+    hi = np.empty(accounts.shape[0], np.int64)
+    at = 0
+    for i in range(accounts.shape[0]):
+        lo[i] = search_near(table_key, accounts[i] * n_stocks, at)
+        hi[i] = at = search_near(table_key, (accounts[i] + 1) * n_stocks, lo[i])
+    return lo, hi
 
 
 @numba.njit(cache=True, nogil=True)
