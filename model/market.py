@@ -12,6 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from model.book import append_admitted, keep_resting, split_fills
 from model.futures import FuturesSpec
 from model.kernel import Clearing, Grid, clear
 from model.ledger import Ledger, consecutive, search_near
@@ -131,9 +132,16 @@ class Market:
     def _remove_withdrawn(self) -> None:
         """Drop the cancelled orders: once for a step's many cancels, not once per cancel."""
         if self._withdrawn is not None:
-            keep = np.flatnonzero(~self._withdrawn)
-            self._book, self._book_level = self._book.select(keep), self._book_level[keep]
-            self._withdrawn = None
+            book = self._book
+            *columns, self._book_level = keep_resting(
+                book.account,
+                book.stock,
+                book.side,
+                book.price,
+                self._book_level,
+                np.where(self._withdrawn, 0, book.lots),
+            )
+            self._book, self._withdrawn = Orders(*columns), None
 
     # -- the day --------------------------------------------------------------------------
     def open_day(self) -> None:
@@ -172,11 +180,26 @@ class Market:
         lots = self._admit_stock(orders)
         if not is_stock.all():
             lots[~is_stock] = self._admit_futures(orders.select(~is_stock))
-        admitted = orders.with_lots(lots)
-        level = self.grid.level_of(admitted.stock, admitted.price, admitted.side)
-        self.book = Orders.concat([self.book, admitted])
-        self.book_level = np.concatenate([self.book_level, level])
-        return admitted
+        book, grid = self.book, self.grid
+        *columns, level = append_admitted(
+            book.account,
+            book.stock,
+            book.side,
+            book.price,
+            book.lots,
+            self.book_level,
+            orders.account,
+            orders.stock,
+            orders.side,
+            orders.price,
+            lots,
+            grid.lower,
+            grid.step,
+            grid.n_active,
+        )
+        self.book, self.book_level = Orders(*columns), level
+        m = len(book)
+        return Orders(*(column[m:] for column in columns))  # the admitted: the book's tail
 
     def _admit_stock(self, orders: Orders) -> np.ndarray:
         """Lots admitted: sells within today's sellable shares, buys within cash and credit.
@@ -278,14 +301,11 @@ class Market:
         book, grid, n_stocks = self.book, self.grid, self.n_stocks
         ref = grid.nearest_level(np.arange(grid.n_stocks), self.last)
         result = clear(grid, book.stock, book.side, self.book_level, book.lots, ref)
-        traded = result.filled > 0
-        account, instrument = book.account[traded], book.stock[traded]
-        signed_lots = book.side[traded].astype(np.int64) * result.filled[traded]
-        stock = instrument < n_stocks
-        price = result.price[instrument[stock]]
-        signed = signed_lots[stock] * self.lot
-        self.ledger.settle(account[stock], instrument[stock], signed, price)
-        self.last_fills = (account[stock], instrument[stock], signed, price)
+        *stock_fills, fut_account, contract, fut_lots = split_fills(
+            book.account, book.stock, book.side, result.filled, result.price, n_stocks, self.lot
+        )
+        self.ledger.settle(*stock_fills)
+        self.last_fills = tuple(stock_fills)  # (account, stock, signed shares, price)
 
         new_last = np.where(result.volume > 0, result.price, self.last)
         if self.futures is not None:
@@ -295,13 +315,18 @@ class Market:
             new_last[fut] = np.where((result.volume[fut] == 0) & (mid > 0), mid, new_last[fut])
             # Variation margin to the new marks first, then the fills join at that mark.
             self.variation_margin = self.ledger.mark_futures(new_last[n_stocks:])
-            fut = ~stock
-            self.ledger.settle_futures(account[fut], instrument[fut] - n_stocks, signed_lots[fut])
-            self.futures_fills = (account[fut], instrument[fut] - n_stocks, signed_lots[fut])
+            self.ledger.settle_futures(fut_account, contract, fut_lots)
+            self.futures_fills = (fut_account, contract, fut_lots)
 
-        left = book.lots - result.filled
-        self.book = book.with_lots(left)
-        self.book_level = self.book_level[left > 0]
+        *columns, level = keep_resting(
+            book.account,
+            book.stock,
+            book.side,
+            book.price,
+            self.book_level,
+            book.lots - result.filled,
+        )
+        self.book, self.book_level = Orders(*columns), level
 
         self.step_return = np.log(new_last / self.last)
         self.last = new_last
