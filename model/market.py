@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from model.book import append_admitted, keep_resting, split_fills
+from model.book import admissible, append_admitted, keep_resting, split_fills
 from model.futures import FuturesSpec
 from model.kernel import Clearing, Grid, clear
 from model.ledger import Ledger, consecutive, search_near
@@ -166,16 +166,19 @@ class Market:
 
     def submit(self, orders: Orders) -> Orders:
         """Admit what the accounts can honour, rest it on the book; return what was admitted."""
-        orders = orders.select(orders.lots > 0)
+        orders = Orders(
+            *admissible(
+                orders.account,
+                orders.stock,
+                orders.side,
+                orders.price,
+                orders.lots,
+                self.grid.lower,
+                self.grid.upper,
+            )
+        )
         if not len(orders):
             return orders
-        orders = Orders(
-            orders.account,
-            orders.stock,
-            orders.side,
-            self.clip_price(orders.stock, orders.price),
-            orders.lots,
-        )
         is_stock = orders.stock < self.n_stocks
         lots = self._admit_stock(orders)
         if not is_stock.all():

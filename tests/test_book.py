@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.book import append_admitted, keep_resting, split_fills
+from model.book import admissible, append_admitted, keep_resting, split_fills
 from model.kernel import Grid
 from model.orders import Orders
 
@@ -68,3 +68,23 @@ def test_append_keep_and_split_match_numpy():
     np.testing.assert_array_equal(f_acc, want.account[traded][~is_stock])
     np.testing.assert_array_equal(f_contract, want.stock[traded][~is_stock] - 10)
     np.testing.assert_array_equal(f_lots, signed[~is_stock])
+
+
+def test_admissible_is_positive_lots_with_clipped_prices():
+    rng = np.random.default_rng(4)
+    grid = Grid.from_close(np.full(12, 1000), np.full(12, 0.1), 21)
+    orders = _orders(rng, 80, 12)
+    orders = Orders(orders.account, orders.stock, orders.side, orders.price * 2 - 1000, orders.lots)
+    got = admissible(
+        *(getattr(orders, f) for f in ("account", "stock", "side", "price", "lots")),
+        grid.lower,
+        grid.upper,
+    )
+    kept = orders.select(orders.lots > 0)
+    clipped = np.clip(
+        np.rint(kept.price).astype(np.int64), grid.lower[kept.stock], grid.upper[kept.stock]
+    )
+    want = (kept.account, kept.stock, kept.side, clipped, kept.lots)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+        assert g.dtype == w.dtype
