@@ -169,3 +169,14 @@ def split_fills(
             f_account[k], f_contract[k], f_lots[k] = account[i], instrument[i] - n_stocks, signed
             k += 1
     return s_account, s_stock, s_shares, s_price, f_account, f_contract, f_lots
+
+
+@numba.njit(cache=True, nogil=True)
+def withdraw_block(account: np.ndarray, first: int, last: int, withdrawn: np.ndarray) -> np.ndarray:
+    """(n,) bool: ``withdrawn`` (n,; or empty: none yet) plus the orders (``account``, (n,))
+    of accounts ``first .. last``, in one pass instead of two comparisons and two ors."""
+    out = np.empty(account.shape[0], np.bool_)
+    some = withdrawn.shape[0] == account.shape[0]
+    for i in range(account.shape[0]):
+        out[i] = (first <= account[i] <= last) or (some and withdrawn[i])
+    return out

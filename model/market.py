@@ -12,12 +12,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from model.book import admissible, append_admitted, keep_resting, split_fills
+from model.book import admissible, append_admitted, keep_resting, split_fills, withdraw_block
 from model.futures import FuturesSpec
 from model.kernel import Clearing, Grid, clear
 from model.ledger import Ledger, consecutive, search_near
 from model.orders import Orders
 from model.universe import Universe
+
+_NONE = np.zeros(0, dtype=bool)  # "nothing withdrawn yet", for withdraw_block
 
 
 def _fit(keys_old, need_old, keys_new, need_new, capacity_of) -> np.ndarray:
@@ -286,10 +288,17 @@ class Market:
 
     def cancel_accounts(self, accounts: np.ndarray) -> None:
         """Withdraw every resting order of ``accounts`` (ids in any order; a range is fastest)."""
-        if self._book.account.shape[0]:
-            # The book may hold withdrawn orders still: they stay withdrawn.
-            mine = _of_accounts(self._book.account, np.asarray(accounts))
-            self._withdrawn = mine if self._withdrawn is None else self._withdrawn | mine
+        accounts = np.asarray(accounts)
+        if not self._book.account.shape[0]:
+            return
+        # The book may hold withdrawn orders still: they stay withdrawn.
+        if consecutive(accounts):  # a population's block: one compiled pass
+            withdrawn = _NONE if self._withdrawn is None else self._withdrawn
+            first, last = int(accounts[0]), int(accounts[-1])
+            self._withdrawn = withdraw_block(self._book.account, first, last, withdrawn)
+            return
+        mine = np.isin(self._book.account, accounts)
+        self._withdrawn = mine if self._withdrawn is None else self._withdrawn | mine
 
     def resting_of(self, accounts: np.ndarray) -> np.ndarray:
         """(len(book),) bool: which resting orders are those of ``accounts`` (sorted ids)."""
