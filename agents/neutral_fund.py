@@ -73,6 +73,10 @@ class NeutralFunds(Population):
         basket = max(1, min(round(cfg.basket_size * max(scale, 0.2)), uni.n))
         score = cfg.size_tilt * uni.size_z[None, :] + rng.standard_normal((n, uni.n))
         self.basket = np.argsort(-score, axis=1)[:, :basket]  # (n, B)
+        # Fixed for the product's life (read-only, so the sort below stays true): each row's
+        # stocks in ascending order, for lookups that walk the sorted ledger.
+        self.basket.flags.writeable = False
+        self.basket_order = np.argsort(self.basket, axis=1)  # (n, B)
         del size
         # Hedge split: futures (IC/IM) and borrowed stock from the CSI 500/1000 tiers.
         self.hedge_split = np.array([1.0 - cfg.im_share, cfg.im_share])  # (2,) IC, IM shares
@@ -238,7 +242,7 @@ class NeutralFunds(Population):
         basket = self.basket[rows]  # (r, B)
         b = basket.shape[1]
         price = market.last[basket].astype(np.float64)  # (r, B) fen
-        held = model.ledger.holding(np.repeat(accounts, b), basket.ravel()).reshape(basket.shape)
+        held = model.ledger.basket_holding(accounts, basket, self.basket_order[rows])  # (r, B)
         want = target[:, None] * self.weights[rows] * 100.0 / price  # (r, B) shares wanted
         gap = want - held
         urgent = (distressed | margin_call)[:, None]

@@ -165,6 +165,25 @@ class Ledger:
         row = self.rows_of(account, stock)
         return np.where(row >= 0, self.shares[np.maximum(row, 0)], 0)
 
+    def basket_holding(
+        self, accounts: np.ndarray, basket: np.ndarray, order: np.ndarray
+    ) -> np.ndarray:
+        """(r, B) shares each of ``accounts`` (r,) holds of each stock of its ``basket`` row,
+        zero where none: :meth:`holding` of the (r * B) pairs.
+
+        ``order`` (r, B) sorts each basket row (its argsort), so the lookups walk each
+        account's part of the table in key order, a row or two apart, instead of
+        bisecting it 250,000 times a step (500 products of 500 stocks at full scale).
+        """
+        return _basket_holding(
+            self.key,
+            self.shares,
+            np.asarray(accounts, np.int64),
+            np.asarray(basket, np.int64),
+            np.asarray(order, np.int64),
+            self.n_stocks,
+        )
+
     def sellable(self, account: np.ndarray, stock: np.ndarray) -> np.ndarray:
         """Shares that may be sold now: held, minus bought today (T+1)."""
         row = self.rows_of(account, stock)
@@ -452,6 +471,28 @@ def _rows_of(table_key: np.ndarray, key: np.ndarray) -> np.ndarray:
         at = search_near(table_key, key[i], at)
         row[i] = at if at < table_key.shape[0] and table_key[at] == key[i] else -1
     return row
+
+
+@numba.njit(cache=True, nogil=True)
+def _basket_holding(
+    table_key: np.ndarray,
+    table_shares: np.ndarray,
+    accounts: np.ndarray,
+    basket: np.ndarray,
+    order: np.ndarray,
+    n_stocks: int,
+) -> np.ndarray:
+    """(r, B) shares held of ``basket[i, j]`` by ``accounts[i]``, looked up in the order
+    ``order[i]`` (ascending stock) so that each search starts at the last answer."""
+    held = np.zeros(basket.shape, np.int64)
+    at = 0
+    for i in range(basket.shape[0]):
+        for j in order[i]:
+            k = accounts[i] * n_stocks + basket[i, j]
+            at = search_near(table_key, k, at)
+            if at < table_key.shape[0] and table_key[at] == k:
+                held[i, j] = table_shares[at]
+    return held
 
 
 @numba.njit(cache=True, nogil=True)

@@ -252,3 +252,17 @@ def test_holdings_table_stays_sorted_and_sums_each_position():
     keys = sorted(expected)
     assert ledger.key.tolist() == [a * 50 + s for a, s in keys]
     assert ledger.shares.tolist() == [expected[k] for k in keys]
+
+
+def test_basket_holding_is_holding_of_each_basket_pair():
+    """Walking each basket in sorted order finds what holding() finds, in basket order."""
+    rng = np.random.default_rng(8)
+    ledger = Ledger(50)
+    accounts = ledger.open_accounts(np.zeros(6))
+    held_pairs = rng.integers(0, 50, (6, 12))
+    ledger.endow(np.repeat(accounts, 12), held_pairs.ravel(), rng.integers(1, 9, 72) * 100)
+    basket = np.stack([rng.permutation(50)[:15] for _ in accounts])  # (6, 15), pick order
+    want = ledger.holding(np.repeat(accounts, 15), basket.ravel()).reshape(basket.shape)
+    got = ledger.basket_holding(accounts, basket, np.argsort(basket, axis=1))
+    np.testing.assert_array_equal(got, want)
+    assert want.any() and not want.all()
