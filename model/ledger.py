@@ -251,6 +251,29 @@ class Ledger:
             accounts.shape[0],
         )
 
+    def value_cny(self, accounts: np.ndarray, price_fen: np.ndarray) -> np.ndarray:
+        """(r,) float64 CNY each account's holdings are worth at ``price_fen`` (int64, >= S).
+
+        The sum of ``shares * price / 100.0`` per position, in table order: the floats
+        of a bincount over :meth:`positions_of`, which a consecutive block (a
+        population's accounts) gets from one compiled pass over its slice instead.
+        """
+        accounts = np.asarray(accounts, dtype=np.int64)
+        if not consecutive(accounts):
+            slot, stock, shares, _ = self.positions_of(accounts)
+            return np.bincount(slot, shares * price_fen[stock] / 100.0, minlength=accounts.size)
+        lo, hi = np.searchsorted(
+            self.key, [accounts[0] * self.n_stocks, (accounts[-1] + 1) * self.n_stocks]
+        )
+        return _value_cny(
+            self.key[lo:hi],
+            self.shares[lo:hi],
+            np.asarray(price_fen, np.int64),
+            self.n_stocks,
+            accounts[0],
+            accounts.shape[0],
+        )
+
     def shares_by_stock(self) -> np.ndarray:
         """(S,) total shares held per stock, across all accounts."""
         _, stock = np.divmod(self.key, self.n_stocks)
@@ -370,6 +393,29 @@ def _value_fen(
             first_key = (slot + first) * n_stocks
         if shares[i] != 0:
             value[slot] += shares[i] * price_fen[key[i] - first_key]
+    return value
+
+
+@numba.njit(cache=True, nogil=True)
+def _value_cny(
+    key: np.ndarray,
+    shares: np.ndarray,
+    price_fen: np.ndarray,
+    n_stocks: int,
+    first: int,
+    n_accounts: int,
+) -> np.ndarray:
+    """(n_accounts,) float64 sum of ``shares * price_fen[stock] / 100.0`` per account of a
+    slice: :func:`_value_fen` with each position turned into CNY before it is added, as
+    ``np.bincount(slot, shares * price / 100.0)`` adds them."""
+    value = np.zeros(n_accounts)
+    slot, first_key = 0, 0  # the slot of the current run of keys and its account's first key
+    for i in range(key.shape[0]):
+        if key[i] >= first_key + n_stocks or i == 0:
+            slot = key[i] // n_stocks - first
+            first_key = (slot + first) * n_stocks
+        if shares[i] != 0:
+            value[slot] += shares[i] * price_fen[key[i] - first_key] / 100.0
     return value
 
 

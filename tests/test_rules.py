@@ -266,3 +266,19 @@ def test_basket_holding_is_holding_of_each_basket_pair():
     got = ledger.basket_holding(accounts, basket, np.argsort(basket, axis=1))
     np.testing.assert_array_equal(got, want)
     assert want.any() and not want.all()
+
+
+def test_value_cny_of_a_block_is_the_bincount_of_its_positions(small_model):
+    """The compiled block sum adds the same floats in the same order as the bincount."""
+    m = small_model
+    for _ in range(6):
+        m.step()
+    ledger, price = m.ledger, m.market.last
+    for pop in m.populations:
+        slot, stock, shares, _ = ledger.positions_of(pop.accounts)
+        want = np.bincount(slot, shares * price[stock] / 100.0, minlength=pop.n)
+        np.testing.assert_array_equal(ledger.value_cny(pop.accounts, price), want)
+        scattered = pop.accounts[::2]
+        slot, stock, shares, _ = ledger.positions_of(scattered)
+        want = np.bincount(slot, shares * price[stock] / 100.0, minlength=scattered.size)
+        np.testing.assert_array_equal(ledger.value_cny(scattered, price), want)
