@@ -100,6 +100,31 @@ def attachments(degree: int) -> int:
     return max((degree + 1) // 2, 1)
 
 
+@numba.njit(cache=True, nogil=True)
+def _mark_rows(
+    rows: np.ndarray,
+    accounts: np.ndarray,
+    cash: np.ndarray,
+    held_fen: np.ndarray,
+    wealth: np.ndarray,
+    peak_wealth: np.ndarray,
+    panicking: np.ndarray,
+) -> None:
+    """Wealth (CNY) of ``rows`` (r,) from their accounts' cash (A,) and holdings (r,) fen,
+    their new peaks, and whether their drawdown exceeds ``PANIC_DRAWDOWN``, in place.
+
+    The arithmetic of ``(max(cash, 0) + held) / 100``, ``np.maximum`` and
+    :attr:`RetailChasers.drawdown`, row by row: the same floats.
+    """
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        w = (max(cash[accounts[i]], 0) + held_fen[i]) / 100.0
+        wealth[r] = w
+        peak = peak_wealth[r] if peak_wealth[r] >= w else w
+        peak_wealth[r] = peak
+        panicking[r] = 1.0 - w / max(peak, 1e-9) > PANIC_DRAWDOWN
+
+
 def social_graph(n: int, degree: int, seed: int) -> nx.Graph:
     """Barabasi-Albert graph on ``n`` nodes with mean degree about ``degree``.
 
@@ -258,12 +283,16 @@ class RetailChasers(Population):
             self.selling[:] = False
 
     def _mark(self, rows: np.ndarray) -> None:
-        """Mark the rows' wealth to last prices and raise their peaks where it is new."""
+        """Mark the rows' wealth to last prices, raise their peaks where it is new, and flag
+        those beyond ``PANIC_DRAWDOWN`` (one compiled pass over the rows)."""
         ledger, accounts = self.model.ledger, self.accounts[rows]
-        cash_fen = np.maximum(ledger.cash[accounts], 0)
         held = ledger.value_fen(accounts, self.market.last)  # (r,) fen
-        self.wealth[rows] = (cash_fen + held) / 100.0
-        self.peak_wealth[rows] = np.maximum(self.peak_wealth[rows], self.wealth[rows])
+        _mark_rows(rows, accounts, ledger.cash, held, self.wealth, self.peak_wealth, self.panicking)
+
+    def _drawdown(self, rows: np.ndarray) -> np.ndarray:
+        """(r,) :attr:`drawdown` of ``rows`` alone."""
+        peak = np.maximum(self.peak_wealth[rows], 1e-9)
+        return np.clip(1.0 - self.wealth[rows] / peak, 0.0, 1.0)
 
     # -- rules ----------------------------------------------------------------------------
     def decide(self, rows: np.ndarray) -> Orders:
@@ -276,7 +305,6 @@ class RetailChasers(Population):
         market, c = self.market, self.cfg
         market.cancel_accounts(self.accounts[rows])  # any order: rows ascend in a run
         self._mark(rows)
-        self.panicking[rows] = self.drawdown[rows] > PANIC_DRAWDOWN
         self.action[rows] = 0
         self.selling[rows] = False
         attention = np.clip(market.vol_ratio().mean(), 1.0, MAX_ATTENTION)
@@ -294,7 +322,7 @@ class RetailChasers(Population):
         r = rows.shape[0]
         slot, h_stock, _, h_sellable = self.positions(rows)
         looked = rng.choice(self.ret20.shape[0], size=(r, LOOKED_AT), p=self.look_weights())
-        own = c.chase * self.ret20[looked].mean(axis=1) - c.panic * self.drawdown[rows]  # (r,)
+        own = c.chase * self.ret20[looked].mean(axis=1) - c.panic * self._drawdown(rows)  # (r,)
         # Investors keep about half their wealth in cash: the more cash, the likelier a buy.
         cash_share = np.maximum(self.model.ledger.cash[self.accounts[rows]], 0) / 100.0
         own += REBALANCE * (cash_share / np.maximum(self.wealth[rows], 1.0) - 0.5)
