@@ -81,7 +81,7 @@ class Population:
         ``positions`` is the rows' ``Ledger.positions_of``, when the caller has it already.
         """
         if positions is None:
-            positions = self.model.ledger.positions_of(self.accounts[rows])
+            return self.model.ledger.value_cny(self.accounts[rows], self.market.last)
         slot, stock, shares, _ = positions
         return np.bincount(slot, shares * self.market.last[stock] / 100.0, minlength=len(rows))
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import ArrayAgent, Population
+from agents.basket_orders import basket_orders
 from model.config import NeutralFundConfig
 from model.orders import Orders
 
@@ -78,6 +79,10 @@ class NeutralFunds(Population):
         basket = max(1, min(round(cfg.basket_size * max(scale, 0.2)), uni.n))
         score = cfg.size_tilt * uni.size_z[None, :] + rng.standard_normal((n, uni.n))
         self.basket = np.argsort(-score, axis=1)[:, :basket]  # (n, B)
+        # Fixed for the product's life (read-only, so the sort below stays true): each row's
+        # stocks in ascending order, for lookups that walk the sorted ledger.
+        self.basket.flags.writeable = False
+        self.basket_order = np.argsort(self.basket, axis=1)  # (n, B)
         del size
         # Hedge split: futures (IC/IM) and borrowed stock from the CSI 500/1000 tiers.
         self.hedge_split = np.array([1.0 - cfg.im_share, cfg.im_share])  # (2,) IC, IM shares
@@ -253,37 +258,43 @@ class NeutralFunds(Population):
         basket = self.basket[rows]  # (r, B)
         b = basket.shape[1]
         price = market.last[basket].astype(np.float64)  # (r, B) fen
-        held = model.ledger.holding(np.repeat(accounts, b), basket.ravel()).reshape(basket.shape)
-        want = target[:, None] * self.weights[rows] * 100.0 / price  # (r, B) shares wanted
-        gap = want - held
-        urgent = (distressed | margin_call)[:, None]
+        held = model.ledger.basket_holding(accounts, basket, self.basket_order[rows])  # (r, B)
+        urgent = distressed | margin_call  # (r,)
         hurry = 1.0 / (c.liquidation_days * model.steps_per_day)
-        step_share = np.where(urgent, hurry, pace)
-        trade = gap * step_share
         # A margin call sells at least what it needs, pro rata over the basket.
-        need = short_cash * 1.2 * 100.0 / np.maximum(held * price, 1).sum(axis=1)  # share
-        trade = np.where(
-            margin_call[:, None], np.minimum(trade, -held * np.minimum(need, 1)[:, None]), trade
-        )
-        lots = np.trunc(trade / market.lot)
-        side = np.sign(lots).astype(np.int8)
-        # Forced sellers cross the spread by up to ``forced_discount``; others rest near last.
-        near = price * np.where(side > 0, 1.002, 0.998)
-        order_price = np.where(urgent, price * (1.0 - c.forced_discount * (side < 0)), near)
-        forced = urgent & (side < 0)
-        self.forced_sales += float((np.abs(lots) * market.lot * price / 100.0)[forced].sum())
+        need = np.zeros(rows.size)  # (r,) share of the book
+        if margin_call.any():
+            need = short_cash * 1.2 * 100.0 / np.maximum(held * price, 1).sum(axis=1)
+        # Buy what is short of target, sell what is beyond, a share of the gap a step; forced
+        # sellers cross the spread by up to ``forced_discount``, others rest near last.
+        lots, side, order_price = basket_orders(
+            target,
+            self.weights[rows],
+            price,
+            held,
+            urgent,
+            margin_call,
+            need,
+            pace,
+            hurry,
+            market.lot,
+            c.forced_discount,
+        )  # (r, B) each
+        forced = urgent[:, None] & (side < 0)
+        if forced.any():
+            self.forced_sales += float((lots * market.lot * price / 100.0)[forced].sum())
         stocks = Orders(
             np.repeat(accounts, b),
             basket.ravel(),
             side.ravel(),
             order_price.ravel(),
-            np.abs(lots).ravel(),
+            lots.ravel(),
         )
         parts = [stocks]
         if model.lending is not None:
             parts.append(self._short_leg(rows, accounts, target))
         if model.futures is not None:
-            parts.append(self._hedge(rows, accounts, target, urgent[:, 0]))
+            parts.append(self._hedge(rows, accounts, target, urgent))
         return Orders.concat(parts)
 
     def _short_leg(self, rows, accounts, target) -> Orders:

@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from agents.base import ArrayAgent, Population
+from agents.social import barabasi_albert_edges, row_normalized_adjacency_from_edges, to_networkx
 from model.config import RetailConfig
 from model.orders import Orders
 
@@ -94,13 +95,44 @@ def _row_products(
     return out
 
 
+def attachments(degree: int) -> int:
+    """Edges each new node brings in a Barabasi-Albert graph of mean degree about ``degree``."""
+    return max((degree + 1) // 2, 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _mark_rows(
+    rows: np.ndarray,
+    accounts: np.ndarray,
+    cash: np.ndarray,
+    held_fen: np.ndarray,
+    wealth: np.ndarray,
+    peak_wealth: np.ndarray,
+    panicking: np.ndarray,
+) -> None:
+    """Wealth (CNY) of ``rows`` (r,) from their accounts' cash (A,) and holdings (r,) fen,
+    their new peaks, and whether their drawdown exceeds ``PANIC_DRAWDOWN``, in place.
+
+    The arithmetic of ``(max(cash, 0) + held) / 100``, ``np.maximum`` and
+    :attr:`RetailChasers.drawdown`, row by row: the same floats.
+    """
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        w = (max(cash[accounts[i]], 0) + held_fen[i]) / 100.0
+        wealth[r] = w
+        peak = peak_wealth[r] if peak_wealth[r] >= w else w
+        peak_wealth[r] = peak
+        panicking[r] = 1.0 - w / max(peak, 1e-9) > PANIC_DRAWDOWN
+
+
 def social_graph(n: int, degree: int, seed: int) -> nx.Graph:
     """Barabasi-Albert graph on ``n`` nodes with mean degree about ``degree``.
 
     Preferential attachment gives a few hubs (influencers) with many followers,
-    which is how stock tips spread among retail investors.
+    which is how stock tips spread among retail investors. (The population builds
+    the same graph from edge arrays: :mod:`agents.social`.)
     """
-    m = max((degree + 1) // 2, 1)
+    m = attachments(degree)
     if n <= m:
         return nx.complete_graph(n)
     return nx.barabasi_albert_graph(n, m, seed=seed)
@@ -127,8 +159,17 @@ class RetailChasers(Population):
         self.scale = scale
         n, n_stocks = self.n, model.universe.n
         self.capital = model.ledger.cash[self.accounts] / 100.0 / CASH_SHARE  # (n,) CNY
-        self.graph = social_graph(n, cfg.degree, seed=int(self.rng.integers(2**31)))
-        self.adjacency = row_normalized_adjacency(self.graph, n)  # (n, n) CSR, rows sum to 1
+        # The graph of social_graph(n, cfg.degree, seed), as edges: networkx's object is
+        # built only if something asks for ``graph`` (a run needs only the adjacency).
+        m, seed = attachments(cfg.degree), int(self.rng.integers(2**31))
+        self._graph: nx.Graph | None = None
+        self._edges = np.zeros((0, 2), dtype=np.int64)  # (E, 2) in networkx's order
+        if n <= m:
+            self.use_graph(nx.complete_graph(n))
+        else:
+            self._edges = barabasi_albert_edges(n, m, seed)
+            # (n, n) CSR, rows sum to 1
+            self.adjacency = row_normalized_adjacency_from_edges(n, self._edges)
         self.wealth = np.zeros(n)  # (n,) CNY at last prices, as of the last decision
         self.peak_wealth = np.zeros(n)  # (n,) CNY, highest wealth seen (for the drawdown)
         self.last_action = np.zeros(n, dtype=np.int8)  # (n,) +1 bought, -1 sold, last step
@@ -145,9 +186,16 @@ class RetailChasers(Population):
         """(n,) fen to open the accounts with: ``CASH_SHARE`` of each drawn capital."""
         return np.rint(draw_capital(cfg, scale, rng) * CASH_SHARE * 100.0).astype(np.int64)
 
+    @property
+    def graph(self) -> nx.Graph:
+        """The social graph as a ``nx.Graph``, built from the edges at first use."""
+        if self._graph is None:
+            self._graph = to_networkx(self.n, attachments(self.cfg.degree), self._edges)
+        return self._graph
+
     def use_graph(self, graph: nx.Graph) -> None:
         """Replace the social graph (nodes ``0..n-1``), e.g. a hand-built one in tests."""
-        self.graph = graph
+        self._graph = graph
         self.adjacency = row_normalized_adjacency(graph, self.n)
 
     def look_weights(self) -> np.ndarray:
@@ -235,12 +283,16 @@ class RetailChasers(Population):
             self.selling[:] = False
 
     def _mark(self, rows: np.ndarray) -> None:
-        """Mark the rows' wealth to last prices and raise their peaks where it is new."""
+        """Mark the rows' wealth to last prices, raise their peaks where it is new, and flag
+        those beyond ``PANIC_DRAWDOWN`` (one compiled pass over the rows)."""
         ledger, accounts = self.model.ledger, self.accounts[rows]
-        cash_fen = np.maximum(ledger.cash[accounts], 0)
         held = ledger.value_fen(accounts, self.market.last)  # (r,) fen
-        self.wealth[rows] = (cash_fen + held) / 100.0
-        self.peak_wealth[rows] = np.maximum(self.peak_wealth[rows], self.wealth[rows])
+        _mark_rows(rows, accounts, ledger.cash, held, self.wealth, self.peak_wealth, self.panicking)
+
+    def _drawdown(self, rows: np.ndarray) -> np.ndarray:
+        """(r,) :attr:`drawdown` of ``rows`` alone."""
+        peak = np.maximum(self.peak_wealth[rows], 1e-9)
+        return np.clip(1.0 - self.wealth[rows] / peak, 0.0, 1.0)
 
     # -- rules ----------------------------------------------------------------------------
     def decide(self, rows: np.ndarray) -> Orders:
@@ -251,9 +303,8 @@ class RetailChasers(Population):
         """
         self._roll()
         market, c = self.market, self.cfg
-        market.cancel_accounts(np.sort(self.accounts[rows]))
+        market.cancel_accounts(self.accounts[rows])  # any order: rows ascend in a run
         self._mark(rows)
-        self.panicking[rows] = self.drawdown[rows] > PANIC_DRAWDOWN
         self.action[rows] = 0
         self.selling[rows] = False
         attention = np.clip(market.vol_ratio().mean(), 1.0, MAX_ATTENTION)
@@ -271,7 +322,7 @@ class RetailChasers(Population):
         r = rows.shape[0]
         slot, h_stock, _, h_sellable = self.positions(rows)
         looked = rng.choice(self.ret20.shape[0], size=(r, LOOKED_AT), p=self.look_weights())
-        own = c.chase * self.ret20[looked].mean(axis=1) - c.panic * self.drawdown[rows]  # (r,)
+        own = c.chase * self.ret20[looked].mean(axis=1) - c.panic * self._drawdown(rows)  # (r,)
         # Investors keep about half their wealth in cash: the more cash, the likelier a buy.
         cash_share = np.maximum(self.model.ledger.cash[self.accounts[rows]], 0) / 100.0
         own += REBALANCE * (cash_share / np.maximum(self.wealth[rows], 1.0) - 0.5)

@@ -92,10 +92,16 @@ def _level_of(
     level = np.empty(stock.shape[0], np.int64)
     for i in range(stock.shape[0]):
         s = stock[i]
-        # Down: offset // step; up: ceil(offset / step) = (offset + step - 1) // step.
-        offset = price[i] - lower[s] + (0 if side[i] > 0 else step[s] - 1)
-        level[i] = min(max(offset // step[s], 0), n_active[s] - 1)
+        level[i] = level_at(lower[s], step[s], n_active[s], price[i], side[i])
     return level
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def level_at(lower: int, step: int, n_active: int, price: int, side: int) -> int:
+    """Grid level of one order (:meth:`Grid.level_of`): buys round down, sells up."""
+    # Down: offset // step; up: ceil(offset / step) = (offset + step - 1) // step.
+    offset = price - lower + (0 if side > 0 else step - 1)
+    return min(max(offset // step, 0), n_active - 1)
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,25 @@ def consecutive(ids: np.ndarray) -> bool:
     """Whether ``ids`` ascend one by one (a population's accounts do).
 
     Such a block is one slice of a table sorted by account: two searches find it.
+    Asked some twenty times a step of 20,000 retail accounts, so the scan is compiled
+    (``np.diff`` would build and test a temporary array each time).
     """
-    return bool(
-        ids.size
-        and ids[-1] - ids[0] + 1 == ids.size
-        and (ids.size == 1 or np.all(np.diff(ids) == 1))
-    )
+    return bool(ids.size and ids[-1] - ids[0] + 1 == ids.size and _ascend_by_one(ids))
+
+
+@numba.njit(cache=True, nogil=True)
+def _ascend_by_one(ids: np.ndarray) -> bool:
+    """Whether each of ``ids`` (n,) is the one before it plus one; stops at the first not."""
+    i = 1
+    while i < ids.shape[0] and ids[i] == ids[i - 1] + 1:
+        i += 1
+    return i >= ids.shape[0]
+
+
+# Up to this many keys, rows_of gallops from key to key (compiled); beyond, np.searchsorted's
+# bisection is faster (measured: 10,000 basket keys 0.22 ms vs 0.29 ms; 1,000 maker keys
+# 0.035 ms vs 0.014 ms).
+_GALLOP_MAX_KEYS = 4096
 
 
 class Ledger:
@@ -119,9 +132,7 @@ class Ledger:
         Longs and shorts net to zero, so the payments sum to zero exactly. Returns (A,) fen paid.
         """
         move = (np.asarray(mark_ticks, np.int64) - self.fut_mark) * self.fut_tick_value  # (F,)
-        paid = self.fut_pos @ move  # (A,)
-        self.cash += paid
-        self.variation_received += paid
+        paid = _pay_variation(self.fut_pos, move, self.cash, self.variation_received)  # (A,)
         self.fut_mark = np.asarray(mark_ticks, np.int64).copy()
         return paid
 
@@ -142,6 +153,8 @@ class Ledger:
     def rows_of(self, account: np.ndarray, stock: np.ndarray) -> np.ndarray:
         """Row of each (account, stock) in the holdings table, -1 where none."""
         key = np.asarray(account, np.int64) * self.n_stocks + np.asarray(stock, np.int64)
+        if key.size <= _GALLOP_MAX_KEYS:
+            return _rows_of(self.key, key.ravel()).reshape(key.shape)
         if self.key.size == 0:
             return np.full(key.shape, -1, dtype=np.int64)
         row = np.minimum(np.searchsorted(self.key, key), self.key.size - 1)
@@ -151,6 +164,25 @@ class Ledger:
         """Shares held per (account, stock), zero where none."""
         row = self.rows_of(account, stock)
         return np.where(row >= 0, self.shares[np.maximum(row, 0)], 0)
+
+    def basket_holding(
+        self, accounts: np.ndarray, basket: np.ndarray, order: np.ndarray
+    ) -> np.ndarray:
+        """(r, B) shares each of ``accounts`` (r,) holds of each stock of its ``basket`` row,
+        zero where none: :meth:`holding` of the (r * B) pairs.
+
+        ``order`` (r, B) sorts each basket row (its argsort), so the lookups walk each
+        account's part of the table in key order, a row or two apart, instead of
+        bisecting it 250,000 times a step (500 products of 500 stocks at full scale).
+        """
+        return _basket_holding(
+            self.key,
+            self.shares,
+            np.asarray(accounts, np.int64),
+            np.asarray(basket, np.int64),
+            np.asarray(order, np.int64),
+            self.n_stocks,
+        )
 
     def sellable(self, account: np.ndarray, stock: np.ndarray) -> np.ndarray:
         """Shares that may be sold now: held, minus bought today (T+1)."""
@@ -187,8 +219,7 @@ class Ledger:
         if consecutive(accounts):
             account, stock, shares, sellable = self.positions(accounts)
             return account - accounts[0], stock, shares, sellable
-        lo = np.searchsorted(self.key, accounts * self.n_stocks)  # (r,)
-        hi = np.searchsorted(self.key, (accounts + 1) * self.n_stocks)  # (r,)
+        lo, hi = _account_bounds(self.key, accounts, self.n_stocks)  # (r,) each
         count = hi - lo  # (r,) rows of each account, empty ones included
         slot = np.repeat(np.arange(accounts.shape[0]), count)  # (p,)
         at = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(slot.shape[0])  # (p,)
@@ -212,6 +243,29 @@ class Ledger:
             self.key, [accounts[0] * self.n_stocks, (accounts[-1] + 1) * self.n_stocks]
         )
         return _value_fen(
+            self.key[lo:hi],
+            self.shares[lo:hi],
+            np.asarray(price_fen, np.int64),
+            self.n_stocks,
+            accounts[0],
+            accounts.shape[0],
+        )
+
+    def value_cny(self, accounts: np.ndarray, price_fen: np.ndarray) -> np.ndarray:
+        """(r,) float64 CNY each account's holdings are worth at ``price_fen`` (int64, >= S).
+
+        The sum of ``shares * price / 100.0`` per position, in table order: the floats
+        of a bincount over :meth:`positions_of`, which a consecutive block (a
+        population's accounts) gets from one compiled pass over its slice instead.
+        """
+        accounts = np.asarray(accounts, dtype=np.int64)
+        if not consecutive(accounts):
+            slot, stock, shares, _ = self.positions_of(accounts)
+            return np.bincount(slot, shares * price_fen[stock] / 100.0, minlength=accounts.size)
+        lo, hi = np.searchsorted(
+            self.key, [accounts[0] * self.n_stocks, (accounts[-1] + 1) * self.n_stocks]
+        )
+        return _value_cny(
             self.key[lo:hi],
             self.shares[lo:hi],
             np.asarray(price_fen, np.int64),
@@ -299,6 +353,24 @@ class Ledger:
 
 
 @numba.njit(cache=True, nogil=True)
+def _pay_variation(
+    fut_pos: np.ndarray, move: np.ndarray, cash: np.ndarray, received: np.ndarray
+) -> np.ndarray:
+    """(A,) fen each account gains, ``fut_pos (A, F) @ move (F,)``, added to ``cash`` and
+    ``received`` (A,) in place: one pass, where numpy's integer matmul and two adds took
+    three over every account each step."""
+    paid = np.empty(fut_pos.shape[0], np.int64)
+    for a in range(fut_pos.shape[0]):
+        total = 0
+        for f in range(fut_pos.shape[1]):
+            total += fut_pos[a, f] * move[f]
+        paid[a] = total
+        cash[a] += total
+        received[a] += total
+    return paid
+
+
+@numba.njit(cache=True, nogil=True)
 def _value_fen(
     key: np.ndarray,
     shares: np.ndarray,
@@ -321,6 +393,29 @@ def _value_fen(
             first_key = (slot + first) * n_stocks
         if shares[i] != 0:
             value[slot] += shares[i] * price_fen[key[i] - first_key]
+    return value
+
+
+@numba.njit(cache=True, nogil=True)
+def _value_cny(
+    key: np.ndarray,
+    shares: np.ndarray,
+    price_fen: np.ndarray,
+    n_stocks: int,
+    first: int,
+    n_accounts: int,
+) -> np.ndarray:
+    """(n_accounts,) float64 sum of ``shares * price_fen[stock] / 100.0`` per account of a
+    slice: :func:`_value_fen` with each position turned into CNY before it is added, as
+    ``np.bincount(slot, shares * price / 100.0)`` adds them."""
+    value = np.zeros(n_accounts)
+    slot, first_key = 0, 0  # the slot of the current run of keys and its account's first key
+    for i in range(key.shape[0]):
+        if key[i] >= first_key + n_stocks or i == 0:
+            slot = key[i] // n_stocks - first
+            first_key = (slot + first) * n_stocks
+        if shares[i] != 0:
+            value[slot] += shares[i] * price_fen[key[i] - first_key] / 100.0
     return value
 
 
@@ -378,6 +473,90 @@ def search_from(table_key: np.ndarray, k: int, lo: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
+def search_near(table_key: np.ndarray, k: int, hint: int) -> int:
+    """Where ``k`` goes in the sorted ``table_key`` (``np.searchsorted``, side left),
+    galloping from ``hint`` (0 .. len) up or down.
+
+    Fills and orders come account by account but their stocks in no order, so the next
+    key is mostly a few rows from the last answer, above it or below: a gallop both
+    ways finds it there, where :func:`search_from` must bisect the whole table for
+    every key below the last.
+    """
+    if hint < table_key.shape[0] and table_key[hint] < k:
+        return search_from(table_key, k, hint + 1)
+    hi, width = hint, 1  # the answer is at most ``hi``
+    while True:
+        lo = hi - width
+        if lo < 0:
+            lo = 0
+            break
+        if table_key[lo] < k:
+            lo += 1
+            break
+        hi = lo
+        width *= 2
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if table_key[mid] < k:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True, nogil=True)
+def _rows_of(table_key: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """(n,) row of each of ``key`` (n,) in the sorted ``table_key``, -1 where absent.
+
+    Callers look up an account's stocks together, so each search starts at the last
+    answer (:func:`search_near`) rather than bisecting the whole table.
+    """
+    row = np.empty(key.shape[0], np.int64)
+    at = 0
+    for i in range(key.shape[0]):
+        at = search_near(table_key, key[i], at)
+        row[i] = at if at < table_key.shape[0] and table_key[at] == key[i] else -1
+    return row
+
+
+@numba.njit(cache=True, nogil=True)
+def _basket_holding(
+    table_key: np.ndarray,
+    table_shares: np.ndarray,
+    accounts: np.ndarray,
+    basket: np.ndarray,
+    order: np.ndarray,
+    n_stocks: int,
+) -> np.ndarray:
+    """(r, B) shares held of ``basket[i, j]`` by ``accounts[i]``, looked up in the order
+    ``order[i]`` (ascending stock) so that each search starts at the last answer."""
+    held = np.zeros(basket.shape, np.int64)
+    at = 0
+    for i in range(basket.shape[0]):
+        for j in order[i]:
+            k = accounts[i] * n_stocks + basket[i, j]
+            at = search_near(table_key, k, at)
+            if at < table_key.shape[0] and table_key[at] == k:
+                held[i, j] = table_shares[at]
+    return held
+
+
+@numba.njit(cache=True, nogil=True)
+def _account_bounds(
+    table_key: np.ndarray, accounts: np.ndarray, n_stocks: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(r,) first and (r,) one-past-last rows of each account's keys in ``table_key``:
+    ``np.searchsorted`` of ``account * n_stocks`` and ``(account + 1) * n_stocks``."""
+    lo = np.empty(accounts.shape[0], np.int64)
+    hi = np.empty(accounts.shape[0], np.int64)
+    at = 0
+    for i in range(accounts.shape[0]):
+        lo[i] = search_near(table_key, accounts[i] * n_stocks, at)
+        hi[i] = at = search_near(table_key, (accounts[i] + 1) * n_stocks, lo[i])
+    return lo, hi
+
+
+@numba.njit(cache=True, nogil=True)
 def _add_positions_compiled(
     table: np.ndarray, n_rows: int, key: np.ndarray, delta: np.ndarray, bought: np.ndarray
 ) -> int:
@@ -392,7 +571,7 @@ def _add_positions_compiled(
     row = np.empty(key.shape[0], np.int64)  # (n,) column of each key
     missing = np.zeros(key.shape[0], np.bool_)
     for i in range(key.shape[0]):
-        row[i] = search_from(table_key, key[i], row[i - 1] if i and key[i] >= key[i - 1] else 0)
+        row[i] = search_near(table_key, key[i], row[i - 1] if i else 0)
         missing[i] = row[i] == n_rows or table_key[row[i]] != key[i]
     if missing.any():
         new_key = np.unique(key[missing])  # (m,) sorted

@@ -12,11 +12,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from model.book import admissible, append_admitted, keep_resting, split_fills, withdraw_block
 from model.futures import FuturesSpec
 from model.kernel import Clearing, Grid, clear
-from model.ledger import Ledger, consecutive, search_from
+from model.ledger import Ledger, consecutive, search_near
 from model.orders import Orders
 from model.universe import Universe
+
+_NONE = np.zeros(0, dtype=bool)  # "nothing withdrawn yet", for withdraw_block
 
 
 def _fit(keys_old, need_old, keys_new, need_new, capacity_of) -> np.ndarray:
@@ -131,9 +134,16 @@ class Market:
     def _remove_withdrawn(self) -> None:
         """Drop the cancelled orders: once for a step's many cancels, not once per cancel."""
         if self._withdrawn is not None:
-            keep = np.flatnonzero(~self._withdrawn)
-            self._book, self._book_level = self._book.select(keep), self._book_level[keep]
-            self._withdrawn = None
+            book = self._book
+            *columns, self._book_level = keep_resting(
+                book.account,
+                book.stock,
+                book.side,
+                book.price,
+                self._book_level,
+                np.where(self._withdrawn, 0, book.lots),
+            )
+            self._book, self._withdrawn = Orders(*columns), None
 
     # -- the day --------------------------------------------------------------------------
     def open_day(self) -> None:
@@ -158,25 +168,43 @@ class Market:
 
     def submit(self, orders: Orders) -> Orders:
         """Admit what the accounts can honour, rest it on the book; return what was admitted."""
-        orders = orders.select(orders.lots > 0)
+        orders = Orders(
+            *admissible(
+                orders.account,
+                orders.stock,
+                orders.side,
+                orders.price,
+                orders.lots,
+                self.grid.lower,
+                self.grid.upper,
+            )
+        )
         if not len(orders):
             return orders
-        orders = Orders(
-            orders.account,
-            orders.stock,
-            orders.side,
-            self.clip_price(orders.stock, orders.price),
-            orders.lots,
-        )
         is_stock = orders.stock < self.n_stocks
         lots = self._admit_stock(orders)
         if not is_stock.all():
             lots[~is_stock] = self._admit_futures(orders.select(~is_stock))
-        admitted = orders.with_lots(lots)
-        level = self.grid.level_of(admitted.stock, admitted.price, admitted.side)
-        self.book = Orders.concat([self.book, admitted])
-        self.book_level = np.concatenate([self.book_level, level])
-        return admitted
+        book, grid = self.book, self.grid
+        *columns, level = append_admitted(
+            book.account,
+            book.stock,
+            book.side,
+            book.price,
+            book.lots,
+            self.book_level,
+            orders.account,
+            orders.stock,
+            orders.side,
+            orders.price,
+            lots,
+            grid.lower,
+            grid.step,
+            grid.n_active,
+        )
+        self.book, self.book_level = Orders(*columns), level
+        m = len(book)
+        return Orders(*(column[m:] for column in columns))  # the admitted: the book's tail
 
     def _admit_stock(self, orders: Orders) -> np.ndarray:
         """Lots admitted: sells within today's sellable shares, buys within cash and credit.
@@ -259,11 +287,18 @@ class Market:
             self._withdrawn = withdrawn
 
     def cancel_accounts(self, accounts: np.ndarray) -> None:
-        """Withdraw every resting order of ``accounts`` (a sorted id array or a range)."""
-        if self._book.account.shape[0]:
-            # The book may hold withdrawn orders still: they stay withdrawn.
-            mine = _of_accounts(self._book.account, np.asarray(accounts))
-            self._withdrawn = mine if self._withdrawn is None else self._withdrawn | mine
+        """Withdraw every resting order of ``accounts`` (ids in any order; a range is fastest)."""
+        accounts = np.asarray(accounts)
+        if not self._book.account.shape[0]:
+            return
+        # The book may hold withdrawn orders still: they stay withdrawn.
+        if consecutive(accounts):  # a population's block: one compiled pass
+            withdrawn = _NONE if self._withdrawn is None else self._withdrawn
+            first, last = int(accounts[0]), int(accounts[-1])
+            self._withdrawn = withdraw_block(self._book.account, first, last, withdrawn)
+            return
+        mine = np.isin(self._book.account, accounts)
+        self._withdrawn = mine if self._withdrawn is None else self._withdrawn | mine
 
     def resting_of(self, accounts: np.ndarray) -> np.ndarray:
         """(len(book),) bool: which resting orders are those of ``accounts`` (sorted ids)."""
@@ -278,14 +313,11 @@ class Market:
         book, grid, n_stocks = self.book, self.grid, self.n_stocks
         ref = grid.nearest_level(np.arange(grid.n_stocks), self.last)
         result = clear(grid, book.stock, book.side, self.book_level, book.lots, ref)
-        traded = result.filled > 0
-        account, instrument = book.account[traded], book.stock[traded]
-        signed_lots = book.side[traded].astype(np.int64) * result.filled[traded]
-        stock = instrument < n_stocks
-        price = result.price[instrument[stock]]
-        signed = signed_lots[stock] * self.lot
-        self.ledger.settle(account[stock], instrument[stock], signed, price)
-        self.last_fills = (account[stock], instrument[stock], signed, price)
+        *stock_fills, fut_account, contract, fut_lots = split_fills(
+            book.account, book.stock, book.side, result.filled, result.price, n_stocks, self.lot
+        )
+        self.ledger.settle(*stock_fills)
+        self.last_fills = tuple(stock_fills)  # (account, stock, signed shares, price)
 
         new_last = np.where(result.volume > 0, result.price, self.last)
         if self.futures is not None:
@@ -295,13 +327,18 @@ class Market:
             new_last[fut] = np.where((result.volume[fut] == 0) & (mid > 0), mid, new_last[fut])
             # Variation margin to the new marks first, then the fills join at that mark.
             self.variation_margin = self.ledger.mark_futures(new_last[n_stocks:])
-            fut = ~stock
-            self.ledger.settle_futures(account[fut], instrument[fut] - n_stocks, signed_lots[fut])
-            self.futures_fills = (account[fut], instrument[fut] - n_stocks, signed_lots[fut])
+            self.ledger.settle_futures(fut_account, contract, fut_lots)
+            self.futures_fills = (fut_account, contract, fut_lots)
 
-        left = book.lots - result.filled
-        self.book = book.with_lots(left)
-        self.book_level = self.book_level[left > 0]
+        *columns, level = keep_resting(
+            book.account,
+            book.stock,
+            book.side,
+            book.price,
+            self.book_level,
+            book.lots - result.filled,
+        )
+        self.book, self.book_level = Orders(*columns), level
 
         self.step_return = np.log(new_last / self.last)
         self.last = new_last
@@ -383,26 +420,26 @@ def _admit_stock_compiled(
     n_rows = key.shape[0]
     claimed_shares = np.zeros(n_rows, np.int64)  # (P,) per holding row
     claimed_fen = np.zeros(buying_power.shape[0], np.int64)  # (A,) per account
-    row, last = 0, -1  # the last sell's holding row and key: the next search starts there
+    row = 0  # the last sell's holding row: the next search starts there
     for i in range(book_account.shape[0]):
         if book_stock[i] >= n_stocks:
             continue
         if book_side[i] < 0:
             k = book_account[i] * n_stocks + book_stock[i]
-            row, last = search_from(key, k, row if k >= last else 0), k
+            row = search_near(key, k, row)
             if row < n_rows and key[row] == k:
                 claimed_shares[row] += book_lots[i] * lot
         else:
             claimed_fen[book_account[i]] += book_lots[i] * lot * book_price[i]
     admitted = lots.copy()  # (n,)
-    row, last = 0, -1
+    row = 0
     for i in range(account.shape[0]):
         if stock[i] >= n_stocks:
             continue
         if side[i] < 0:
             need = lots[i] * lot  # shares
             k = account[i] * n_stocks + stock[i]
-            row, last = search_from(key, k, row if k >= last else 0), k
+            row = search_near(key, k, row)
             if row == n_rows or key[row] != k:
                 admitted[i] = 0  # nothing held
                 continue

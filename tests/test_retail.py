@@ -234,3 +234,26 @@ def test_an_empty_population_is_harmless():
         model.step()
     assert len(pop.decide(pop.rows)) == 0 and pop.panic_sales_cny == 0
     assert pop.sample_graph(10).number_of_nodes() == 0
+
+
+@pytest.mark.parametrize(("n", "degree", "seed"), [(2000, 8, 3), (300, 5, 11), (40, 1, 2)])
+def test_social_graph_from_edges_is_networkx_barabasi_albert(n, degree, seed):
+    """The edge arrays give networkx's graph (node and neighbour order too) and its adjacency."""
+    from agents.retail import attachments, row_normalized_adjacency, social_graph
+    from agents.social import (
+        barabasi_albert_edges,
+        row_normalized_adjacency_from_edges,
+        to_networkx,
+    )
+
+    m = attachments(degree)
+    reference = social_graph(n, degree, seed)
+    edges = barabasi_albert_edges(n, m, seed)
+    graph = to_networkx(n, m, edges)
+    assert list(graph.nodes) == list(reference.nodes)
+    assert list(graph.edges) == list(reference.edges)
+    assert all(list(graph.adj[v]) == list(reference.adj[v]) for v in reference)
+    want = row_normalized_adjacency(reference, n)
+    got = row_normalized_adjacency_from_edges(n, edges)
+    for name in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))

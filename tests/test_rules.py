@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.ledger import Ledger, search_from
+from model.ledger import Ledger, search_from, search_near
 from model.market import _fit
 from model.orders import Orders
 
@@ -183,6 +183,20 @@ def test_search_from_is_searchsorted():
     assert search_from(np.zeros(0, np.int64), 3, 0) == 0
 
 
+def test_search_near_is_searchsorted_from_any_hint():
+    """Galloping up or down from any hint finds what np.searchsorted finds."""
+    rng = np.random.default_rng(6)
+    table = np.unique(rng.integers(0, 10_000, 3000))
+    key = np.concatenate([rng.integers(-5, 10_005, 2000), table, table[::-1]])
+    want = np.searchsorted(table, key)
+    for hints in (np.r_[0, want[:-1]], rng.integers(0, table.size + 1, key.size)):
+        found = [
+            search_near(table, k, h) for k, h in zip(key.tolist(), hints.tolist(), strict=True)
+        ]
+        assert found == want.tolist()
+    assert search_near(np.zeros(0, np.int64), 3, 0) == 0
+
+
 def test_positions_of_a_block_of_accounts_are_the_held_rows_of_its_slice(small_model):
     m = small_model
     for _ in range(6):
@@ -238,3 +252,33 @@ def test_holdings_table_stays_sorted_and_sums_each_position():
     keys = sorted(expected)
     assert ledger.key.tolist() == [a * 50 + s for a, s in keys]
     assert ledger.shares.tolist() == [expected[k] for k in keys]
+
+
+def test_basket_holding_is_holding_of_each_basket_pair():
+    """Walking each basket in sorted order finds what holding() finds, in basket order."""
+    rng = np.random.default_rng(8)
+    ledger = Ledger(50)
+    accounts = ledger.open_accounts(np.zeros(6))
+    held_pairs = rng.integers(0, 50, (6, 12))
+    ledger.endow(np.repeat(accounts, 12), held_pairs.ravel(), rng.integers(1, 9, 72) * 100)
+    basket = np.stack([rng.permutation(50)[:15] for _ in accounts])  # (6, 15), pick order
+    want = ledger.holding(np.repeat(accounts, 15), basket.ravel()).reshape(basket.shape)
+    got = ledger.basket_holding(accounts, basket, np.argsort(basket, axis=1))
+    np.testing.assert_array_equal(got, want)
+    assert want.any() and not want.all()
+
+
+def test_value_cny_of_a_block_is_the_bincount_of_its_positions(small_model):
+    """The compiled block sum adds the same floats in the same order as the bincount."""
+    m = small_model
+    for _ in range(6):
+        m.step()
+    ledger, price = m.ledger, m.market.last
+    for pop in m.populations:
+        slot, stock, shares, _ = ledger.positions_of(pop.accounts)
+        want = np.bincount(slot, shares * price[stock] / 100.0, minlength=pop.n)
+        np.testing.assert_array_equal(ledger.value_cny(pop.accounts, price), want)
+        scattered = pop.accounts[::2]
+        slot, stock, shares, _ = ledger.positions_of(scattered)
+        want = np.bincount(slot, shares * price[stock] / 100.0, minlength=scattered.size)
+        np.testing.assert_array_equal(ledger.value_cny(scattered, price), want)
