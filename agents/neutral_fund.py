@@ -75,7 +75,6 @@ class NeutralFunds(Population):
         self.nav_history: list[np.ndarray] = []
 
         # Baskets: (n, B) stocks picked by a noisy signal tilted to small caps.
-        size = max(1, min(round(cfg.basket_size * scale * 5), uni.n))  # a fifth of the market
         basket = max(1, min(round(cfg.basket_size * max(scale, 0.2)), uni.n))
         score = cfg.size_tilt * uni.size_z[None, :] + rng.standard_normal((n, uni.n))
         self.basket = np.argsort(-score, axis=1)[:, :basket]  # (n, B)
@@ -83,7 +82,6 @@ class NeutralFunds(Population):
         # stocks in ascending order, for lookups that walk the sorted ledger.
         self.basket.flags.writeable = False
         self.basket_order = np.argsort(self.basket, axis=1)  # (n, B)
-        del size
         # Hedge split: futures (IC/IM) and borrowed stock from the CSI 500/1000 tiers.
         self.hedge_split = np.array([1.0 - cfg.im_share, cfg.im_share])  # (2,) IC, IM shares
         mid = np.flatnonzero((model.indices.tier == 1) | (model.indices.tier == 2))
