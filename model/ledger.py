@@ -235,21 +235,7 @@ class Ledger:
         :meth:`positions_of` would; a consecutive block (a population's accounts) is
         summed in one compiled pass over its slice, with no position arrays built.
         """
-        accounts = np.asarray(accounts, dtype=np.int64)
-        if not consecutive(accounts):
-            slot, stock, shares, _ = self.positions_of(accounts)
-            return np.bincount(slot, shares * price_fen[stock], minlength=accounts.shape[0])
-        lo, hi = np.searchsorted(
-            self.key, [accounts[0] * self.n_stocks, (accounts[-1] + 1) * self.n_stocks]
-        )
-        return _value_fen(
-            self.key[lo:hi],
-            self.shares[lo:hi],
-            np.asarray(price_fen, np.int64),
-            self.n_stocks,
-            accounts[0],
-            accounts.shape[0],
-        )
+        return self._value(accounts, price_fen, 1.0, _value_fen)
 
     def value_cny(self, accounts: np.ndarray, price_fen: np.ndarray) -> np.ndarray:
         """(r,) float64 CNY each account's holdings are worth at ``price_fen`` (int64, >= S).
@@ -258,14 +244,20 @@ class Ledger:
         of a bincount over :meth:`positions_of`, which a consecutive block (a
         population's accounts) gets from one compiled pass over its slice instead.
         """
+        return self._value(accounts, price_fen, 100.0, _value_cny)
+
+    def _value(self, accounts, price_fen, unit: float, compiled) -> np.ndarray:
+        """Holdings of ``accounts`` at ``price_fen`` in fen (``unit`` 1) or CNY (100)."""
         accounts = np.asarray(accounts, dtype=np.int64)
         if not consecutive(accounts):
             slot, stock, shares, _ = self.positions_of(accounts)
-            return np.bincount(slot, shares * price_fen[stock] / 100.0, minlength=accounts.size)
+            value = shares * price_fen[stock]
+            value = value / unit if unit != 1.0 else value
+            return np.bincount(slot, value, minlength=accounts.shape[0])
         lo, hi = np.searchsorted(
             self.key, [accounts[0] * self.n_stocks, (accounts[-1] + 1) * self.n_stocks]
         )
-        return _value_cny(
+        return compiled(
             self.key[lo:hi],
             self.shares[lo:hi],
             np.asarray(price_fen, np.int64),
