@@ -216,7 +216,7 @@ class Arbitrageurs(Population):
         market, ledger, lot = self.market, self.model.ledger, self.market.lot
         stock = legs.stock
         active = self.active[rows].ravel()[legs.slot]  # (r*H,)
-        held = ledger.holding(legs.account, stock)
+        held, sellable = ledger.holding_and_sellable(legs.account, stock)
         price = market.last[stock].astype(np.float64)  # (r*H,) fen
         buy_in = np.maximum(due - held, 0)  # (r*H,) shares the desk wants back and we lack
         # Unwinding: the futures lead; buy back the loans they no longer cover, pro rata.
@@ -224,7 +224,7 @@ class Arbitrageurs(Population):
         excess = np.maximum(lent - self.futures(rows) * self.contract_value()[None, :], 0.0)
         share = (excess / np.maximum(lent, 1e-9)).ravel()[legs.slot]  # (r*H,)
         cover = np.where(active, 0.0, share * np.maximum(owed - due - held, 0))
-        sell = np.where(active, np.minimum(ledger.sellable(legs.account, stock), held - due), 0)
+        sell = np.where(active, np.minimum(sellable, held - due), 0)
         bought_in = float((buy_in * price).sum()) / 100.0
         self.buy_ins_cny += bought_in
         self.model.lending.buy_ins += bought_in

@@ -301,8 +301,7 @@ class NeutralFunds(Population):
         borrower, stock, owed = desk.loans(accounts)
         key = borrower * desk.n_stocks + stock
         due = desk.recall_due[np.searchsorted(desk.key, key)] if key.size else owed
-        held = model.ledger.holding(borrower, stock)
-        sellable = model.ledger.sellable(borrower, stock)
+        held, sellable = model.ledger.holding_and_sellable(borrower, stock)
         keep_short = owed - due  # shares to stay short
         sell = np.minimum(sellable, np.maximum(held - due, 0))
         # Buy-ins are worked over liquidation_days, like any other forced trade.

@@ -137,7 +137,8 @@ class PublicMicroCapFunds(Population):
         account = np.repeat(accounts, b)  # (r*B,)
         stock = basket.ravel()  # (r*B,)
         price = market.last[stock].astype(np.float64)  # (r*B,) fen
-        held = ledger.holding(account, stock).reshape(r, b)  # (r, B) shares
+        held, sellable = ledger.holding_and_sellable(account, stock)  # (r*B,) shares each
+        held = held.reshape(r, b)
         value = held * price.reshape(r, b) / 100.0  # (r, B) CNY
         assets = np.maximum(self.equity(rows), 0.0)  # (r,)
         free_cash = ledger.cash[accounts] / 100.0 - self.payable[rows]
@@ -156,7 +157,7 @@ class PublicMicroCapFunds(Population):
         sell_cny = value * (np.maximum(-trade, 0.0) / np.maximum(value.sum(axis=1), 1e-9))[:, None]
         buy_cny = np.minimum(buy_cny, under)
         lot_cny = (market.lot * price / 100.0).reshape(r, b)  # (r, B) CNY per lot
-        sellable_lots = ledger.sellable(account, stock).reshape(r, b) // market.lot
+        sellable_lots = sellable.reshape(r, b) // market.lot
         sell_lots = np.minimum(np.ceil(sell_cny / lot_cny), sellable_lots)
         buy_lots = np.floor(buy_cny / lot_cny)
         side = np.where(sell_lots > 0, -1, 1).astype(np.int8)  # (r, B)

@@ -35,8 +35,9 @@ def _ascend_by_one(ids: np.ndarray) -> bool:
 
 
 # Up to this many keys, rows_of gallops from key to key (compiled); beyond, np.searchsorted's
-# bisection is faster (measured: 10,000 basket keys 0.22 ms vs 0.29 ms; 1,000 maker keys
-# 0.035 ms vs 0.014 ms).
+# bisection is faster for scattered keys (measured: 10,000 basket keys 0.22 ms vs 0.29 ms;
+# 1,000 maker keys 0.035 ms vs 0.014 ms), but not for ascending ones, where each gallop is
+# a few rows (50,000 loan keys in an 874,000-row table: 1.3 ms vs 2.0 ms).
 _GALLOP_MAX_KEYS = 4096
 
 
@@ -153,7 +154,7 @@ class Ledger:
     def rows_of(self, account: np.ndarray, stock: np.ndarray) -> np.ndarray:
         """Row of each (account, stock) in the holdings table, -1 where none."""
         key = np.asarray(account, np.int64) * self.n_stocks + np.asarray(stock, np.int64)
-        if key.size <= _GALLOP_MAX_KEYS:
+        if key.size <= _GALLOP_MAX_KEYS or _ascending(key.ravel()):
             return _rows_of(self.key, key.ravel()).reshape(key.shape)
         if self.key.size == 0:
             return np.full(key.shape, -1, dtype=np.int64)
@@ -186,9 +187,19 @@ class Ledger:
 
     def sellable(self, account: np.ndarray, stock: np.ndarray) -> np.ndarray:
         """Shares that may be sold now: held, minus bought today (T+1)."""
+        return self.holding_and_sellable(account, stock)[1]
+
+    def holding_and_sellable(
+        self, account: np.ndarray, stock: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`holding` and :meth:`sellable` of the same pairs, from one lookup."""
         row = self.rows_of(account, stock)
         safe = np.maximum(row, 0)
-        return np.where(row >= 0, self.shares[safe] - self.bought_today[safe], 0)
+        shares = self.shares[safe]
+        return (
+            np.where(row >= 0, shares, 0),
+            np.where(row >= 0, shares - self.bought_today[safe], 0),
+        )
 
     def positions(self, accounts: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
         """(account, stock, shares, sellable) of held positions, optionally of some accounts."""
@@ -342,6 +353,15 @@ class Ledger:
         cash_drift = int(self.cash.sum()) - self.initial_cash - self.external
         share_drift = self.shares_by_stock() - self.initial_shares
         return cash_drift, np.concatenate([share_drift, self.fut_pos.sum(axis=0)])
+
+
+@numba.njit(cache=True, nogil=True)
+def _ascending(key: np.ndarray) -> bool:
+    """Whether ``key`` (n,) never decreases (stops at the first that does)."""
+    i = 1
+    while i < key.shape[0] and key[i] >= key[i - 1]:
+        i += 1
+    return i >= key.shape[0]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -282,3 +282,20 @@ def test_value_cny_of_a_block_is_the_bincount_of_its_positions(small_model):
         slot, stock, shares, _ = ledger.positions_of(scattered)
         want = np.bincount(slot, shares * price[stock] / 100.0, minlength=scattered.size)
         np.testing.assert_array_equal(ledger.value_cny(scattered, price), want)
+
+
+def test_many_keys_are_found_whether_they_ascend_or_not():
+    """rows_of gallops for ascending keys at any count and bisects scattered ones: the
+    rows are np.searchsorted's either way; holding_and_sellable is holding and sellable."""
+    rng = np.random.default_rng(11)
+    ledger = Ledger(50)
+    account, stock = rng.integers(0, 400, 20_000), rng.integers(0, 50, 20_000)
+    ledger.endow(account, stock, rng.integers(1, 1_000, 20_000))
+    ledger.transfer(account[:500], account[500:1000], stock[:500], np.full(500, 1), locked=True)
+    for keys in (np.arange(0, 400 * 50, 2), rng.integers(0, 400 * 50, 10_000)):
+        row = np.minimum(np.searchsorted(ledger.key, keys), ledger.key.size - 1)
+        expected = np.where(ledger.key[row] == keys, row, -1)
+        assert np.array_equal(ledger.rows_of(keys // 50, keys % 50), expected)
+        held, sellable = ledger.holding_and_sellable(keys // 50, keys % 50)
+        assert np.array_equal(held, ledger.holding(keys // 50, keys % 50))
+        assert np.array_equal(sellable, ledger.sellable(keys // 50, keys % 50))
