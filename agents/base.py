@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+import mesa
 import numpy as np
 
-from model.mesa_import import mesa
 from model.orders import Orders
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import mesa
 import numpy as np
 
 from agents.arbitrage import Arbitrageurs
@@ -35,7 +36,6 @@ from model.invariants import InvariantChecker, env_default
 from model.ledger import Ledger
 from model.lending import LendingDesk
 from model.market import Market
-from model.mesa_import import mesa
 from model.orders import Orders
 from model.universe import INDEX_NAMES, REFERENCE_N, build_universe
 
