@@ -346,6 +346,13 @@ class MarketModel(mesa.Model):
             ledger.fut_pos[self.snowball.accounts, 1:] += np.diag(self.snowball.initial_hedge())
         makers = next(p for p in populations if isinstance(p, FuturesMakers))
         ledger.fut_pos[makers.accounts, np.arange(3)] -= ledger.fut_pos.sum(axis=0)
+        # The makers carry whatever they are handed: cash of at least its notional, so
+        # variation margin cannot take them below zero however thin their own quotes.
+        held = np.abs(ledger.fut_pos[makers.accounts, np.arange(3)])  # (3,) contracts
+        need = np.rint(held * value * 100.0).astype(np.int64)  # fen
+        top_up = np.maximum(need - ledger.cash[makers.accounts], 0)
+        ledger.cash[makers.accounts] += top_up
+        ledger.initial_cash += int(top_up.sum())
 
     def _endow_baskets(
         self,

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from agents.market_maker import FuturesMakers
 from experiments.cli import main
 from experiments.scenarios import load_scenario
 from model import MarketModel
@@ -169,3 +170,25 @@ def test_the_command_line_stops_a_broken_run_in_one_line(tmp_path, capsys, monke
     assert err.count("\n") == 1 and "Traceback" not in err
     assert re.match(r"unwind: invariant broken at step 1 \(2023-01-03\): cash: .*drift 1 fen", err)
     assert not out.exists()  # nothing half-written: not even the directory
+
+
+def test_futures_makers_carry_what_they_are_handed_however_thin_their_quotes():
+    # Found by hypothesis: makers with no depth and a tiny inventory limit started with
+    # almost no cash, were handed the hedgers' opposite side, and variation margin
+    # took them below zero on the first days. Now they start with its notional in cash.
+    overrides = {
+        "universe.n_stocks": 10,
+        "market.start": "2024-01-25",
+        "market.end": "2024-01-26",
+        "retail.n_agents": 200,
+        "futures.mm_depth_bn": 0.0,
+        "futures.mm_inventory_limit_bn": 0.0625,
+    }
+    model = MarketModel(load_scenario("jan2024", overrides=overrides), rng=0)
+    makers = next(p for p in model.populations if isinstance(p, FuturesMakers))
+    spec = model.futures
+    held = np.abs(model.ledger.fut_pos[makers.accounts, np.arange(3)])  # (3,) contracts
+    notional_fen = held * model.indices.level[spec.underlying] * spec.multiplier * 100
+    assert held.sum() > 0  # they do hold the other side of the hedges
+    assert (model.ledger.cash[makers.accounts] >= np.floor(notional_fen)).all()
+    model.run()  # and the checker finds no account below its credit line
