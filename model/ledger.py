@@ -246,7 +246,7 @@ class Ledger:
         :meth:`positions_of` would; a consecutive block (a population's accounts) is
         summed in one compiled pass over its slice, with no position arrays built.
         """
-        return self._value(accounts, price_fen, 1.0, _value_fen)
+        return self._value(accounts, price_fen, 1.0)
 
     def value_cny(self, accounts: np.ndarray, price_fen: np.ndarray) -> np.ndarray:
         """(r,) float64 CNY each account's holdings are worth at ``price_fen`` (int64, >= S).
@@ -255,26 +255,26 @@ class Ledger:
         of a bincount over :meth:`positions_of`, which a consecutive block (a
         population's accounts) gets from one compiled pass over its slice instead.
         """
-        return self._value(accounts, price_fen, 100.0, _value_cny)
+        return self._value(accounts, price_fen, 100.0)
 
-    def _value(self, accounts, price_fen, unit: float, compiled) -> np.ndarray:
+    def _value(self, accounts, price_fen, unit: float) -> np.ndarray:
         """Holdings of ``accounts`` at ``price_fen`` in fen (``unit`` 1) or CNY (100)."""
         accounts = np.asarray(accounts, dtype=np.int64)
         if not consecutive(accounts):
             slot, stock, shares, _ = self.positions_of(accounts)
-            value = shares * price_fen[stock]
-            value = value / unit if unit != 1.0 else value
+            value = shares * price_fen[stock] / unit
             return np.bincount(slot, value, minlength=accounts.shape[0])
         lo, hi = np.searchsorted(
             self.key, [accounts[0] * self.n_stocks, (accounts[-1] + 1) * self.n_stocks]
         )
-        return compiled(
+        return _slice_value(
             self.key[lo:hi],
             self.shares[lo:hi],
             np.asarray(price_fen, np.int64),
             self.n_stocks,
             accounts[0],
             accounts.shape[0],
+            unit,
         )
 
     def shares_by_stock(self) -> np.ndarray:
@@ -383,19 +383,21 @@ def _pay_variation(
 
 
 @numba.njit(cache=True, nogil=True)
-def _value_fen(
+def _slice_value(
     key: np.ndarray,
     shares: np.ndarray,
     price_fen: np.ndarray,
     n_stocks: int,
     first: int,
     n_accounts: int,
+    unit: float,
 ) -> np.ndarray:
-    """(n_accounts,) float64 sum of ``shares * price_fen[stock]`` per account of a slice.
+    """(n_accounts,) float64 sum of ``shares * price_fen[stock] / unit`` per account of a slice.
 
-    The slice holds the keys of accounts ``first .. first + n_accounts - 1``; each product
-    is an int64 added as a float64 in key order, exactly what ``np.bincount`` adds. Keys
-    are sorted, so the account is divided out once per account, not once per row.
+    The slice holds the keys of accounts ``first .. first + n_accounts - 1``; each position
+    is added in key order, exactly as ``np.bincount(slot, shares * price / unit)`` adds
+    them (with ``unit`` 1 the division is exact: fen). Keys are sorted, so the account
+    is divided out once per account, not once per row.
     """
     value = np.zeros(n_accounts)
     slot, first_key = 0, 0  # the slot of the current run of keys and its account's first key
@@ -404,30 +406,7 @@ def _value_fen(
             slot = key[i] // n_stocks - first
             first_key = (slot + first) * n_stocks
         if shares[i] != 0:
-            value[slot] += shares[i] * price_fen[key[i] - first_key]
-    return value
-
-
-@numba.njit(cache=True, nogil=True)
-def _value_cny(
-    key: np.ndarray,
-    shares: np.ndarray,
-    price_fen: np.ndarray,
-    n_stocks: int,
-    first: int,
-    n_accounts: int,
-) -> np.ndarray:
-    """(n_accounts,) float64 sum of ``shares * price_fen[stock] / 100.0`` per account of a
-    slice: :func:`_value_fen` with each position turned into CNY before it is added, as
-    ``np.bincount(slot, shares * price / 100.0)`` adds them."""
-    value = np.zeros(n_accounts)
-    slot, first_key = 0, 0  # the slot of the current run of keys and its account's first key
-    for i in range(key.shape[0]):
-        if key[i] >= first_key + n_stocks or i == 0:
-            slot = key[i] // n_stocks - first
-            first_key = (slot + first) * n_stocks
-        if shares[i] != 0:
-            value[slot] += shares[i] * price_fen[key[i] - first_key] / 100.0
+            value[slot] += shares[i] * price_fen[key[i] - first_key] / unit
     return value
 
 
