@@ -254,8 +254,7 @@ class RetailChasers(Population):
     @property
     def drawdown(self) -> np.ndarray:
         """(n,) share of its peak wealth each investor has lost, as of its last decision."""
-        peak = np.maximum(self.peak_wealth, 1e-9)
-        return np.clip(1.0 - self.wealth / peak, 0.0, 1.0)
+        return self._drawdown(self.rows)
 
     def neighbour_action(self, rows: np.ndarray) -> np.ndarray:
         """(r,) average last-step action of each row's neighbours, in [-1, 1].

@@ -438,6 +438,18 @@ def _held(
     return account, stock, held, sellable
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bisect(table_key: np.ndarray, k: int, lo: int, hi: int) -> int:
+    """Where ``k`` goes in ``table_key[lo:hi]`` (side left), known to lie in ``lo .. hi``."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if table_key[mid] < k:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 @numba.njit(cache=True, nogil=True)
 def search_from(table_key: np.ndarray, k: int, lo: int) -> int:
     """Where ``k`` goes in the sorted ``table_key`` (``np.searchsorted``, side left), given
@@ -454,13 +466,7 @@ def search_from(table_key: np.ndarray, k: int, lo: int) -> int:
         width *= 2
         hi = lo + width
     hi = min(hi, n_rows)
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if table_key[mid] < k:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    return _bisect(table_key, k, lo, hi)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -486,13 +492,7 @@ def search_near(table_key: np.ndarray, k: int, hint: int) -> int:
             break
         hi = lo
         width *= 2
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if table_key[mid] < k:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    return _bisect(table_key, k, lo, hi)
 
 
 @numba.njit(cache=True, nogil=True)
