@@ -547,6 +547,43 @@ def _account_bounds(
     return lo, hi
 
 
+_DIGIT_BITS = 13  # radix of key_order: 8,192 buckets, two passes for keys below 2**26
+
+
+@numba.njit(cache=True, nogil=True)
+def key_order(key: np.ndarray) -> np.ndarray:
+    """(n,) stable argsort of non-negative ``key`` (n,): ``np.argsort(key, kind="stable")``.
+
+    A least-significant-digit radix sort, a pass per 13 bits of the largest key. Looked
+    up in this order, keys walk the holdings table one way, a few rows at a time: at
+    full scale 95,000 fills in an 870,000-row table settle in about 5 ms instead of 8,
+    where unsorted keys jump about the table (and out of the cache).
+    """
+    n = key.shape[0]
+    order = np.arange(n)
+    if n == 0:
+        return order
+    top = key.max()
+    spare = np.empty(n, np.int64)
+    size = 1 << _DIGIT_BITS
+    count = np.empty(size + 1, np.int64)  # count[b + 1]: keys in bucket b, then starts
+    shift = 0
+    while (top >> shift) > 0:
+        count[:] = 0
+        for i in range(n):
+            count[((key[i] >> shift) & (size - 1)) + 1] += 1
+        for b in range(size):
+            count[b + 1] += count[b]
+        for i in range(n):
+            j = order[i]
+            b = (key[j] >> shift) & (size - 1)
+            spare[count[b]] = j
+            count[b] += 1
+        order, spare = spare, order
+        shift += _DIGIT_BITS
+    return order
+
+
 @numba.njit(cache=True, nogil=True)
 def _add_positions_compiled(
     table: np.ndarray, n_rows: int, key: np.ndarray, delta: np.ndarray, bought: np.ndarray
@@ -554,33 +591,41 @@ def _add_positions_compiled(
     """Add ``delta`` (n,) shares at each ``key`` (n,) to ``table[:, :n_rows]``; return its
     new number of positions.
 
-    Each position is a column (key, shares, bought today). Keys not in the table yet get
-    columns at their sorted places first, in place (the table has room for n more); the
-    sums are done in place, in integers. ``bought`` (n,) marks purchases made today (T+1).
+    Each position is a column (key, shares, bought today). The keys are taken in sorted
+    order (:func:`key_order`), so one forward walk finds them all; held positions get
+    their sums at once, in integers, and keys not in the table yet get columns at their
+    sorted places afterwards, in place (the table has room for n more), then their sums.
+    ``bought`` (n,) marks purchases made today (T+1).
     """
     table_key = table[0, :n_rows]  # (P,)
-    row = np.empty(key.shape[0], np.int64)  # (n,) column of each key
-    missing = np.zeros(key.shape[0], np.bool_)
-    for i in range(key.shape[0]):
-        row[i] = search_near(table_key, key[i], row[i - 1] if i else 0)
-        missing[i] = row[i] == n_rows or table_key[row[i]] != key[i]
-    if missing.any():
-        new_key = np.unique(key[missing])  # (m,) sorted
-        at = np.empty(new_key.shape[0], np.int64)  # (m,) where each goes
-        for j in range(new_key.shape[0]):
-            at[j] = search_from(table_key, new_key[j], at[j - 1] if j else 0)
-        _insert_rows(table, n_rows, at, new_key)
-        n_rows += new_key.shape[0]
-        # Each column moves right by the new keys inserted before it.
-        before = 0
-        for i in range(key.shape[0]):
-            before = search_from(new_key, key[i], before if i and key[i] >= key[i - 1] else 0)
-            row[i] += before
-    for i in range(key.shape[0]):
-        table[1, row[i]] += delta[i]
+    n = key.shape[0]
+    new_key = np.empty(n, np.int64)  # (m,) keys not held yet, ascending
+    at = np.empty(n, np.int64)  # (m,) the column each goes before
+    missing = np.empty(n, np.int64)  # indices into key of the rows with a new key ...
+    new_of = np.empty(n, np.int64)  # ... and which new key each is
+    n_new, n_missing, row = 0, 0, 0
+    for i in key_order(key):
+        row = search_from(table_key, key[i], row)
+        if row < n_rows and table_key[row] == key[i]:
+            table[1, row] += delta[i]
+            if bought[i]:
+                table[2, row] += delta[i]
+            continue
+        if n_new == 0 or new_key[n_new - 1] != key[i]:
+            new_key[n_new], at[n_new] = key[i], row
+            n_new += 1
+        missing[n_missing], new_of[n_missing] = i, n_new - 1
+        n_missing += 1
+    if n_new == 0:
+        return n_rows
+    _insert_rows(table, n_rows, at[:n_new], new_key[:n_new])
+    for m in range(n_missing):
+        i, j = missing[m], new_of[m]
+        column = at[j] + j  # moved right by the j new keys inserted before it
+        table[1, column] += delta[i]
         if bought[i]:
-            table[2, row[i]] += delta[i]
-    return n_rows
+            table[2, column] += delta[i]
+    return n_rows + n_new
 
 
 @numba.njit(cache=True, nogil=True)

@@ -15,7 +15,7 @@ import numpy as np
 from model.book import admissible, append_admitted, keep_resting, split_fills, withdraw_block
 from model.futures import FuturesSpec
 from model.kernel import Clearing, Grid, clear
-from model.ledger import Ledger, consecutive, search_near
+from model.ledger import Ledger, consecutive, key_order, search_from
 from model.orders import Orders
 from model.universe import Universe
 
@@ -404,12 +404,17 @@ def _admit_stock_compiled(
     n_stocks: int,
     lot: int,
 ) -> np.ndarray:
-    """Stock orders' admitted lots, in one pass: what :func:`_fit` does for stocks, compiled.
+    """Stock orders' admitted lots: what :func:`_fit` does for stocks, compiled.
 
     A sell fits the (account, stock) holding's sellable shares, a buy its account's
     buying power (fen), less what resting orders and earlier new orders already
     claim. Every amount is a whole number of shares or fen far below 2**53, so these
     integer sums equal :func:`_fit`'s float64 ones exactly.
+
+    A sell's claim concerns its own holding alone, so the sells are taken by key
+    (stable :func:`key_order`: resting ones first, then the new in time order, within
+    a key), which walks the holdings table one way instead of jumping about it; the
+    buys are taken in time order.
 
     Args:
         book_*: (m,) the resting book; account, stock, side, price, lots: (n,) new orders
@@ -417,38 +422,53 @@ def _admit_stock_compiled(
         key, shares, bought_today: (P,) the ledger's sorted holdings table.
         buying_power: (A,) fen, cash plus credit.
     """
-    n_rows = key.shape[0]
-    claimed_shares = np.zeros(n_rows, np.int64)  # (P,) per holding row
-    claimed_fen = np.zeros(buying_power.shape[0], np.int64)  # (A,) per account
-    row = 0  # the last sell's holding row: the next search starts there
-    for i in range(book_account.shape[0]):
-        if book_stock[i] >= n_stocks:
-            continue
-        if book_side[i] < 0:
-            k = book_account[i] * n_stocks + book_stock[i]
-            row = search_near(key, k, row)
-            if row < n_rows and key[row] == k:
-                claimed_shares[row] += book_lots[i] * lot
-        else:
-            claimed_fen[book_account[i]] += book_lots[i] * lot * book_price[i]
     admitted = lots.copy()  # (n,)
-    row = 0
+    claimed_fen = np.zeros(buying_power.shape[0], np.int64)  # (A,) per account
+    for i in range(book_account.shape[0]):
+        if book_stock[i] < n_stocks and book_side[i] > 0:
+            claimed_fen[book_account[i]] += book_lots[i] * lot * book_price[i]
     for i in range(account.shape[0]):
-        if stock[i] >= n_stocks:
-            continue
-        if side[i] < 0:
-            need = lots[i] * lot  # shares
-            k = account[i] * n_stocks + stock[i]
-            row = search_near(key, k, row)
-            if row == n_rows or key[row] != k:
-                admitted[i] = 0  # nothing held
-                continue
-            room = shares[row] - bought_today[row] - claimed_shares[row]
-            claimed_shares[row] += need
-            admitted[i] = min(max(room, 0), need) // lot
-        else:
+        if stock[i] < n_stocks and side[i] > 0:
             need = lots[i] * lot * price[i]  # fen
             room = buying_power[account[i]] - claimed_fen[account[i]]
             claimed_fen[account[i]] += need
             admitted[i] = min(max(room, 0), need) // (lot * price[i])
+
+    m = book_account.shape[0]
+    sell = np.empty(m + account.shape[0], np.int64)  # resting sells (i), then new (m + i)
+    n_sells = 0
+    for i in range(m):
+        if book_stock[i] < n_stocks and book_side[i] < 0:
+            sell[n_sells] = i
+            n_sells += 1
+    for i in range(account.shape[0]):
+        if stock[i] < n_stocks and side[i] < 0:
+            sell[n_sells] = m + i
+            n_sells += 1
+    sell = sell[:n_sells]
+    sell_key = np.empty(n_sells, np.int64)
+    for j in range(n_sells):
+        i = sell[j]
+        if i < m:
+            sell_key[j] = book_account[i] * n_stocks + book_stock[i]
+        else:
+            sell_key[j] = account[i - m] * n_stocks + stock[i - m]
+    n_rows = key.shape[0]
+    row, claimed, last = 0, 0, -1  # shares claimed of the holding of key ``last``
+    for j in key_order(sell_key):
+        k = sell_key[j]
+        if k != last:
+            row, claimed, last = search_from(key, k, row), 0, k
+        i = sell[j]
+        if i < m:
+            claimed += book_lots[i] * lot
+            continue
+        i -= m
+        if row == n_rows or key[row] != k:
+            admitted[i] = 0  # nothing held
+            continue
+        need = lots[i] * lot  # shares
+        room = shares[row] - bought_today[row] - claimed
+        claimed += need
+        admitted[i] = min(max(room, 0), need) // lot
     return admitted

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.ledger import Ledger, search_from, search_near
+from model.ledger import Ledger, key_order, search_from, search_near
 from model.market import _fit
 from model.orders import Orders
 
@@ -181,6 +181,19 @@ def test_search_from_is_searchsorted():
             found.append(row)
         assert found == np.searchsorted(table, key).tolist()
     assert search_from(np.zeros(0, np.int64), 3, 0) == 0
+
+
+def test_key_order_is_a_stable_argsort():
+    """The radix sort orders keys as np.argsort(kind="stable") does, ties in input order."""
+    rng = np.random.default_rng(7)
+    for key in (
+        rng.integers(0, 50, 3000),  # many ties, one pass
+        rng.integers(0, 5_000 * 100_000, 20_000),  # full-scale keys: three passes
+        np.zeros(0, np.int64),
+        np.array([0, 0, 0]),
+    ):
+        key = key.astype(np.int64)
+        assert key_order(key).tolist() == np.argsort(key, kind="stable").tolist()
 
 
 def test_search_near_is_searchsorted_from_any_hint():
