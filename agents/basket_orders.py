@@ -62,3 +62,40 @@ def basket_orders(
             else:
                 order_price[i, j] = p * (1.002 if s > 0 else 0.998)
     return lots, side, order_price
+
+
+@numba.njit(cache=True, nogil=True)
+def order_rows(
+    accounts: np.ndarray,
+    basket: np.ndarray,
+    lots: np.ndarray,
+    side: np.ndarray,
+    price: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The (account, stock, side, price, lots) columns of the cells of :func:`basket_orders`'
+    grids that hold an order, row by row: the orders the exchange would admit from the
+    whole (r, B) grid, since it drops those of no lots (at full scale some 110,000 of the
+    250,000 cells), without carrying them through the concatenations before it.
+
+    Args:
+        accounts: (r,) int64; basket: (r, B) int64 stocks; lots, side, price: (r, B) as
+            :func:`basket_orders` returns them (prices are cut to whole fen, as
+            ``Orders`` would cut them).
+    """
+    n = 0
+    for i in range(lots.shape[0]):
+        for j in range(lots.shape[1]):
+            n += lots[i, j] > 0
+    out_account = np.empty(n, np.int64)
+    out_stock = np.empty(n, np.int64)
+    out_side = np.empty(n, np.int8)
+    out_price = np.empty(n, np.int64)
+    out_lots = np.empty(n, np.int64)
+    k = 0
+    for i in range(lots.shape[0]):
+        for j in range(lots.shape[1]):
+            if lots[i, j] > 0:
+                out_account[k], out_stock[k], out_side[k] = accounts[i], basket[i, j], side[i, j]
+                out_price[k], out_lots[k] = np.int64(price[i, j]), np.int64(lots[i, j])
+                k += 1
+    return out_account, out_stock, out_side, out_price, out_lots

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import ArrayAgent, Population
-from agents.basket_orders import basket_orders
+from agents.basket_orders import basket_orders, order_rows
 from model.config import NeutralFundConfig
 from model.orders import Orders
 
@@ -254,7 +254,6 @@ class NeutralFunds(Population):
 
         # Long basket: equal weights; sell what is beyond target, buy what is short of it.
         basket = self.basket[rows]  # (r, B)
-        b = basket.shape[1]
         price = market.last[basket].astype(np.float64)  # (r, B) fen
         held = model.ledger.basket_holding(accounts, basket, self.basket_order[rows])  # (r, B)
         urgent = distressed | margin_call  # (r,)
@@ -281,14 +280,7 @@ class NeutralFunds(Population):
         forced = urgent[:, None] & (side < 0)
         if forced.any():
             self.forced_sales += float((lots * market.lot * price / 100.0)[forced].sum())
-        stocks = Orders(
-            np.repeat(accounts, b),
-            basket.ravel(),
-            side.ravel(),
-            order_price.ravel(),
-            lots.ravel(),
-        )
-        parts = [stocks]
+        parts = [Orders(*order_rows(accounts, basket, lots, side, order_price))]
         if model.lending is not None:
             parts.append(self._short_leg(rows, accounts, target))
         if model.futures is not None:

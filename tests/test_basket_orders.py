@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.basket_orders import basket_orders
+from agents.basket_orders import basket_orders, order_rows
+from model.orders import Orders
 
 
 def _numpy_rule(target, weights, price, held, urgent, margin_call, need, pace, hurry, lot, fd):
@@ -37,3 +38,20 @@ def test_basket_orders_match_the_numpy_rule_bit_for_bit():
         np.testing.assert_array_equal(got, want)
         assert got.dtype == want.dtype
     assert margin_call.any() and (urgent & ~margin_call).any()
+
+
+def test_order_rows_are_the_grid_orders_the_exchange_would_admit():
+    """The compacted columns equal the whole grid as ``Orders``, less the cells of no lots."""
+    rng = np.random.default_rng(10)
+    r, b = 12, 25
+    accounts = np.arange(100, 100 + r, dtype=np.int64)
+    basket = rng.integers(0, 400, (r, b))
+    lots = np.where(rng.random((r, b)) < 0.4, 0.0, rng.integers(1, 50, (r, b)).astype(float))
+    side = np.where(lots > 0, np.where(rng.random((r, b)) < 0.5, 1, -1), 0).astype(np.int8)
+    price = rng.uniform(100.0, 5000.0, (r, b))
+    grid = Orders(np.repeat(accounts, b), basket.ravel(), side.ravel(), price.ravel(), lots.ravel())
+    want = grid.select(grid.lots > 0)
+    got = Orders(*order_rows(accounts, basket, lots, side, price))
+    for name in ("account", "stock", "side", "price", "lots"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        assert getattr(got, name).dtype == getattr(want, name).dtype
