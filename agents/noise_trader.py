@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import ArrayAgent, Population
+from agents.sampling import choice
 from model.config import NoiseTraderConfig
 from model.orders import Orders
 
@@ -61,7 +62,7 @@ class NoiseTraders(Population):
         slot, h_stock, _, sellable = positions
         tilt = c.rebalancing * (self.cash_share(rows, positions) - self.cash_target[rows])
         buy = rng.random(n) < 0.5 * (1.0 + np.tanh(tilt))[owner]
-        stock = rng.choice(n_stocks, size=n, p=attention / attention.sum())
+        stock = choice(rng, attention / attention.sum(), n)
         cap_lots = np.full(n, np.iinfo(np.int64).max)
 
         # Each trader keeps a handful of stocks: sellers sell one of their positions (they may

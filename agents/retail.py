@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from agents.base import ArrayAgent, Population
+from agents.sampling import choice
 from agents.social import barabasi_albert_edges, row_normalized_adjacency_from_edges, to_networkx
 from model.config import RetailConfig
 from model.orders import Orders
@@ -234,14 +235,14 @@ class RetailChasers(Population):
         ``rounds`` are kept, which only means that investor holds fewer stocks.
         """
         p = self.look_weights()
-        stock = self.rng.choice(p.shape[0], size=(self.n, k), p=p)
+        stock = choice(self.rng, p, (self.n, k))
         for _ in range(rounds):
             order = np.sort(stock, axis=1)
             dup = np.zeros_like(stock, dtype=bool)
             dup[:, 1:] = order[:, 1:] == order[:, :-1]
             if not dup.any():
                 return order
-            order[dup] = self.rng.choice(p.shape[0], size=int(dup.sum()), p=p)
+            order[dup] = choice(self.rng, p, int(dup.sum()))
             stock = order
         return stock
 
@@ -320,7 +321,7 @@ class RetailChasers(Population):
         market, c, rng = self.market, self.cfg, self.rng
         r = rows.shape[0]
         slot, h_stock, _, h_sellable = self.positions(rows)
-        looked = rng.choice(self.ret20.shape[0], size=(r, LOOKED_AT), p=self.look_weights())
+        looked = choice(rng, self.look_weights(), (r, LOOKED_AT))
         own = c.chase * self.ret20[looked].mean(axis=1) - c.panic * self._drawdown(rows)  # (r,)
         # Investors keep about half their wealth in cash: the more cash, the likelier a buy.
         cash_share = np.maximum(self.model.ledger.cash[self.accounts[rows]], 0) / 100.0
