@@ -86,14 +86,18 @@ class LadderMakers(Population):
 
     def decide(self, rows: np.ndarray) -> Orders:
         market = self.market
-        q = np.flatnonzero(np.isin(self.maker_of, rows))  # (n,) quoted instruments of rows
+        chosen = np.zeros(self.n, dtype=bool)  # (makers,) which are among rows
+        chosen[rows] = True
+        q = np.flatnonzero(chosen[self.maker_of])  # (n,) quoted instruments of rows
         instrument = self.instrument[q]
         accounts = self.accounts[self.maker_of[q]]
-        market.cancel_accounts(np.unique(accounts))
+        market.cancel_accounts(self.accounts[rows])  # a maker quoting nothing has no orders
 
         # What survived the last auction is still "on the book": take fills off, replenish.
         account, traded, signed = self.taken(accounts)
-        mine = np.isin(account, accounts)
+        maker = account - self.accounts[0]  # (m,) row of each fill's account, if a maker's
+        mine = (maker >= 0) & (maker < self.n)  # the accounts are one block
+        mine[mine] = chosen[maker[mine]]
         slot = np.searchsorted(self.instrument, traded[mine])  # instruments are sorted
         # (I, 2) lots taken off each instrument's bid and ask: one bincount over the flat
         # (instrument, side) index, which sums exactly what np.add.at would, much faster.
