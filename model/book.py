@@ -172,11 +172,17 @@ def split_fills(
 
 
 @numba.njit(cache=True, nogil=True)
-def withdraw_block(account: np.ndarray, first: int, last: int, withdrawn: np.ndarray) -> np.ndarray:
+def withdraw_blocks(account: np.ndarray, blocks: np.ndarray, withdrawn: np.ndarray) -> np.ndarray:
     """(n,) bool: ``withdrawn`` (n,; or empty: none yet) plus the orders (``account``, (n,))
-    of accounts ``first .. last``, in one pass instead of two comparisons and two ors."""
+    of the accounts in any of ``blocks`` ((k, 2): first and last account of each), in one
+    pass over the book for a step's k cancelling populations instead of one each."""
     out = np.empty(account.shape[0], np.bool_)
     some = withdrawn.shape[0] == account.shape[0]
     for i in range(account.shape[0]):
-        out[i] = (first <= account[i] <= last) or (some and withdrawn[i])
+        hit = some and withdrawn[i]
+        j = 0
+        while not hit and j < blocks.shape[0]:
+            hit = blocks[j, 0] <= account[i] <= blocks[j, 1]
+            j += 1
+        out[i] = hit
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from model.book import admissible, append_admitted, keep_resting, split_fills, withdraw_block
+from model.book import admissible, append_admitted, keep_resting, split_fills, withdraw_blocks
 from model.futures import FuturesSpec
 from model.kernel import Clearing, Grid, clear
 from model.ledger import Ledger, consecutive, key_order, search_from
@@ -96,6 +96,7 @@ class Market:
         self._book = Orders.empty()
         self._book_level = np.zeros(0, dtype=np.int64)
         self._withdrawn: np.ndarray | None = None  # (len(_book),) bool, cancelled, not yet removed
+        self._pending: list[tuple[int, int]] = []  # blocks of accounts withdrawn, not yet marked
         self.turnover = 0.0  # CNY of stock traded in the last slice
         n_instr = price0.shape[0]
         self.volume = np.zeros(n_instr, dtype=np.int64)  # (I,) lots/contracts, last slice
@@ -119,7 +120,7 @@ class Market:
 
     @book.setter
     def book(self, orders: Orders) -> None:
-        self._book, self._withdrawn = orders, None
+        self._book, self._withdrawn, self._pending = orders, None, []
 
     @property
     def book_level(self) -> np.ndarray:
@@ -131,9 +132,23 @@ class Market:
     def book_level(self, level: np.ndarray) -> None:
         self._book_level = level
 
+    def _withdrawn_mask(self) -> np.ndarray | None:
+        """(len(_book),) bool of the cancelled orders not yet removed (None: none).
+
+        Populations cancel their blocks of accounts one after another; the blocks are
+        marked here in one pass when something next asks, not in a pass each.
+        """
+        if self._pending:
+            blocks = np.array(self._pending, dtype=np.int64)  # (k, 2) first, last account
+            withdrawn = _NONE if self._withdrawn is None else self._withdrawn
+            self._withdrawn = withdraw_blocks(self._book.account, blocks, withdrawn)
+            self._pending = []
+        return self._withdrawn
+
     def _remove_withdrawn(self) -> None:
         """Drop the cancelled orders: once for a step's many cancels, not once per cancel."""
-        if self._withdrawn is not None:
+        withdrawn = self._withdrawn_mask()
+        if withdrawn is not None:
             book = self._book
             *columns, self._book_level = keep_resting(
                 book.account,
@@ -141,7 +156,7 @@ class Market:
                 book.side,
                 book.price,
                 self._book_level,
-                np.where(self._withdrawn, 0, book.lots),
+                np.where(withdrawn, 0, book.lots),
             )
             self._book, self._withdrawn = Orders(*columns), None
 
@@ -269,8 +284,9 @@ class Market:
     @property
     def n_resting(self) -> int:
         """``len(book)``, without compacting the book to count it."""
-        withdrawn = 0 if self._withdrawn is None else int(np.count_nonzero(self._withdrawn))
-        return self._book.account.shape[0] - withdrawn
+        withdrawn = self._withdrawn_mask()
+        gone = 0 if withdrawn is None else int(np.count_nonzero(withdrawn))
+        return self._book.account.shape[0] - gone
 
     def cancel(self, mask: np.ndarray) -> None:
         """Withdraw the resting orders where ``mask`` (shape of the book) is true.
@@ -279,12 +295,13 @@ class Market:
         over the others, so the book is compacted once a step, not once per cancel.
         """
         mask = np.asarray(mask, dtype=bool)
-        if self._withdrawn is None:
+        withdrawn = self._withdrawn_mask()
+        if withdrawn is None:
             self._withdrawn = mask
         else:
-            withdrawn = self._withdrawn.copy()
-            withdrawn[~self._withdrawn] = mask
-            self._withdrawn = withdrawn
+            spread = withdrawn.copy()
+            spread[~withdrawn] = mask
+            self._withdrawn = spread
 
     def cancel_accounts(self, accounts: np.ndarray) -> None:
         """Withdraw every resting order of ``accounts`` (ids in any order; a range is fastest)."""
@@ -292,19 +309,19 @@ class Market:
         if not self._book.account.shape[0]:
             return
         # The book may hold withdrawn orders still: they stay withdrawn.
-        if consecutive(accounts):  # a population's block: one compiled pass
-            withdrawn = _NONE if self._withdrawn is None else self._withdrawn
-            first, last = int(accounts[0]), int(accounts[-1])
-            self._withdrawn = withdraw_block(self._book.account, first, last, withdrawn)
+        if consecutive(accounts):  # a population's block: marked with the others pending
+            self._pending.append((int(accounts[0]), int(accounts[-1])))
             return
         mine = np.isin(self._book.account, accounts)
-        self._withdrawn = mine if self._withdrawn is None else self._withdrawn | mine
+        withdrawn = self._withdrawn_mask()
+        self._withdrawn = mine if withdrawn is None else withdrawn | mine
 
     def resting_of(self, accounts: np.ndarray) -> np.ndarray:
         """(len(book),) bool: which resting orders are those of ``accounts`` (sorted ids)."""
         account = self._book.account  # (m,) withdrawn orders included: only one column is cut
-        if self._withdrawn is not None:
-            account = account[~self._withdrawn]
+        withdrawn = self._withdrawn_mask()
+        if withdrawn is not None:
+            account = account[~withdrawn]
         return _of_accounts(account, np.asarray(accounts))
 
     # -- clearing -------------------------------------------------------------------------

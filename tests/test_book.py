@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.book import admissible, append_admitted, keep_resting, split_fills, withdraw_block
+from model.book import admissible, append_admitted, keep_resting, split_fills, withdraw_blocks
 from model.kernel import Grid
 from model.orders import Orders
 
@@ -90,10 +90,13 @@ def test_admissible_is_positive_lots_with_clipped_prices():
         assert g.dtype == w.dtype
 
 
-def test_withdraw_block_adds_a_block_of_accounts_to_the_withdrawn():
+def test_withdraw_blocks_adds_blocks_of_accounts_to_the_withdrawn():
     rng = np.random.default_rng(5)
     account = rng.integers(0, 50, 200)
     before = rng.random(200) < 0.3
-    block = (account >= 10) & (account <= 19)
-    np.testing.assert_array_equal(withdraw_block(account, 10, 19, before), before | block)
-    np.testing.assert_array_equal(withdraw_block(account, 10, 19, np.zeros(0, bool)), block)
+    blocks = np.array([[10, 19], [30, 30], [45, 60]])
+    block = ((account >= 10) & (account <= 19)) | (account == 30) | (account >= 45)
+    np.testing.assert_array_equal(withdraw_blocks(account, blocks, before), before | block)
+    np.testing.assert_array_equal(withdraw_blocks(account, blocks, np.zeros(0, bool)), block)
+    none = np.zeros((0, 2), np.int64)
+    np.testing.assert_array_equal(withdraw_blocks(account, none, before), before)
