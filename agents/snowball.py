@@ -278,16 +278,19 @@ class SnowballIssuers(Population):
         delta = self.table.lookup(x, self._tau(), self.tranche_knocked_in)
         return np.where(self.tranche_alive, delta, 0.0)
 
-    def _tranche_contracts(self, mask: np.ndarray) -> np.ndarray:
-        """(m,) futures contracts hedging each tranche where ``mask`` (else 0)."""
+    def _contracts(self) -> np.ndarray:
+        """(m,) futures contracts hedging each tranche at the current levels."""
         per_contract = self._levels() * np.asarray(self.model.futures.multiplier)[FUTURES_ROWS]
-        contracts = self.deltas() * self.tranche_notional / per_contract[self.tranche_underlying]
-        return np.where(mask, contracts, 0.0)
+        return self.deltas() * self.tranche_notional / per_contract[self.tranche_underlying]
 
-    def hedge_target(self) -> np.ndarray:
-        """(2,) futures contracts to hold, IC and IM: sum of delta * notional / contract value."""
-        contracts = self._tranche_contracts(self.tranche_alive)
-        return np.bincount(self.tranche_underlying, contracts, minlength=2)
+    def hedge_target(self, contracts: np.ndarray | None = None) -> np.ndarray:
+        """(2,) futures contracts to hold, IC and IM: sum of delta * notional / contract value.
+
+        ``contracts`` is :meth:`_contracts`, when the caller has it already.
+        """
+        contracts = self._contracts() if contracts is None else contracts
+        alive = np.where(self.tranche_alive, contracts, 0.0)
+        return np.bincount(self.tranche_underlying, alive, minlength=2)
 
     def initial_hedge(self) -> np.ndarray:
         """(2,) int64 contracts of IC and IM to endow before day 0, so the book starts hedged."""
@@ -333,9 +336,10 @@ class SnowballIssuers(Population):
             self.forced_sales_cny, self._forced_step = 0.0, model.steps
 
         mine = np.isin(self.tranche_underlying, rows)  # (m,) tranches of these books
-        dumped = self._record_dump(mine)  # (2,) contracts released by knock-ins this step
+        contracts = self._contracts()  # (m,) once: the levels stay put while agents decide
+        dumped = self._record_dump(mine, contracts)  # (2,) released by knock-ins this step
         self.pending_dump += dumped
-        target = self.hedge_target()[rows]  # (r,)
+        target = self.hedge_target(contracts)[rows]  # (r,)
         held = model.ledger.futures_position(accounts)[np.arange(rows.size), FUTURES_ROWS[rows]]
         gap = np.rint(target) - held  # (r,) contracts
         lots = np.ceil(self.cfg.hedge_lag * np.abs(gap))
@@ -351,14 +355,15 @@ class SnowballIssuers(Population):
         )
         return orders.select(orders.lots > 0)
 
-    def _record_dump(self, mine: np.ndarray) -> np.ndarray:
+    def _record_dump(self, mine: np.ndarray, contracts: np.ndarray) -> np.ndarray:
         """(2,) hedge contracts released since the last step by tranches at or past knock-in.
 
         A tranche's hedge falls as soon as the index trades through its barrier (the
         table's delta anticipates the close) and again when the close confirms the
         knock-in; both falls are the dump. Updates each tranche's contract record.
+        ``contracts`` (m,) is :meth:`_contracts` at the current levels.
         """
-        now = self._tranche_contracts(mine)  # (m,)
+        now = np.where(mine, contracts, 0.0)  # (m,) contracts of the tranches of ``mine``
         x = self._levels()[self.tranche_underlying] / self.tranche_s0
         past_barrier = (
             mine & self.tranche_alive & (self.tranche_knocked_in | (x < self.cfg.knock_in))
