@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 import mesa
 import numpy as np
 
+from model.ledger import consecutive
 from model.orders import Orders
 
 if TYPE_CHECKING:
@@ -72,6 +73,14 @@ class Population:
     @property
     def rng(self) -> np.random.Generator:
         return self.model.rng
+
+    def take(self, array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``array[rows]`` (rows of a per-agent array), read-only: ``array`` itself when
+        ``rows`` are every row in order, as the vectorized engine asks, with no copy (at
+        full scale the neutral products' (500, 500) baskets and weights, each step)."""
+        if rows.shape[0] == self.n and consecutive(rows) and (self.n == 0 or rows[0] == 0):
+            return array
+        return array[rows]
 
     def holdings_value(
         self, rows: np.ndarray, positions: tuple[np.ndarray, ...] | None = None

@@ -253,9 +253,9 @@ class NeutralFunds(Population):
         margin_call = (short_cash > 0) & c.forced_selling
 
         # Long basket: equal weights; sell what is beyond target, buy what is short of it.
-        basket = self.basket[rows]  # (r, B)
-        price = market.last[basket].astype(np.float64)  # (r, B) fen
-        held = model.ledger.basket_holding(accounts, basket, self.basket_order[rows])  # (r, B)
+        basket = self.take(self.basket, rows)  # (r, B)
+        price = market.last.astype(np.float64)[basket]  # (r, B) fen
+        held = model.ledger.basket_holding(accounts, basket, self.take(self.basket_order, rows))
         urgent = distressed | margin_call  # (r,)
         hurry = 1.0 / (c.liquidation_days * model.steps_per_day)
         # A margin call sells at least what it needs, pro rata over the basket.
@@ -266,7 +266,7 @@ class NeutralFunds(Population):
         # sellers cross the spread by up to ``forced_discount``, others rest near last.
         lots, side, order_price = basket_orders(
             target,
-            self.weights[rows],
+            self.take(self.weights, rows),
             price,
             held,
             urgent,
