@@ -1,8 +1,9 @@
 """The quant-neutral products' basket rule, compiled: one pass over the (products, stocks) grid.
 
 At full scale 500 products trade 500 basket stocks each every step; in numpy the
-rule below is some fifteen passes over 250,000 cells, each with its temporary.
-The arithmetic is the same, operation for operation, so the floats are too.
+rule below is some fifteen passes over 250,000 cells, each with its temporary, and
+the grid of orders would then be cut down to the cells that hold one. The arithmetic
+is the same, operation for operation, so the floats are too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import numpy as np
 
 @numba.njit(cache=True, nogil=True)
 def basket_orders(
+    accounts: np.ndarray,
+    basket: np.ndarray,
     target: np.ndarray,
     weights: np.ndarray,
     price: np.ndarray,
@@ -24,10 +27,15 @@ def basket_orders(
     hurry: float,
     lot: int,
     forced_discount: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each product's basket orders: (lots, side, limit price), (r, B) each.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each product's basket orders, as the columns of the cells that hold one, row by row.
+
+    Cells of no lots are left out: the exchange would drop them at admission (at full
+    scale some 110,000 of 250,000 cells), so they need not go through the concatenations
+    before it.
 
     Args:
+        accounts: (r,) int64; basket: (r, B) int64 stocks of each product.
         target: (r,) CNY of long exposure wanted; weights: (r, B) of it per stock.
         price: (r, B) float64 fen, last prices; held: (r, B) int64 shares held.
         urgent: (r,) bool, distressed or under a margin call: trade at ``hurry`` a step
@@ -36,13 +44,20 @@ def basket_orders(
             (read only where ``margin_call``).
 
     Returns:
-        lots (r, B) float64 >= 0, whole; side (r, B) int8 (0: no order); price (r, B)
-        float64 fen.
+        (account, stock, side, price, lots) columns as ``Orders`` takes them (int64, int8
+        for the side; prices cut to whole fen as ``Orders`` cuts them), and the (f,) fen
+        value ``lots * lot * price / 100`` of the urgent rows' sells (forced sales), in
+        the same row-by-row order.
     """
     n_rows, n_stocks = price.shape
-    lots = np.empty((n_rows, n_stocks))
-    side = np.empty((n_rows, n_stocks), np.int8)
-    order_price = np.empty((n_rows, n_stocks))
+    cells = n_rows * n_stocks
+    out_account = np.empty(cells, np.int64)
+    out_stock = np.empty(cells, np.int64)
+    out_side = np.empty(cells, np.int8)
+    out_price = np.empty(cells, np.int64)
+    out_lots = np.empty(cells, np.int64)
+    forced = np.empty(cells)
+    k, f = 0, 0
     for i in range(n_rows):
         share = hurry if urgent[i] else pace
         cut = min(need[i], 1) if margin_call[i] else 0.0
@@ -54,48 +69,18 @@ def basket_orders(
                 floor = -held[i, j] * cut  # sells at least its share of the book
                 trade = trade if trade <= floor else floor
             signed = np.trunc(trade / lot)
+            lots = abs(signed)
+            if not lots > 0:
+                continue
             s = np.int8(np.sign(signed))
-            side[i, j] = s
-            lots[i, j] = abs(signed)
             if urgent[i]:
-                order_price[i, j] = p * (1.0 - forced_discount * (1.0 if s < 0 else 0.0))
+                order_price = p * (1.0 - forced_discount * (1.0 if s < 0 else 0.0))
+                if s < 0:
+                    forced[f] = lots * lot * p / 100.0
+                    f += 1
             else:
-                order_price[i, j] = p * (1.002 if s > 0 else 0.998)
-    return lots, side, order_price
-
-
-@numba.njit(cache=True, nogil=True)
-def order_rows(
-    accounts: np.ndarray,
-    basket: np.ndarray,
-    lots: np.ndarray,
-    side: np.ndarray,
-    price: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The (account, stock, side, price, lots) columns of the cells of :func:`basket_orders`'
-    grids that hold an order, row by row: the orders the exchange would admit from the
-    whole (r, B) grid, since it drops those of no lots (at full scale some 110,000 of the
-    250,000 cells), without carrying them through the concatenations before it.
-
-    Args:
-        accounts: (r,) int64; basket: (r, B) int64 stocks; lots, side, price: (r, B) as
-            :func:`basket_orders` returns them (prices are cut to whole fen, as
-            ``Orders`` would cut them).
-    """
-    n = 0
-    for i in range(lots.shape[0]):
-        for j in range(lots.shape[1]):
-            n += lots[i, j] > 0
-    out_account = np.empty(n, np.int64)
-    out_stock = np.empty(n, np.int64)
-    out_side = np.empty(n, np.int8)
-    out_price = np.empty(n, np.int64)
-    out_lots = np.empty(n, np.int64)
-    k = 0
-    for i in range(lots.shape[0]):
-        for j in range(lots.shape[1]):
-            if lots[i, j] > 0:
-                out_account[k], out_stock[k], out_side[k] = accounts[i], basket[i, j], side[i, j]
-                out_price[k], out_lots[k] = np.int64(price[i, j]), np.int64(lots[i, j])
-                k += 1
-    return out_account, out_stock, out_side, out_price, out_lots
+                order_price = p * (1.002 if s > 0 else 0.998)
+            out_account[k], out_stock[k], out_side[k] = accounts[i], basket[i, j], s
+            out_price[k], out_lots[k] = np.int64(order_price), np.int64(lots)
+            k += 1
+    return out_account[:k], out_stock[:k], out_side[:k], out_price[:k], out_lots[:k], forced[:f]

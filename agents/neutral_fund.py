@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.base import ArrayAgent, Population
-from agents.basket_orders import basket_orders, order_rows
+from agents.basket_orders import basket_orders
 from model.config import NeutralFundConfig
 from model.orders import Orders
 
@@ -264,7 +264,9 @@ class NeutralFunds(Population):
             need = short_cash * 1.2 * 100.0 / np.maximum(held * price, 1).sum(axis=1)
         # Buy what is short of target, sell what is beyond, a share of the gap a step; forced
         # sellers cross the spread by up to ``forced_discount``, others rest near last.
-        lots, side, order_price = basket_orders(
+        *columns, forced = basket_orders(
+            accounts,
+            basket,
             target,
             self.take(self.weights, rows),
             price,
@@ -276,11 +278,10 @@ class NeutralFunds(Population):
             hurry,
             market.lot,
             c.forced_discount,
-        )  # (r, B) each
-        forced = urgent[:, None] & (side < 0)
-        if forced.any():
-            self.forced_sales += float((lots * market.lot * price / 100.0)[forced].sum())
-        parts = [Orders(*order_rows(accounts, basket, lots, side, order_price))]
+        )
+        if forced.size:
+            self.forced_sales += float(forced.sum())
+        parts = [Orders(*columns)]
         if model.lending is not None:
             parts.append(self._short_leg(rows, accounts, target))
         if model.futures is not None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.basket_orders import basket_orders, order_rows
+from agents.basket_orders import basket_orders
 from model.orders import Orders
 
 
 def _numpy_rule(target, weights, price, held, urgent, margin_call, need, pace, hurry, lot, fd):
+    """(r, B) lots, side, limit price of every cell, as the products computed them in numpy."""
     want = target[:, None] * weights * 100.0 / price
     gap = want - held
     urgent = urgent[:, None]
@@ -24,8 +25,12 @@ def _numpy_rule(target, weights, price, held, urgent, margin_call, need, pace, h
 
 
 def test_basket_orders_match_the_numpy_rule_bit_for_bit():
+    """The cells with lots, as the exchange would admit them from the whole grid, and the
+    urgent rows' sells valued as the products valued them (the forced sales)."""
     rng = np.random.default_rng(9)
     r, b = 40, 30
+    accounts = np.arange(100, 100 + r, dtype=np.int64)
+    basket = rng.integers(0, 400, (r, b))
     target = rng.lognormal(18.0, 1.0, r)
     weights = rng.dirichlet(np.ones(b), r)
     price = rng.integers(100, 5000, (r, b)).astype(np.float64)
@@ -33,25 +38,19 @@ def test_basket_orders_match_the_numpy_rule_bit_for_bit():
     urgent = rng.random(r) < 0.4
     margin_call = urgent & (rng.random(r) < 0.5)
     need = rng.random(r) * 1.5  # some above 1: capped
-    args = (target, weights, price, held, urgent, margin_call, need, 1 / 80, 1 / 12, 100, 0.02)
-    for got, want in zip(basket_orders(*args), _numpy_rule(*args), strict=True):
-        np.testing.assert_array_equal(got, want)
-        assert got.dtype == want.dtype
-    assert margin_call.any() and (urgent & ~margin_call).any()
-
-
-def test_order_rows_are_the_grid_orders_the_exchange_would_admit():
-    """The compacted columns equal the whole grid as ``Orders``, less the cells of no lots."""
-    rng = np.random.default_rng(10)
-    r, b = 12, 25
-    accounts = np.arange(100, 100 + r, dtype=np.int64)
-    basket = rng.integers(0, 400, (r, b))
-    lots = np.where(rng.random((r, b)) < 0.4, 0.0, rng.integers(1, 50, (r, b)).astype(float))
-    side = np.where(lots > 0, np.where(rng.random((r, b)) < 0.5, 1, -1), 0).astype(np.int8)
-    price = rng.uniform(100.0, 5000.0, (r, b))
-    grid = Orders(np.repeat(accounts, b), basket.ravel(), side.ravel(), price.ravel(), lots.ravel())
+    rule = (target, weights, price, held, urgent, margin_call, need, 1 / 80, 1 / 12, 100, 0.02)
+    lots, side, order_price = _numpy_rule(*rule)
+    grid = Orders(
+        np.repeat(accounts, b), basket.ravel(), side.ravel(), order_price.ravel(), lots.ravel()
+    )
     want = grid.select(grid.lots > 0)
-    got = Orders(*order_rows(accounts, basket, lots, side, price))
-    for name in ("account", "stock", "side", "price", "lots"):
-        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
-        assert getattr(got, name).dtype == getattr(want, name).dtype
+    forced_cells = urgent[:, None] & (side < 0)
+    want_forced = (lots * 100 * price / 100.0)[forced_cells]
+
+    *columns, forced = basket_orders(accounts, basket, *rule)
+    for name, column in zip(("account", "stock", "side", "price", "lots"), columns, strict=True):
+        np.testing.assert_array_equal(column, getattr(want, name))
+        assert column.dtype == getattr(want, name).dtype
+    np.testing.assert_array_equal(forced, want_forced)
+    assert forced.sum() == want_forced.sum()
+    assert margin_call.any() and (urgent & ~margin_call).any() and (grid.lots == 0).any()
