@@ -19,7 +19,7 @@ from model.ledger import Ledger, consecutive, key_order, search_from
 from model.orders import Orders
 from model.universe import Universe
 
-_NONE = np.zeros(0, dtype=bool)  # "nothing withdrawn yet", for withdraw_block
+_NONE = np.zeros(0, dtype=bool)  # "nothing withdrawn yet", for withdraw_blocks
 
 
 def _fit(keys_old, need_old, keys_new, need_new, capacity_of) -> np.ndarray:
