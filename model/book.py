@@ -15,36 +15,23 @@ from model.kernel import level_at
 
 
 @numba.njit(cache=True, nogil=True)
-def admissible(
-    account: np.ndarray,
-    stock: np.ndarray,
-    side: np.ndarray,
-    price: np.ndarray,
-    lots: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The orders (n,) with lots > 0, priced within the day's limits (``lower``, ``upper``:
-    (I,) fen or ticks): the columns :meth:`model.market.Market.submit` admits from.
+def within_limits(
+    stock: np.ndarray, price: np.ndarray, lots: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) prices held within the day's limits (``lower``, ``upper``: (I,) fen or ticks) and
+    (n,) lots, none below zero: the columns :meth:`model.market.Market.submit` admits from.
 
     Prices are whole already (int64), so clipping is all ``Market.clip_price`` does to them.
+    Orders of no lots stay in place (the admission gives them none and the book drops
+    them), so the other columns need no copy.
     """
-    k = 0
+    out_price = np.empty(price.shape[0], np.int64)
+    out_lots = np.empty(lots.shape[0], np.int64)
     for i in range(lots.shape[0]):
-        k += lots[i] > 0
-    out_account = np.empty(k, np.int64)
-    out_stock = np.empty(k, np.int64)
-    out_side = np.empty(k, np.int8)
-    out_price = np.empty(k, np.int64)
-    out_lots = np.empty(k, np.int64)
-    j = 0
-    for i in range(lots.shape[0]):
-        if lots[i] > 0:
-            s = stock[i]
-            out_account[j], out_stock[j], out_side[j], out_lots[j] = account[i], s, side[i], lots[i]
-            out_price[j] = min(max(price[i], lower[s]), upper[s])
-            j += 1
-    return out_account, out_stock, out_side, out_price, out_lots
+        s = stock[i]
+        out_price[i] = min(max(price[i], lower[s]), upper[s])
+        out_lots[i] = max(lots[i], 0)
+    return out_price, out_lots
 
 
 @numba.njit(cache=True, nogil=True)

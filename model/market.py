@@ -12,7 +12,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from model.book import admissible, append_admitted, keep_resting, split_fills, withdraw_blocks
+from model.book import (
+    append_admitted,
+    keep_resting,
+    split_fills,
+    withdraw_blocks,
+    within_limits,
+)
 from model.futures import FuturesSpec
 from model.kernel import Clearing, Grid, clear
 from model.ledger import Ledger, consecutive, key_order, search_from
@@ -183,23 +189,16 @@ class Market:
 
     def submit(self, orders: Orders) -> Orders:
         """Admit what the accounts can honour, rest it on the book; return what was admitted."""
-        orders = Orders(
-            *admissible(
-                orders.account,
-                orders.stock,
-                orders.side,
-                orders.price,
-                orders.lots,
-                self.grid.lower,
-                self.grid.upper,
-            )
+        price, lots = within_limits(
+            orders.stock, orders.price, orders.lots, self.grid.lower, self.grid.upper
         )
+        orders = Orders(orders.account, orders.stock, orders.side, price, lots)
         if not len(orders):
             return orders
-        is_stock = orders.stock < self.n_stocks
         lots = self._admit_stock(orders)
-        if not is_stock.all():
-            lots[~is_stock] = self._admit_futures(orders.select(~is_stock))
+        futures = (orders.stock >= self.n_stocks) & (orders.lots > 0)
+        if futures.any():
+            lots[futures] = self._admit_futures(orders.select(futures))
         book, grid = self.book, self.grid
         *columns, level = append_admitted(
             book.account,

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.book import admissible, append_admitted, keep_resting, split_fills, withdraw_blocks
+from model.book import (
+    append_admitted,
+    keep_resting,
+    split_fills,
+    withdraw_blocks,
+    within_limits,
+)
 from model.kernel import Grid
 from model.orders import Orders
 
@@ -70,24 +76,19 @@ def test_append_keep_and_split_match_numpy():
     np.testing.assert_array_equal(f_lots, signed[~is_stock])
 
 
-def test_admissible_is_positive_lots_with_clipped_prices():
+def test_within_limits_clips_prices_and_keeps_lots_at_or_above_zero():
     rng = np.random.default_rng(4)
     grid = Grid.from_close(np.full(12, 1000), np.full(12, 0.1), 21)
     orders = _orders(rng, 80, 12)
-    orders = Orders(orders.account, orders.stock, orders.side, orders.price * 2 - 1000, orders.lots)
-    got = admissible(
-        *(getattr(orders, f) for f in ("account", "stock", "side", "price", "lots")),
-        grid.lower,
-        grid.upper,
-    )
-    kept = orders.select(orders.lots > 0)
-    clipped = np.clip(
-        np.rint(kept.price).astype(np.int64), grid.lower[kept.stock], grid.upper[kept.stock]
-    )
-    want = (kept.account, kept.stock, kept.side, clipped, kept.lots)
+    lots = orders.lots - 2  # some none, some negative
+    orders = Orders(orders.account, orders.stock, orders.side, orders.price * 2 - 1000, lots)
+    got = within_limits(orders.stock, orders.price, orders.lots, grid.lower, grid.upper)
+    clipped = np.clip(orders.price, grid.lower[orders.stock], grid.upper[orders.stock])
+    want = (clipped, np.maximum(orders.lots, 0))
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
-        assert g.dtype == w.dtype
+        assert g.dtype == np.int64
+    assert (orders.lots < 0).any() and (orders.lots == 0).any()
 
 
 def test_withdraw_blocks_adds_blocks_of_accounts_to_the_withdrawn():
