@@ -56,11 +56,9 @@ def test_forced_selling_deepens_the_micro_cap_fall(pairs):
 
 
 def test_without_neutral_products_the_micro_cap_falls_less(runs):
-    # With the products the micro-cap's worst fall is deeper in every seed, and on
-    # average by at least a quarter of the fall without them.
     ratios = [_micro_drawdown(a) / max(_micro_drawdown(c), 1e-9) for a, _, c in runs]
     assert all(r > 1.1 for r in ratios), ratios
-    assert np.mean(ratios) > 1.25, ratios
+    assert np.mean(ratios) > 1.3, ratios
 
 
 def test_forced_selling_widens_the_size_gap_in_the_crash_window(pairs):
