@@ -105,12 +105,14 @@ class LadderMakers(Population):
         flat = 2 * slot + (signed[mine] < 0)
         taken = np.bincount(flat, np.abs(signed[mine]), minlength=self.depth.size)
         taken = taken.reshape(self.depth.shape)
-        self.depth[q] = np.maximum(self.depth[q] - taken[q], 0.0)
-        self.depth[q] += self.replenish * (self.target_depth(q)[:, None] - self.depth[q])
+        # The rows' depth is worked on as one copy, gathered and scattered back once.
+        depth = np.maximum(self.depth[q] - taken[q], 0.0)  # (n, 2)
+        depth += self.replenish * (self.target_depth(q)[:, None] - depth)
+        self.depth[q] = depth
 
         ref = self.reference(q, accounts)  # (n,)
         k = self.rung  # (K,)
-        shown = self.depth[q] * self.side_scale(q, accounts)  # (n, 2)
+        shown = depth * self.side_scale(q, accounts)  # (n, 2)
         return Orders(
             *ladder_orders(
                 accounts,
