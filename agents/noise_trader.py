@@ -48,8 +48,7 @@ class NoiseTraders(Population):
     def decide(self, rows: np.ndarray) -> Orders:
         market, c, rng = self.market, self.cfg, self.rng
         accounts = self.accounts[rows]  # sorted: rows are ascending and accounts contiguous
-        mine = market.resting_of(accounts)
-        market.cancel(mine & (rng.random(market.n_resting) < c.cancel_rate))
+        market.cancel_share(accounts, c.cancel_rate, rng)
 
         n_stocks = market.universe.n
         attention = 1.0 + c.attention * np.maximum(market.vol_ratio() - 1.0, 0.0)  # (S,)

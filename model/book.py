@@ -173,3 +173,31 @@ def withdraw_blocks(account: np.ndarray, blocks: np.ndarray, withdrawn: np.ndarr
             j += 1
         out[i] = hit
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def withdraw_share(
+    account: np.ndarray,
+    withdrawn: np.ndarray,
+    first: int,
+    last: int,
+    uniform: np.ndarray,
+    rate: float,
+) -> np.ndarray:
+    """(n,) bool: ``withdrawn`` (n,; or empty: none yet) plus each resting order of the
+    accounts ``first..last`` whose uniform is below ``rate``, in one pass over the book.
+
+    ``uniform`` holds one draw per resting order (those not withdrawn), in book order:
+    the resting orders' ``(account in block) & (uniform < rate)`` spread over the book,
+    with no compacted account column, mask or spread copy on the way.
+    """
+    out = np.empty(account.shape[0], np.bool_)
+    some = withdrawn.shape[0] == account.shape[0]
+    j = 0  # the resting order's draw
+    for i in range(account.shape[0]):
+        if some and withdrawn[i]:
+            out[i] = True
+        else:
+            out[i] = first <= account[i] <= last and uniform[j] < rate
+            j += 1
+    return out

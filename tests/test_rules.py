@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from model.ledger import Ledger, key_order, search_from, search_near
@@ -164,6 +166,28 @@ def test_cancel_over_pending_withdrawals_acts_on_the_resting_orders(small_model)
     market.cancel(big)
     assert market.book.account.tolist() == resting.account[~big].tolist()
     assert market.book.lots.tolist() == resting.lots[~big].tolist()
+
+
+def test_cancel_share_is_resting_of_then_cancel(small_model):
+    """The compiled random cancel withdraws what the masks over the resting orders do,
+    with the same draws, over withdrawals still pending."""
+    m = small_model
+    for _ in range(3):
+        m.step()
+    market = m.market
+    book = market.book
+    accounts = np.unique(book.account)
+    block = np.arange(accounts[len(accounts) // 3], accounts[2 * len(accounts) // 3] + 1)
+    market.cancel_accounts(np.array([book.account[0]]))  # pending, not yet removed
+    kept = copy.deepcopy(market)
+    rng, reference_rng = np.random.default_rng(3), np.random.default_rng(3)
+    market.cancel_share(block, 0.4, rng)
+    mine = kept.resting_of(block)
+    kept.cancel(mine & (reference_rng.random(kept.n_resting) < 0.4))
+    assert 0 < len(book) - len(market.book) < len(book)
+    assert market.book.account.tolist() == kept.book.account.tolist()
+    assert market.book.lots.tolist() == kept.book.lots.tolist()
+    assert rng.random() == reference_rng.random()
 
 
 def test_search_from_is_searchsorted():
