@@ -57,14 +57,6 @@ def _fit(keys_old, need_old, keys_new, need_new, capacity_of) -> np.ndarray:
     return np.clip(avail[inv_new] - before, 0.0, need_new.astype(np.float64))
 
 
-def _of_accounts(account: np.ndarray, accounts: np.ndarray) -> np.ndarray:
-    """(n,) bool: which of ``account`` are among ``accounts`` (sorted ids)."""
-    if consecutive(accounts):
-        # A block of consecutive ids (a whole population): two comparisons, no search.
-        return (account >= accounts[0]) & (account <= accounts[-1])
-    return np.isin(account, accounts)
-
-
 class Market:
     """Exchange state: price grid, resting book, prices, and the clearing house.
 
@@ -320,8 +312,8 @@ class Market:
         """Withdraw each resting order of ``accounts`` (a block of consecutive ids) with
         probability ``rate``: one uniform from ``rng`` per resting order, in book order.
 
-        Cancels what ``cancel(resting_of(accounts) & (rng.random(n_resting) < rate))``
-        cancels, with the same draws, in one compiled pass over the book.
+        Cancels what ``cancel(np.isin(book.account, accounts) & (rng.random(n_resting) <
+        rate))`` cancels, with the same draws, in one compiled pass over the book.
         """
         accounts = np.asarray(accounts)
         if accounts.size and not consecutive(accounts):
@@ -330,14 +322,6 @@ class Market:
         uniform = rng.random(self.n_resting)  # resolves pending withdrawals first
         withdrawn = _NONE if self._withdrawn is None else self._withdrawn
         self._withdrawn = withdraw_share(self._book.account, withdrawn, first, last, uniform, rate)
-
-    def resting_of(self, accounts: np.ndarray) -> np.ndarray:
-        """(len(book),) bool: which resting orders are those of ``accounts`` (sorted ids)."""
-        account = self._book.account  # (m,) withdrawn orders included: only one column is cut
-        withdrawn = self._withdrawn_mask()
-        if withdrawn is not None:
-            account = account[~withdrawn]
-        return _of_accounts(account, np.asarray(accounts))
 
     # -- clearing -------------------------------------------------------------------------
     def clear(self) -> Clearing:

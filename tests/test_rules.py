@@ -158,17 +158,13 @@ def test_cancel_over_pending_withdrawals_acts_on_the_resting_orders(small_model)
     market.cancel_accounts(np.array([book.account[0]]))  # pending, not yet removed
     assert market.n_resting == len(book) - gone.sum()
     resting = book.select(~gone)
-    assert (
-        market.resting_of(resting.account[:1]).tolist()
-        == (resting.account == resting.account[0]).tolist()
-    )
     big = resting.lots > 1  # one entry per resting order
     market.cancel(big)
     assert market.book.account.tolist() == resting.account[~big].tolist()
     assert market.book.lots.tolist() == resting.lots[~big].tolist()
 
 
-def test_cancel_share_is_resting_of_then_cancel(small_model):
+def test_cancel_share_is_a_masked_cancel_of_the_resting_orders(small_model):
     """The compiled random cancel withdraws what the masks over the resting orders do,
     with the same draws, over withdrawals still pending."""
     m = small_model
@@ -182,7 +178,7 @@ def test_cancel_share_is_resting_of_then_cancel(small_model):
     kept = copy.deepcopy(market)
     rng, reference_rng = np.random.default_rng(3), np.random.default_rng(3)
     market.cancel_share(block, 0.4, rng)
-    mine = kept.resting_of(block)
+    mine = np.isin(kept.book.account, block)  # the resting orders of the block
     kept.cancel(mine & (reference_rng.random(kept.n_resting) < 0.4))
     assert 0 < len(book) - len(market.book) < len(book)
     assert market.book.account.tolist() == kept.book.account.tolist()
