@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.frames import daily
+from experiments.stylized import correlation
 from model.universe import INDEX_NAMES
 
 CRASH_START, CRASH_END = "2024-01-02", "2024-02-08"
@@ -66,6 +67,7 @@ def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
             }
     sales = d["forced_sales"].to_numpy(dtype=float)
     ret = np.diff(np.log(d["microcap"].to_numpy(dtype=float)))
-    if sales[:-1].std() > 0:
-        figures["forced_sales_vs_next_day_return"] = float(np.corrcoef(sales[:-1], ret)[0, 1])
+    corr = correlation(sales[:-1], ret)
+    if corr is not None:
+        figures["forced_sales_vs_next_day_return"] = corr
     return figures

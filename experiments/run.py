@@ -21,7 +21,7 @@ from experiments.outputs import (
     parquet_writer,
     write_together,
 )
-from experiments.stylized import max_drawdown, stylized_facts
+from experiments.stylized import correlation, max_drawdown, stylized_facts
 from model.config import ScenarioConfig
 from model.market_model import MarketModel
 from model.universe import BOARD_NAMES, INDEX_NAMES, TIERS, assign_tiers
@@ -71,8 +71,8 @@ def reflexivity(frame: pd.DataFrame, max_lag: int = 8) -> dict[str, Any]:
     if sales.std() > 0:
         for k in range(-max_lag, max_lag + 1):
             a, b = (sales[: len(sales) - k], ret[k:]) if k >= 0 else (sales[-k:], ret[:k])
-            c = np.corrcoef(a, b)[0, 1] if a.size > 2 and b.std() > 0 else np.nan
-            out["lead_lag"][str(k)] = None if np.isnan(c) else round(float(c), 4)
+            c = correlation(a, b)
+            out["lead_lag"][str(k)] = None if c is None else round(c, 4)
     return out
 
 

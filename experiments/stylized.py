@@ -20,6 +20,14 @@ def max_drawdown(levels: np.ndarray) -> float:
     return float(np.max(1.0 - levels / peak))
 
 
+def correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation of two equal-length series; None where either is flat or
+    too short to say (a run that never forced a sale, or a few steps long)."""
+    if a.size < 3 or a.std() == 0 or b.std() == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 def residual_returns(closes: np.ndarray) -> np.ndarray:
     """(days - 1, stocks) daily log returns minus each day's cross-sectional mean."""
     r = np.diff(np.log(np.asarray(closes, dtype=np.float64)), axis=0)

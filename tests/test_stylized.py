@@ -41,3 +41,27 @@ def test_the_measures_detect_what_they_claim():
     assert autocorr(trend, 1) > 0.9
     closes = np.exp(np.cumsum(0.01 * iid, axis=0))
     assert abs(stylized_facts(closes)["excess_kurtosis"]) < 0.5  # Gaussian: no fat tails
+
+
+def test_lead_lag_of_a_run_that_barely_sold_is_missing_not_a_warning():
+    """Forced sales in one step only: most lags see a flat series, which has no
+    correlation; that is reported as missing, without numpy's divide warnings."""
+    import warnings
+
+    import pandas as pd
+
+    from experiments.run import reflexivity
+
+    steps = 12
+    frame = pd.DataFrame(
+        {
+            "forced_sales": [0.0] * (steps - 1) + [5e6],
+            "turnover": [1e9] * steps,
+            "microcap": 1000.0 * np.exp(np.cumsum(np.linspace(-0.01, 0.01, steps))),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lags = reflexivity(frame, max_lag=3)["lead_lag"]
+    assert lags["0"] is not None and -1.0 <= lags["0"] <= 1.0
+    assert lags["3"] is None  # the sales that lead by 3 steps are all zero
