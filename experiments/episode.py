@@ -36,18 +36,23 @@ def first_cut_date(d: pd.DataFrame) -> str | None:
     return str(cutting.idxmax()) if cutting.any() else None
 
 
+def in_size_order(drawdown: dict[str, float]) -> bool:
+    """True where the drawdowns run from the micro-caps' (worst) to the CSI 300's (best)."""
+    order = [drawdown[n] for n in reversed(INDEX_NAMES)]
+    return bool(all(a <= b for a, b in itertools.pairwise(order)))
+
+
 def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
     """Size gradient, basis, forced-sale timing and rebound of the crash window."""
     d = daily(frame).set_index("date")  # the crash window is sliced by date
     base = d.loc[d.index < CRASH_START].iloc[-1]
     window = d.loc[CRASH_START:CRASH_END]
     drawdown = {n: float(window[n].min() / base[n] - 1.0) for n in INDEX_NAMES}
-    order = [drawdown[n] for n in ("microcap", "csi2000", "csi1000", "csi500", "csi300")]
     after = d.loc[CRASH_END:]
     trough = float(window["microcap"].min())
     figures: dict[str, Any] = {
         "crash_drawdown": drawdown,
-        "size_gradient": bool(all(a <= b for a, b in itertools.pairwise(order))),
+        "size_gradient": in_size_order(drawdown),
         "microcap_rebound": float(after["microcap"].iloc[1:].max() / trough - 1.0)
         if len(after) > 1
         else None,
@@ -58,6 +63,13 @@ def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
         "liquidated_funds_by_crash_end": int(window["liquidated_funds"].iloc[-1]),
         "first_cut_date": first_cut_date(d),
     }
+    if all(f"{n}_news" in d.columns for n in INDEX_NAMES):  # tables of 2026-11 on
+        # The same window on the news indices; what is left is the agents' doing.
+        news = {n: float(window[f"{n}_news"].min() / base[f"{n}_news"] - 1.0) for n in INDEX_NAMES}
+        flows = {n: drawdown[n] - news[n] for n in INDEX_NAMES}
+        figures["news_drawdown"] = news
+        figures["flow_drawdown"] = flows
+        figures["flow_gradient"] = in_size_order(flows)
     for col in ("ic_basis", "im_basis"):
         if d[col].notna().any():
             figures[col] = {

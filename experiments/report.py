@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 import plotly.offline
 
@@ -26,10 +27,10 @@ from experiments.frames import daily
 from experiments.outputs import one_line, write_text
 from experiments.stylized import max_drawdown
 from model.config import ConfigError
+from model.universe import INDEX_NAMES
 
 REPORT_NAME = "report.html"
 INDEX_BASE = 1000.0  # every index starts at this level (see experiments.run.index_stats)
-INDICES = ("csi300", "csi500", "csi1000", "csi2000", "microcap")
 BASES = (("if_basis", "IF (CSI 300)"), ("ic_basis", "IC (CSI 500)"), ("im_basis", "IM (CSI 1000)"))
 TIER_COLOURS = {
     "csi300": "#1f77b4",
@@ -214,13 +215,26 @@ def _right_axis(title: str) -> dict[str, Any]:
 
 
 def fig_indices(run: RunData) -> Figure:
-    """Index levels by tier, as growth of 1 from the common base, so tiers compare directly."""
+    """Index levels by tier, as growth of 1 from the common base, so tiers compare directly.
+
+    Each tier's news index (the same members on fundamental values) is a dotted line of
+    its colour, hidden until picked in the legend: the gap is what trading did.
+    """
     day = daily(run.model)
     fig = go.Figure()
-    for name in INDICES:
-        levels = column(day, name)
-        if levels is not None:
-            fig.add_scatter(x=_x(day), y=levels / INDEX_BASE, name=name, mode="lines")
+    for name, colour in zip(INDEX_NAMES, plotly.colors.qualitative.Plotly, strict=False):
+        for suffix, dash, visible in (("", "solid", True), ("_news", "dot", "legendonly")):
+            levels = column(day, name + suffix)
+            if levels is not None:
+                fig.add_scatter(
+                    x=_x(day),
+                    y=levels / INDEX_BASE,
+                    name=name + suffix,
+                    mode="lines",
+                    line={"color": colour, "dash": dash},
+                    legendgroup=name,
+                    visible=visible,
+                )
     if not fig.data:
         return "no index columns in model.parquet"
     return _layout(fig, TITLE_INDICES, "level / start")
@@ -343,7 +357,7 @@ def _table(header: list[str], rows: list[list[str]], css_class: str) -> str:
 def header_table(runs: list[RunData]) -> str:
     """Scenario, seed, size and the headline index moves of each run, from summary.json."""
     header = ["run", "scenario", "seed", "steps", "wall time (s)"]
-    header += [f"{name} {what}" for name in INDICES for what in ("return", "max DD")]
+    header += [f"{name} {what}" for name in INDEX_NAMES for what in ("return", "max DD")]
     rows = []
     for run in runs:
         s = run.summary
@@ -355,7 +369,7 @@ def header_table(runs: list[RunData]) -> str:
             s.get("steps", len(run.model)),
             f"{wall:.1f}" if isinstance(wall, (int, float)) else "n/a",
         ]
-        for name in INDICES:
+        for name in INDEX_NAMES:
             stats = s.get("indices", {}).get(name, {})
             row += [_pct(stats.get("total_return")), _pct(stats.get("max_drawdown"))]
         rows.append(row)
@@ -398,7 +412,9 @@ def attribution_table(runs: list[RunData]) -> str:
 
 EXPLAIN = {
     TITLE_INDICES: "Closing level of each size-tier index divided by its start. A small-cap "
-    "crash shows as the lower tiers (CSI 2000, micro-cap) falling away from the CSI 300.",
+    "crash shows as the lower tiers (CSI 2000, micro-cap) falling away from the CSI 300. "
+    "The dotted news lines (click them in the legend) follow the same members on their "
+    "fundamental values: the gap between a tier's two lines is what the agents' trading did.",
     TITLE_BASIS: "Annualized basis of the index futures (future over spot). Market-neutral "
     "funds are short futures, so a deep discount is the cost of their hedge.",
     TITLE_FORCED: "Bars: CNY sold under duress each day (forced sellers of every kind, "

@@ -144,6 +144,8 @@ class MarketModel(mesa.Model):
         }
         for i, name in enumerate(INDEX_NAMES):
             reporters[name] = lambda m, i=i: float(m.indices.level[i])
+        for i, name in enumerate(INDEX_NAMES):
+            reporters[f"{name}_news"] = lambda m, i=i: float(m.indices.news[i])
         reporters["turnover"] = lambda m: m.market.turnover
         for k, name in enumerate(FUTURES_NAMES):
             reporters[f"{name.lower()}_basis"] = lambda m, k=k: m.basis()[k]
@@ -426,7 +428,11 @@ class MarketModel(mesa.Model):
 
     def _open_day(self, day: int) -> None:
         if day > 0:
+            value = self.fundamentals.value_fen()
             self.fundamentals.new_day(self.days[day])
+            self.indices.update_news(
+                self.universe.float_shares, value, self.fundamentals.value_fen()
+            )
             caps = self.market.caps()
             u = self.config.universe
             if day % u.csi_rebalance_days == 0:

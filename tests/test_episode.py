@@ -92,3 +92,14 @@ def test_the_unwind_is_dated_by_the_products_own_states(pairs):
         assert cutting.loc[first] > 0
         assert (cutting.loc[:first].iloc[:-1] == 0).all()
         assert first_cut_date(daily(calm).set_index("date")) is None  # nobody may cut
+
+
+def test_flows_not_news_put_the_micro_caps_below_the_csi_300(runs):
+    """In the crash window the agents' part (price drawdown minus news drawdown) of the
+    micro-cap's fall is deeper than of the CSI 300's, with forced selling."""
+    for with_fs, _, _ in runs:
+        ep = episode_figures(with_fs)
+        flows, news = ep["flow_drawdown"], ep["news_drawdown"]
+        for name, value in flows.items():
+            assert value == pytest.approx(ep["crash_drawdown"][name] - news[name])
+        assert flows["microcap"] < flows["csi300"] - 0.05, flows

@@ -125,6 +125,30 @@ def test_counterfactuals_of_one_seed_share_the_news():
     assert not np.array_equal(a.market.last, b.market.last)  # the agents did differ
 
 
+def test_news_indices_follow_values_and_nothing_else():
+    """Without news the news indices stay at their base while prices move; with news a
+    cap-weighted tier's news level is its members' float value against the start."""
+    quiet = {"fundamentals.market_vol": 0.0, "fundamentals.idio_vol": 0.0}
+    quiet |= {"fundamentals.size_vol": 0.0, "fundamentals.market_drift": 0.0}
+    frame = _frame(3, **quiet)
+    news = frame[[f"{n}_news" for n in ("csi300", "csi500", "csi1000", "csi2000", "microcap")]]
+    assert (news.to_numpy() == 1000.0).all()
+    assert frame["csi300"].nunique() > 1  # the agents still traded
+
+    model = MarketModel(rng=3, **{**SMALL, "universe.csi_rebalance_days": 1000})
+    value0 = model.fundamentals.value_fen()
+    model.run()
+    value, tier, shares = (
+        model.fundamentals.value_fen(),
+        model.indices.tier,
+        model.universe.float_shares,
+    )
+    for t in range(4):
+        members = tier == t
+        expected = (shares * value)[members].sum() / (shares * value0)[members].sum()
+        assert model.indices.news[t] == pytest.approx(1000.0 * expected, rel=1e-9)
+
+
 def test_every_stock_has_a_value_investor_watching_it():
     # 10 investors x 20 stocks would leave 100 of 300 stocks without an anchor.
     m = MarketModel(rng=1, **{"universe.n_stocks": 300, "fundamental_traders.n_agents": 10})
