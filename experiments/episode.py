@@ -42,6 +42,25 @@ def in_size_order(drawdown: dict[str, float]) -> bool:
     return bool(all(a <= b for a, b in itertools.pairwise(order)))
 
 
+def worst_three_days(before: pd.DataFrame, since: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The worst three-session NAV change of the neutral products (all, plain, DMA) from
+    the crash window's start on, and the day it ended; ``before`` holds the closes just
+    before it, so the first sessions count too. Empty for tables without the NAVs."""
+    out: dict[str, dict[str, Any]] = {}
+    for group, col in (
+        ("all", "neutral_nav"),
+        ("plain", "neutral_nav_plain"),
+        ("dma", "neutral_nav_dma"),
+    ):
+        if col not in since.columns or since[col].isna().all():
+            continue
+        nav = pd.concat([before[col], since[col]])
+        change = (nav / nav.shift(3) - 1.0).loc[since.index]
+        if change.notna().any():
+            out[group] = {"change": float(change.min()), "ended": str(change.idxmin())}
+    return out
+
+
 def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
     """Size gradient, basis, forced-sale timing and rebound of the crash window."""
     d = daily(frame).set_index("date")  # the crash window is sliced by date
@@ -70,6 +89,9 @@ def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
         figures["news_drawdown"] = news
         figures["flow_drawdown"] = flows
         figures["flow_gradient"] = in_size_order(flows)
+    worst = worst_three_days(d.loc[d.index < CRASH_START].tail(3), d.loc[CRASH_START:])
+    if worst:
+        figures["neutral_worst_three_days"] = worst
     for col in ("ic_basis", "im_basis"):
         if d[col].notna().any():
             figures[col] = {

@@ -278,6 +278,17 @@ def fig_funds(run: RunData) -> Figure:
         fig.add_scatter(x=_x(day), y=liquidated, name="liquidated funds", line_shape="hv")
     if nav is not None:
         fig.add_scatter(x=_x(day), y=nav, name="neutral NAV", mode="lines", yaxis="y2")
+    for kind in ("plain", "dma"):  # absent from tables written before 2026-11
+        nav_kind = column(day, f"neutral_nav_{kind}")
+        if nav_kind is not None:
+            fig.add_scatter(
+                x=_x(day),
+                y=nav_kind,
+                name=f"{kind} NAV",
+                mode="lines",
+                line={"dash": "dot"},
+                yaxis="y2",
+            )
     return _layout(
         fig, TITLE_FUNDS, "funds liquidated (cumulative)", yaxis2=_right_axis("neutral NAV")
     )

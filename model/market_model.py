@@ -151,6 +151,8 @@ class MarketModel(mesa.Model):
             reporters[f"{name.lower()}_basis"] = lambda m, k=k: m.basis()[k]
         reporters["forced_sales"] = "forced_sales"
         reporters["neutral_nav"] = lambda m: m.neutral_nav()
+        reporters["neutral_nav_plain"] = lambda m: m.neutral_nav(dma=False)
+        reporters["neutral_nav_dma"] = lambda m: m.neutral_nav(dma=True)
         reporters["liquidated_funds"] = lambda m: m.liquidated_funds()
         reporters["neutral_warned"] = lambda m: m.neutral_count(WARNED)
         reporters["neutral_stopped"] = lambda m: m.neutral_count(STOPPED)
@@ -165,12 +167,17 @@ class MarketModel(mesa.Model):
         n = self.universe.n
         return self.futures.basis(self.market.last[n:], self.indices.level, self.day_index)
 
-    def neutral_nav(self) -> float:
-        """Unit-weighted NAV per unit of all quant-neutral products (NaN without them)."""
+    def neutral_nav(self, dma: bool | None = None) -> float:
+        """Unit-weighted NAV per unit of the quant-neutral products: all of them, or only
+        the DMA (``dma=True``) or the plain ones (``False``); NaN where there are none."""
         funds = self.neutral
         if funds is None or funds.n == 0:
             return float("nan")
-        return float(np.dot(funds.nav, funds.units) / max(funds.units.sum(), 1e-9))
+        rows = slice(None) if dma is None else funds.is_dma == dma
+        units = funds.units[rows]
+        if not units.size:
+            return float("nan")
+        return float(np.dot(funds.nav[rows], units) / max(units.sum(), 1e-9))
 
     def liquidated_funds(self) -> int:
         return 0 if self.neutral is None else int(self.neutral.liquidated.sum())

@@ -103,3 +103,12 @@ def test_flows_not_news_put_the_micro_caps_below_the_csi_300(runs):
         for name, value in flows.items():
             assert value == pytest.approx(ep["crash_drawdown"][name] - news[name])
         assert flows["microcap"] < flows["csi300"] - 0.05, flows
+
+
+def test_dma_products_lose_a_multiple_of_what_plain_ones_lose(runs):
+    """Leverage at work: the DMA products' worst three sessions from the crash window on
+    (3x gross from their broker) are more than twice as bad as the plain products' (1x)."""
+    for with_fs, _, _ in runs:
+        worst = episode_figures(with_fs)["neutral_worst_three_days"]
+        assert worst["plain"]["change"] < 0.0, worst
+        assert worst["dma"]["change"] < 2.0 * worst["plain"]["change"], worst

@@ -188,3 +188,18 @@ def test_loans_of_a_block_of_borrowers_are_those_of_the_same_set_in_any_order(mo
     block = model.lending.loans(accounts)  # consecutive: one slice of the loan table
     shuffled = model.lending.loans(accounts[::-1])  # not consecutive: a search of every loan
     assert block[0].size and [b.tolist() for b in block] == [s.tolist() for s in shuffled]
+
+
+def test_nav_by_kind_pools_back_to_the_whole(model):
+    """The plain and DMA NAVs are unit-weighted over their own products and pool, by
+    units, to the whole book's; a kind with no products reports NaN."""
+    for _ in range(6):
+        model.step()
+    f = model.neutral
+    f.nav = f.nav * np.linspace(0.8, 1.1, f.n)  # let the products differ
+    plain, dma = model.neutral_nav(dma=False), model.neutral_nav(dma=True)
+    u_plain, u_dma = f.units[~f.is_dma].sum(), f.units[f.is_dma].sum()
+    assert u_plain > 0 and u_dma > 0 and plain != dma
+    pooled = (plain * u_plain + dma * u_dma) / (u_plain + u_dma)
+    assert model.neutral_nav() == pytest.approx(pooled, rel=1e-12)
+    assert np.isnan(MarketModel(rng=4, **{**EPISODE, "neutral.dma_share": 0.0}).neutral_nav(True))
