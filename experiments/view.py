@@ -273,16 +273,24 @@ def _status(model: MarketModel) -> str:
 
 def index_chart(model: MarketModel) -> Chart:
     """Index levels by size tier, 100 at the start: the micro-caps falling away from the rest."""
-    series = {
-        label: _clean(np.asarray(_history(model, name), dtype=float) * (100.0 / BASE), 2)
-        for name, label in zip(INDEX_NAMES, INDEX_LABELS, strict=True)
-    }
+
+    def levels(column: str) -> list[float | None]:
+        return _clean(np.asarray(_history(model, column), dtype=float) * (100.0 / BASE), 2)
+
+    tiers = list(zip(INDEX_NAMES, INDEX_LABELS, strict=True))
+    series = {label: levels(name) for name, label in tiers}
+    # Each tier's members on fundamental values, dotted and off until picked in the legend.
+    news = {f"{label} news": levels(f"{name}_news") for name, label in tiers}
     now = model.indices.level * (100.0 / BASE)
     caption = (
         f"Index levels (start = 100), {_status(model)}: "
-        f"CSI 300 {now[0]:.1f}, micro-cap {now[-1]:.1f}"
+        f"CSI 300 {now[0]:.1f}, micro-cap {now[-1]:.1f} (dotted, in the legend: the news)"
     )
-    return caption, _line_option(_dates(model), series, "level")
+    option = _line_option(_dates(model), series | news, "level")
+    for line in option["series"][len(series) :]:
+        line["lineStyle"] = {"type": "dotted"}
+    option["legend"]["selected"] = {name: False for name in news}
+    return caption, option
 
 
 def basis_chart(model: MarketModel) -> Chart:

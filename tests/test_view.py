@@ -153,6 +153,20 @@ def test_scenarios_without_channels_still_draw():
     assert "no retail investors" in view.network_chart(model)[0]
 
 
+def test_index_chart_carries_each_tiers_news_hidden_until_picked():
+    model = small_model()
+    for _ in range(5):
+        model.step()
+    option = view.index_chart(model)[1]
+    names = [line["name"] for line in option["series"]]
+    news = [name for name in names if name.endswith(" news")]
+    assert len(names) == 10 and len(news) == 5
+    assert option["legend"]["selected"] == dict.fromkeys(news, False)
+    by_name = {line["name"]: line for line in option["series"]}
+    assert all(by_name[name]["lineStyle"]["type"] == "dotted" for name in news)
+    assert len(by_name[news[0]]["data"]) == 5 and by_name[news[0]]["data"][0] is not None
+
+
 def test_network_layout_is_computed_once_per_model():
     model = small_model()
     first = view.network_chart(model)[1]["series"][0]["data"]
