@@ -10,6 +10,7 @@ orders near the last price, and part of those is withdrawn each step.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from agents.base import ArrayAgent, Population
@@ -60,34 +61,119 @@ class NoiseTraders(Population):
         positions = market.ledger.positions_of(accounts)
         slot, h_stock, _, sellable = positions
         tilt = c.rebalancing * (self.cash_share(rows, positions) - self.cash_target[rows])
-        buy = rng.random(n) < 0.5 * (1.0 + np.tanh(tilt))[owner]
-        stock = choice(rng, attention / attention.sum(), n)
-        cap_lots = np.full(n, np.iinfo(np.int64).max)
-
-        # Each trader keeps a handful of stocks: sellers sell one of their positions (they may
-        # sell today), and half the buyers add to one rather than open a new one.
-        count = np.bincount(slot, minlength=rows.shape[0])  # (r,) positions of each row
-        first = np.cumsum(count) - count  # (r,) first position of each row
-        held = count[owner]  # (n,)
-        pick = first[owner] + np.floor(rng.random(n) * held).astype(np.int64)
-        pick = np.minimum(pick, max(slot.shape[0] - 1, 0))
-        sell = ~buy & (held > 0)
-        top_up = buy & (held > 0) & (rng.random(n) < 0.5)
-        if slot.shape[0]:
-            stock = np.where(sell | top_up, h_stock[pick], stock)
-            cap_lots = np.where(sell, sellable[pick] // market.lot, cap_lots)
-        sell &= cap_lots > 0
-        keep = buy | sell
-        side = np.where(buy, 1, -1).astype(np.int8)
-
-        price = market.last[stock].astype(np.float64)
-        value = (
-            c.order_pct_cap * market.caps()[stock] * np.exp(c.size_sigma * rng.standard_normal(n))
+        buy = rng.random(n) < 0.5 * (1.0 + np.tanh(tilt))[owner]  # (n,)
+        stock = choice(rng, attention / attention.sum(), n)  # (n,) drawn by attention
+        pick_u = rng.random(n)  # (n,) which position to sell or add to
+        top_up_u = rng.random(n)  # (n,) whether a buyer adds to a position
+        size_z = rng.standard_normal(n)  # (n,) log-normal order size
+        offset = rng.exponential(c.limit_offset, size=n)  # (n,) distance from the last price
+        limit_u = rng.random(n)  # (n,) whether the order goes at the limit price
+        grid = market.grid
+        orders = _noise_orders(
+            accounts[owner],
+            owner,
+            buy,
+            stock,
+            pick_u,
+            top_up_u,
+            size_z,
+            offset,
+            limit_u,
+            slot,
+            h_stock,
+            sellable,
+            market.last,
+            market.caps(),
+            grid.lower,
+            grid.upper,
+            market.lot,
+            c.order_pct_cap,
+            c.size_sigma,
+            c.market_order_share,
         )
-        lots = np.maximum(np.floor(value * 100.0 / (price * market.lot)), 1)
-        # A seller left with less than another order's worth sells out: holdings stay a handful.
-        lots = np.where(cap_lots < 2 * lots, cap_lots, lots)
-        price = price * np.exp(-side * rng.exponential(c.limit_offset, size=n))
-        at_limit = rng.random(n) < c.market_order_share
-        price = np.where(at_limit, market.limit_price(stock, side), price)
-        return Orders(accounts[owner], stock, side, price, lots).select(keep)
+        return Orders(*orders)
+
+
+@numba.njit(cache=True, nogil=True)
+def _noise_orders(
+    account: np.ndarray,
+    owner: np.ndarray,
+    buy: np.ndarray,
+    stock: np.ndarray,
+    pick_u: np.ndarray,
+    top_up_u: np.ndarray,
+    size_z: np.ndarray,
+    offset: np.ndarray,
+    limit_u: np.ndarray,
+    slot: np.ndarray,
+    h_stock: np.ndarray,
+    sellable: np.ndarray,
+    last: np.ndarray,
+    caps: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    lot: int,
+    order_pct_cap: float,
+    size_sigma: float,
+    market_order_share: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The noise traders' orders (n,) from their draws, in one pass instead of some thirty
+    numpy passes over them (the same floats, in the same order).
+
+    Order ``k`` belongs to ``owner[k]`` (ascending), whose positions are the rows of
+    ``slot`` (ascending), ``h_stock``, ``sellable`` (p,) with that slot. A seller sells
+    one of its positions (the ``pick_u``-th), if it may sell a lot of it today; a buyer
+    buys the ``stock`` drawn, or half the time (``top_up_u``) adds to a position. The
+    size is log-normal around ``order_pct_cap`` of the stock's cap (``size_z``), a lot
+    at least; a seller left with less than two orders' worth sells out. The price sits
+    ``offset`` from the last (buyers below, sellers above), or at the day's limit for
+    a ``market_order_share`` of the orders (``limit_u``).
+
+    Returns:
+        (account, stock, side, price, lots) of the buys and of the sells with lots; a
+        price off the limits is the float price truncated to the fen, as ``Orders`` made it.
+    """
+    n, n_pos = owner.shape[0], slot.shape[0]
+    out_account = np.empty(n, np.int64)
+    out_stock = np.empty(n, np.int64)
+    out_side = np.empty(n, np.int8)
+    out_price = np.empty(n, np.int64)
+    out_lots = np.empty(n, np.int64)
+    lo, hi, kept = 0, 0, 0  # the owner's positions are lo .. hi - 1
+    for k in range(n):
+        if k == 0 or owner[k] != owner[k - 1]:
+            lo = hi
+            while lo < n_pos and slot[lo] < owner[k]:
+                lo += 1
+            hi = lo
+            while hi < n_pos and slot[hi] == owner[k]:
+                hi += 1
+        held = hi - lo
+        s, cap_lots = stock[k], np.iinfo(np.int64).max
+        sell = not buy[k] and held > 0
+        if sell or (buy[k] and held > 0 and top_up_u[k] < 0.5):
+            pick = lo + np.int64(np.floor(pick_u[k] * held))
+            s = h_stock[pick]
+            if sell:
+                cap_lots = sellable[pick] // lot
+        if not (buy[k] or (sell and cap_lots > 0)):
+            continue
+        side = 1 if buy[k] else -1
+        price = np.float64(last[s])
+        value = order_pct_cap * caps[s] * np.exp(size_sigma * size_z[k])
+        lots = max(np.floor(value * 100.0 / (price * lot)), 1.0)
+        if cap_lots < 2 * lots:
+            lots = np.float64(cap_lots)
+        price = price * np.exp(-side * offset[k])
+        if limit_u[k] < market_order_share:
+            price = upper[s] if side > 0 else lower[s]
+        out_account[kept], out_stock[kept], out_side[kept] = account[k], s, side
+        out_price[kept], out_lots[kept] = np.int64(price), np.int64(lots)
+        kept += 1
+    return (
+        out_account[:kept],
+        out_stock[:kept],
+        out_side[:kept],
+        out_price[:kept],
+        out_lots[:kept],
+    )

@@ -126,6 +126,143 @@ def _mark_rows(
         panicking[r] = 1.0 - w / max(peak, 1e-9) > PANIC_DRAWDOWN
 
 
+@numba.njit(cache=True, nogil=True)
+def _scores(
+    looked: np.ndarray,
+    ret20: np.ndarray,
+    neighbours: np.ndarray,
+    accounts: np.ndarray,
+    cash: np.ndarray,
+    wealth: np.ndarray,
+    peak_wealth: np.ndarray,
+    rows: np.ndarray,
+    chase: float,
+    panic: float,
+    herding: float,
+) -> np.ndarray:
+    """(r,) buy score of ``rows`` (r,): herding on ``neighbours`` (r,) and each one's own
+    view, which chases the mean 20-day return (``ret20``, (S,)) of the (r, L) stocks it
+    ``looked`` at, fears its drawdown and pulls towards half its wealth in cash.
+
+    One pass for what were a dozen numpy passes over the active rows, with their
+    arithmetic in the same order: the same floats. (``tanh`` stays with numpy, whose
+    own implementation rounds differently from the C library's.)
+    """
+    score = np.empty(rows.shape[0])
+    for i in range(rows.shape[0]):
+        w, peak = wealth[rows[i]], max(peak_wealth[rows[i]], 1e-9)
+        drawdown = min(max(1.0 - w / peak, 0.0), 1.0)
+        total = 0.0
+        for j in range(looked.shape[1]):
+            total += ret20[looked[i, j]]
+        own = chase * (total / looked.shape[1]) - panic * drawdown
+        cash_share = max(cash[accounts[i]], 0) / 100.0
+        own += REBALANCE * (cash_share / max(w, 1.0) - 0.5)
+        score[i] = herding * neighbours[i] + (1.0 - herding) * own
+    return score
+
+
+@numba.njit(cache=True, nogil=True)
+def _retail_orders(
+    rows: np.ndarray,
+    accounts: np.ndarray,
+    buy: np.ndarray,
+    looked: np.ndarray,
+    gumbel: np.ndarray,
+    pick_u: np.ndarray,
+    limit_u: np.ndarray,
+    offset: np.ndarray,
+    slot: np.ndarray,
+    h_stock: np.ndarray,
+    h_sellable: np.ndarray,
+    ret20: np.ndarray,
+    cash: np.ndarray,
+    wealth: np.ndarray,
+    panicking: np.ndarray,
+    last: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    chase: float,
+    holdings: int,
+    lot: int,
+    action: np.ndarray,
+    selling: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The orders of the active ``rows`` (r,), given their draws; ``action`` and
+    ``selling`` (n,) of the rows are written in place.
+
+    A buyer picks among the (r, L) ``looked`` at stocks by softmax of ``chase`` times
+    the 20-day return (Gumbel-max over ``gumbel`` (r, L)), unless its portfolio is full
+    (``holdings`` stocks): then it adds to one of its positions. A seller picks one of
+    its positions with whole lots sellable today and sells all of it when panicking or
+    down to one lot, else half (rounded up). Both pick a position with the same
+    uniform ``pick_u`` (r,). Prices sit ``offset`` (r,) from the last price (buyers
+    below, sellers above) or, for a share of the calm (``limit_u``) and every
+    panicking seller, at the day's limit. A buy is worth about what a sale of half a
+    position brings (wealth over ``4 * holdings``), or the cash there is.
+
+    Positions come as ``slot`` (ascending, into ``rows``), ``h_stock``, ``h_sellable``
+    (p,). The numpy rules these replace are kept in ``tests/test_retail.py``, which
+    holds this pass to them.
+
+    Returns:
+        (account, stock, side, price, lots) of the orders sent: those with lots.
+    """
+    r = rows.shape[0]
+    out_stock = np.empty(r, np.int64)
+    out_side = np.empty(r, np.int8)
+    out_price = np.empty(r, np.int64)
+    out_lots = np.empty(r, np.int64)
+    sent = np.zeros(r, np.bool_)
+    n_pos, lo = slot.shape[0], 0  # positions; the row's first
+    for i in range(r):
+        while lo < n_pos and slot[lo] < i:
+            lo += 1
+        hi, n_ok = lo, 0  # the row's positions are lo .. hi - 1, n_ok sellable
+        while hi < n_pos and slot[hi] == i:
+            n_ok += h_sellable[hi] >= lot
+            hi += 1
+        count = hi - lo
+
+        # Buy: the best looked-at stock by chase plus Gumbel noise (the first best),
+        # or, with a full portfolio, one of the positions.
+        best, best_j = -np.inf, 0
+        for j in range(looked.shape[1]):
+            value = chase * ret20[looked[i, j]] + gumbel[i, j]
+            if value > best:
+                best, best_j = value, j
+        stock_buy = looked[i, best_j]
+        if count >= holdings:
+            stock_buy = h_stock[lo + np.int64(np.floor(pick_u[i] * count))]
+
+        # Sell: the k-th of the row's positions with whole lots sellable today, if any.
+        stock_sell, sell_lots = 0, 0
+        if n_ok > 0:
+            k, p = np.int64(np.floor(pick_u[i] * n_ok)), lo
+            while h_sellable[p] < lot or k > 0:
+                k -= h_sellable[p] >= lot
+                p += 1
+            stock_sell, sell_lots = h_stock[p], h_sellable[p] // lot
+        if not (panicking[rows[i]] or sell_lots <= 1):
+            sell_lots = -(-sell_lots // 2)
+
+        side = 1 if buy[i] else -1
+        s = stock_buy if buy[i] else stock_sell
+        near = min(max(np.int64(np.rint(last[s] * np.exp(-side * offset[i]))), lower[s]), upper[s])
+        at_limit = limit_u[i] < MARKET_ORDER_SHARE or (panicking[rows[i]] and side < 0)
+        limit = upper[s] if side > 0 else lower[s]
+        price = limit if at_limit else near
+        cash_fen = max(cash[accounts[i]], 0)
+        budget = min(float(cash_fen), wealth[rows[i]] * 100.0 / (4 * holdings))
+        lots = np.int64(np.floor(budget / (price * lot))) if buy[i] else sell_lots
+        sent[i] = lots > 0
+        action[rows[i]] = side if sent[i] else 0
+        selling[rows[i]] = sent[i] and side < 0
+        out_stock[i], out_side[i], out_price[i], out_lots[i] = s, side, price, lots
+    keep = np.flatnonzero(sent)
+    return accounts[keep], out_stock[keep], out_side[keep], out_price[keep], out_lots[keep]
+
+
 def social_graph(n: int, degree: int, seed: int) -> nx.Graph:
     """Barabasi-Albert graph on ``n`` nodes with mean degree about ``degree``.
 
@@ -316,99 +453,58 @@ class RetailChasers(Population):
 
         The random numbers drawn do not depend on state, so two equal populations
         differing only in state draw the same numbers and differ only where their
-        state leads them to.
+        state leads them to. What follows the draws is two compiled passes over the
+        rows (:func:`_scores`, :func:`_retail_orders`).
         """
         market, c, rng = self.market, self.cfg, self.rng
-        r = rows.shape[0]
+        r, accounts, cash = rows.shape[0], self.accounts[rows], self.model.ledger.cash
         slot, h_stock, _, h_sellable = self.positions(rows)
-        looked = choice(rng, self.look_weights(), (r, LOOKED_AT))
-        own = c.chase * self.ret20[looked].mean(axis=1) - c.panic * self._drawdown(rows)  # (r,)
-        # Investors keep about half their wealth in cash: the more cash, the likelier a buy.
-        cash_share = np.maximum(self.model.ledger.cash[self.accounts[rows]], 0) / 100.0
-        own += REBALANCE * (cash_share / np.maximum(self.wealth[rows], 1.0) - 0.5)
-        score = c.herding * self.neighbour_action(rows) + (1.0 - c.herding) * own
+        looked = choice(rng, self.look_weights(), (r, LOOKED_AT))  # (r, L)
+        score = _scores(
+            looked,
+            self.ret20,
+            self.neighbour_action(rows),
+            accounts,
+            cash,
+            self.wealth,
+            self.peak_wealth,
+            rows,
+            c.chase,
+            c.panic,
+            c.herding,
+        )
         buy = rng.random(r) < 0.5 * (1.0 + np.tanh(score))  # (r,)
-
-        stock_buy = self._chase_pick(looked, rng.gumbel(size=looked.shape))
-        pick_u = rng.random(r)
-        stock_buy = self._top_up(stock_buy, slot, h_stock, pick_u)
-        stock_sell, sell_lots = self._sell_pick(slot, h_stock, h_sellable, pick_u, r)
-        full_sale = self.panicking[rows] | (sell_lots <= 1)
-        sell_lots = np.where(full_sale, sell_lots, np.ceil(sell_lots / 2)).astype(np.int64)
-
-        side = np.where(buy, 1, -1).astype(np.int8)
-        stock = np.where(buy, stock_buy, stock_sell)
-        price = self._price(stock, side, rng.random(r), rng.exponential(LIMIT_OFFSET, r), rows)
-        cash_fen = np.maximum(self.model.ledger.cash[self.accounts[rows]], 0)  # (r,)
-        # A buy is worth about what a sale of half a position brings: half of a quarter.
-        budget = np.minimum(cash_fen, self.wealth[rows] * 100.0 / (4 * c.holdings))  # (r,) fen
-        buy_lots = np.floor(budget / (price * market.lot)).astype(np.int64)
-        lots = np.where(buy, buy_lots, sell_lots)
-        sent = lots > 0
-        self.action[rows] = np.where(sent, side, 0)
-        self.selling[rows] = sent & (side < 0)
-        return Orders(self.accounts[rows], stock, side, price, lots).select(sent)
-
-    def _chase_pick(self, looked: np.ndarray, gumbel: np.ndarray) -> np.ndarray:
-        """(r,) stock to buy among the (r, L) looked at: softmax of chase * 20-day return.
-
-        The Gumbel-max trick samples the softmax without a loop over rows.
-        """
-        best = np.argmax(self.cfg.chase * self.ret20[looked] + gumbel, axis=1)
-        return np.take_along_axis(looked, best[:, None], axis=1)[:, 0]
-
-    def _top_up(
-        self, stock: np.ndarray, slot: np.ndarray, h_stock: np.ndarray, u: np.ndarray
-    ) -> np.ndarray:
-        """(r,) stock to buy: a full portfolio (``cfg.holdings`` stocks) adds to a holding.
-
-        This keeps every investor's holdings a handful, as the sparse ledger expects.
-        """
-        if not slot.shape[0]:
-            return stock
-        count = np.bincount(slot, minlength=stock.shape[0])  # (r,) positions held
-        first = np.searchsorted(slot, np.arange(stock.shape[0]))  # (r,)
-        pick = np.minimum(first + np.floor(u * count).astype(np.int64), slot.shape[0] - 1)
-        return np.where(count >= self.cfg.holdings, h_stock[pick], stock)
-
-    def _sell_pick(
-        self,
-        slot: np.ndarray,
-        h_stock: np.ndarray,
-        h_sellable: np.ndarray,
-        u: np.ndarray,
-        r: int,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(r,) stock to sell and its sellable lots (0 where nothing is sellable today).
-
-        Only positions with shares sellable today (T+1) are candidates.
-        """
-        lot = self.market.lot
-        ok = h_sellable >= lot
-        slot, h_stock, lots = slot[ok], h_stock[ok], h_sellable[ok] // lot
-        count = np.bincount(slot, minlength=r)  # (r,)
-        if not slot.shape[0]:
-            return np.zeros(r, dtype=np.int64), np.zeros(r, dtype=np.int64)
-        first = np.searchsorted(slot, np.arange(r))
-        pick = np.minimum(first + np.floor(u * count).astype(np.int64), slot.shape[0] - 1)
-        return h_stock[pick], np.where(count > 0, lots[pick], 0)
-
-    def _price(
-        self,
-        stock: np.ndarray,
-        side: np.ndarray,
-        u: np.ndarray,
-        offset: np.ndarray,
-        rows: np.ndarray,
-    ) -> np.ndarray:
-        """(r,) limit prices in fen: panicking sellers and some others go at the limit price.
-
-        The rest rest near the last price, buyers a little below, sellers above.
-        """
-        market = self.market
-        near = market.clip_price(stock, market.last[stock] * np.exp(-side * offset))
-        at_limit = (u < MARKET_ORDER_SHARE) | (self.panicking[rows] & (side < 0))
-        return np.where(at_limit, market.limit_price(stock, side), near).astype(np.int64)
+        gumbel = rng.gumbel(size=looked.shape)  # (r, L)
+        pick_u = rng.random(r)  # (r,) which position to add to or sell
+        limit_u = rng.random(r)  # (r,) whether a calm order goes at the limit
+        offset = rng.exponential(LIMIT_OFFSET, r)  # (r,) relative distance from the last price
+        grid = market.grid
+        orders = _retail_orders(
+            rows,
+            accounts,
+            buy,
+            looked,
+            gumbel,
+            pick_u,
+            limit_u,
+            offset,
+            slot,
+            h_stock,
+            h_sellable,
+            self.ret20,
+            cash,
+            self.wealth,
+            self.panicking,
+            market.last,
+            grid.lower,
+            grid.upper,
+            c.chase,
+            c.holdings,
+            market.lot,
+            self.action,
+            self.selling,
+        )
+        return Orders(*orders)
 
     # -- reporting ------------------------------------------------------------------------
     def rows_of(self, account: np.ndarray) -> np.ndarray:

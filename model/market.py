@@ -29,34 +29,6 @@ from model.universe import Universe
 _NONE = np.zeros(0, dtype=bool)  # "nothing withdrawn yet", for withdraw_blocks
 
 
-def _fit(keys_old, need_old, keys_new, need_new, capacity_of) -> np.ndarray:
-    """How much of each new row's ``need`` fits its key's capacity, in row order.
-
-    ``capacity_of(unique_keys)`` gives each key's capacity; resting rows
-    (``keys_old``/``need_old``) have used theirs already.
-    """
-    # Group the new rows by key (a stable sort keeps row order within a key); resting rows
-    # only matter where they share a key with a new one.
-    order = np.argsort(keys_new, kind="stable")
-    key_sorted = keys_new[order]
-    starts = np.r_[True, key_sorted[1:] != key_sorted[:-1]] if key_sorted.size else key_sorted
-    ukeys = key_sorted[starts]  # (u,) sorted
-    group_sorted = np.cumsum(starts) - 1  # (n_new,) group of each sorted row
-    at = np.minimum(np.searchsorted(ukeys, keys_old), max(ukeys.size - 1, 0))
-    shared = ukeys[at] == keys_old if ukeys.size else np.zeros(keys_old.shape, bool)
-    used = np.bincount(at[shared], need_old[shared].astype(np.float64), minlength=ukeys.size)
-    avail = capacity_of(ukeys).astype(np.float64) - used
-    need_sorted = need_new[order].astype(np.float64)
-    cum = np.cumsum(need_sorted)
-    first = np.maximum.accumulate(np.where(starts, np.arange(starts.size), 0))  # group's first
-    before_sorted = cum - need_sorted - (cum[first] - need_sorted[first])
-    before = np.empty_like(before_sorted)
-    before[order] = before_sorted
-    inv_new = np.empty_like(group_sorted)
-    inv_new[order] = group_sorted
-    return np.clip(avail[inv_new] - before, 0.0, need_new.astype(np.float64))
-
-
 class Market:
     """Exchange state: price grid, resting book, prices, and the clearing house.
 
@@ -189,9 +161,8 @@ class Market:
         if not len(orders):
             return orders
         lots = self._admit_stock(orders)
-        futures = (orders.stock >= self.n_stocks) & (orders.lots > 0)
-        if futures.any():
-            lots[futures] = self._admit_futures(orders.select(futures))
+        if self.futures is not None:
+            self._admit_futures(orders, lots)
         book, grid = self.book, self.grid
         *columns, level = append_admitted(
             book.account,
@@ -242,36 +213,33 @@ class Market:
         """Cash plus credit, in fen."""
         return self.ledger.cash[accounts] + self.ledger.credit[accounts]
 
-    def _admit_futures(self, orders: Orders) -> np.ndarray:
-        """Contracts admitted: orders that add exposure must be covered by margin.
+    def _admit_futures(self, orders: Orders, lots: np.ndarray) -> None:
+        """Contracts admitted, written into the futures rows of ``lots`` (n,): orders that
+        add exposure must be covered by margin.
 
         Orders that reduce a position need no margin. Margin counts the positions held
         and the exposure-adding orders already resting.
         """
-        ledger, margin, book = self.ledger, self.futures_margin, self.book
-        first = self.n_stocks
-        tick_value = ledger.fut_tick_value
-
-        def adds(o: Orders) -> np.ndarray:
-            held = ledger.fut_pos[o.account, o.stock - first]
-            return np.sign(held) != -o.side
-
-        def need(o: Orders) -> np.ndarray:
-            return margin * o.lots * o.price * tick_value[o.stock - first]
-
-        def room(accounts: np.ndarray) -> np.ndarray:
-            return self.buying_power(accounts) - ledger.futures_margin_used(accounts, margin)
-
-        lots = orders.lots.copy()
-        add = adds(orders)
-        old = book.select(book.stock >= first)
-        old = old.select(adds(old))
-        if add.any():
-            new = orders.select(add)
-            fen = _fit(old.account, need(old), new.account, need(new), room)
-            per_lot = margin * new.price * tick_value[new.stock - first]
-            lots[add] = np.floor(fen / per_lot).astype(np.int64)
-        return lots
+        book, ledger = self.book, self.ledger
+        _admit_futures_compiled(
+            book.account,
+            book.stock,
+            book.side,
+            book.price,
+            book.lots,
+            orders.account,
+            orders.stock,
+            orders.side,
+            orders.price,
+            orders.lots,
+            lots,
+            ledger.fut_pos,
+            ledger.fut_mark,
+            ledger.fut_tick_value,
+            ledger.cash + ledger.credit,
+            self.n_stocks,
+            self.futures_margin,
+        )
 
     @property
     def n_resting(self) -> int:
@@ -416,12 +384,12 @@ def _admit_stock_compiled(
     n_stocks: int,
     lot: int,
 ) -> np.ndarray:
-    """Stock orders' admitted lots: what :func:`_fit` does for stocks, compiled.
+    """Stock orders' admitted lots: sells within the sellable shares, buys within the buying power.
 
     A sell fits the (account, stock) holding's sellable shares, a buy its account's
     buying power (fen), less what resting orders and earlier new orders already
     claim. Every amount is a whole number of shares or fen far below 2**53, so these
-    integer sums equal :func:`_fit`'s float64 ones exactly.
+    integer sums equal the float64 ones of the reference in ``tests/test_rules.py`` exactly.
 
     A sell's claim concerns its own holding alone, so the sells are taken by key
     (stable :func:`key_order`: resting ones first, then the new in time order, within
@@ -484,3 +452,95 @@ def _admit_stock_compiled(
         claimed += need
         admitted[i] = min(max(room, 0), need) // lot
     return admitted
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _adds_exposure(fut_pos: np.ndarray, account: int, contract: int, side: int) -> bool:
+    """Whether an order on ``side`` of ``contract`` adds to ``account``'s exposure (A, F)."""
+    return np.sign(fut_pos[account, contract]) != -side
+
+
+@numba.njit(cache=True, nogil=True)
+def _admit_futures_compiled(
+    book_account: np.ndarray,
+    book_stock: np.ndarray,
+    book_side: np.ndarray,
+    book_price: np.ndarray,
+    book_lots: np.ndarray,
+    account: np.ndarray,
+    instrument: np.ndarray,
+    side: np.ndarray,
+    price: np.ndarray,
+    lots: np.ndarray,
+    admitted: np.ndarray,
+    fut_pos: np.ndarray,
+    fut_mark: np.ndarray,
+    tick_value: np.ndarray,
+    buying_power: np.ndarray,
+    n_stocks: int,
+    margin: float,
+) -> None:
+    """Futures orders' admitted contracts, written into ``admitted`` (n,) in place.
+
+    An order that adds exposure needs ``margin`` of its notional (fen); an account's
+    room is its ``buying_power`` (A,) less the margin its positions (``fut_pos``, (A, F))
+    tie up at ``fut_mark`` and less the margin of its resting exposure-adding orders;
+    its new exposure-adding orders take the room in time order, each at most its own
+    need, and get the whole contracts that fit. Orders that reduce a position pass.
+
+    The floats are those of the numpy passes this replaced (kept in
+    ``tests/test_rules.py`` as the reference it is held to): needs in the same order of
+    products, a resting book's margins summed in book order, and each order's room left
+    from one running sum over the new orders grouped by account (stably), as
+    ``cum - need - (cum at the group's first - its need)``.
+
+    Args:
+        book_*: (m,) the resting book; account, instrument, side, price, lots: (n,) new
+            orders (rows with ``instrument < n_stocks`` are stocks, and are left alone).
+    """
+    n = account.shape[0]
+    new = np.empty(n, np.int64)  # the new orders that add exposure
+    k = 0
+    for i in range(n):
+        f = instrument[i] - n_stocks
+        if f >= 0 and lots[i] > 0 and _adds_exposure(fut_pos, account[i], f, side[i]):
+            new[k] = i
+            k += 1
+    if k == 0:
+        return
+    new = new[:k][np.argsort(account[new[:k]], kind="mergesort")]  # (k,) by account, stable
+    group = np.empty(k, np.int64)  # (k,) each one's account group
+    group_account = np.empty(k, np.int64)  # (g,) ascending
+    g = -1
+    for t in range(k):
+        if t == 0 or account[new[t]] != account[new[t - 1]]:
+            g += 1
+            group_account[g] = account[new[t]]
+        group[t] = g
+    n_groups = g + 1
+    group_account = group_account[:n_groups]
+
+    used = np.zeros(n_groups)  # (g,) fen of margin resting exposure-adding orders claim
+    for i in range(book_account.shape[0]):
+        f = book_stock[i] - n_stocks
+        if f >= 0 and _adds_exposure(fut_pos, book_account[i], f, book_side[i]):
+            g = np.searchsorted(group_account, book_account[i])
+            if g < n_groups and group_account[g] == book_account[i]:
+                used[g] += margin * book_lots[i] * book_price[i] * tick_value[f]
+    avail = np.empty(n_groups)  # (g,) fen of room left
+    for g in range(n_groups):
+        a, notional = group_account[g], 0
+        for f in range(fut_pos.shape[1]):
+            notional += abs(fut_pos[a, f]) * (fut_mark[f] * tick_value[f])
+        avail[g] = (buying_power[a] - margin * notional) - used[g]
+
+    cum, first_cum, first_need = 0.0, 0.0, 0.0
+    for t in range(k):
+        i, f = new[t], instrument[new[t]] - n_stocks
+        need = margin * lots[i] * price[i] * tick_value[f]
+        cum += need
+        if t == 0 or group[t] != group[t - 1]:
+            first_cum, first_need = cum, need
+        before = cum - need - (first_cum - first_need)  # claimed by the group's earlier ones
+        fen = min(max(avail[group[t]] - before, 0.0), need)
+        admitted[i] = np.int64(np.floor(fen / (margin * price[i] * tick_value[f])))

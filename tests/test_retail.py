@@ -6,7 +6,15 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from agents.retail import RetailChaser, RetailChasers
+from agents.retail import (
+    LIMIT_OFFSET,
+    LOOKED_AT,
+    MARKET_ORDER_SHARE,
+    REBALANCE,
+    RetailChaser,
+    RetailChasers,
+)
+from agents.sampling import choice
 from model import MarketModel
 from model.config import RetailConfig
 from model.orders import Orders
@@ -159,6 +167,88 @@ def _twin_decisions(mutate, **cfg: float) -> tuple[Orders, Orders]:
     changed.decide(changed.rows)
     mutate(changed)
     return plain.decide(plain.rows), changed.decide(changed.rows)
+
+
+def _numpy_orders(pop: RetailChasers, rows: np.ndarray) -> Orders:
+    """``RetailChasers._orders`` as it was in numpy passes: the reference for the compiled
+    passes that replaced it (the same draws, in the same order)."""
+    market, c, rng, ledger = pop.market, pop.cfg, pop.rng, pop.model.ledger
+    r, lot = rows.shape[0], market.lot
+    slot, h_stock, _, h_sellable = pop.positions(rows)
+    looked = choice(rng, pop.look_weights(), (r, LOOKED_AT))
+    drawdown = np.clip(1.0 - pop.wealth[rows] / np.maximum(pop.peak_wealth[rows], 1e-9), 0, 1)
+    own = c.chase * pop.ret20[looked].mean(axis=1) - c.panic * drawdown
+    cash_share = np.maximum(ledger.cash[pop.accounts[rows]], 0) / 100.0
+    own += REBALANCE * (cash_share / np.maximum(pop.wealth[rows], 1.0) - 0.5)
+    score = c.herding * pop.neighbour_action(rows) + (1.0 - c.herding) * own
+    buy = rng.random(r) < 0.5 * (1.0 + np.tanh(score))
+
+    gumbel = rng.gumbel(size=looked.shape)
+    best = np.argmax(c.chase * pop.ret20[looked] + gumbel, axis=1)
+    stock_buy = np.take_along_axis(looked, best[:, None], axis=1)[:, 0]
+    pick_u = rng.random(r)
+    if slot.shape[0]:  # a full portfolio adds to a holding
+        count = np.bincount(slot, minlength=r)
+        first = np.searchsorted(slot, np.arange(r))
+        pick = np.minimum(first + np.floor(pick_u * count).astype(np.int64), slot.shape[0] - 1)
+        stock_buy = np.where(count >= c.holdings, h_stock[pick], stock_buy)
+    ok = h_sellable >= lot
+    s_slot, s_stock, s_lots = slot[ok], h_stock[ok], h_sellable[ok] // lot
+    stock_sell, sell_lots = np.zeros(r, np.int64), np.zeros(r, np.int64)
+    if s_slot.shape[0]:
+        count = np.bincount(s_slot, minlength=r)
+        first = np.searchsorted(s_slot, np.arange(r))
+        pick = np.minimum(first + np.floor(pick_u * count).astype(np.int64), s_slot.shape[0] - 1)
+        stock_sell, sell_lots = s_stock[pick], np.where(count > 0, s_lots[pick], 0)
+    full_sale = pop.panicking[rows] | (sell_lots <= 1)
+    sell_lots = np.where(full_sale, sell_lots, np.ceil(sell_lots / 2)).astype(np.int64)
+
+    side = np.where(buy, 1, -1).astype(np.int8)
+    stock = np.where(buy, stock_buy, stock_sell)
+    limit_u, offset = rng.random(r), rng.exponential(LIMIT_OFFSET, r)
+    near = market.clip_price(stock, market.last[stock] * np.exp(-side * offset))
+    at_limit = (limit_u < MARKET_ORDER_SHARE) | (pop.panicking[rows] & (side < 0))
+    price = np.where(at_limit, market.limit_price(stock, side), near).astype(np.int64)
+    cash_fen = np.maximum(ledger.cash[pop.accounts[rows]], 0)
+    budget = np.minimum(cash_fen, pop.wealth[rows] * 100.0 / (4 * c.holdings))
+    buy_lots = np.floor(budget / (price * lot)).astype(np.int64)
+    lots = np.where(buy, buy_lots, sell_lots)
+    sent = lots > 0
+    pop.action[rows] = np.where(sent, side, 0)
+    pop.selling[rows] = sent & (side < 0)
+    return Orders(pop.accounts[rows], stock, side, price, lots).select(sent)
+
+
+@pytest.mark.parametrize(("seed", "holdings"), [(5, 5), (6, 2)])
+def test_compiled_orders_match_the_numpy_rules_bit_for_bit(seed, holdings):
+    """On a traded market, with some investors panicking, some portfolios full and some
+    positions bought today (not sellable): the same orders, flags and generator state."""
+    model, pop = _model(seed=seed, n=1500, activity=0.5, holdings=holdings)
+    for _ in range(6):
+        model.step()
+    pop.peak_wealth[::3] = 1.5 * pop.wealth[::3]  # a third of them in a drawdown
+    pop._mark(pop.rows)
+    rows = np.flatnonzero(model.rng.random(pop.n) < 0.6)
+    slot, stock, shares, _ = pop.positions(rows[:20])  # twenty of them hand all they hold on
+    taker = np.full(slot.shape[0], pop.accounts[rows[-1]])
+    model.ledger.transfer(pop.accounts[rows[slot]], taker, stock, shares, locked=True)
+    slot, _, shares, sellable = pop.positions(rows)
+    count = np.bincount(slot, minlength=rows.shape[0])
+    assert pop.panicking[rows].any() and not pop.panicking[rows].all()
+    assert (count >= holdings).any() and (count == 0).any() and (sellable < shares).any()
+
+    state, action, selling = model.rng.bit_generator.state, pop.action.copy(), pop.selling.copy()
+    want = _numpy_orders(pop, rows)
+    want_state, want_action, want_selling = model.rng.bit_generator.state, pop.action, pop.selling
+    model.rng.bit_generator.state, pop.action, pop.selling = state, action, selling
+    got = pop._orders(rows)
+    for name in ("account", "stock", "side", "price", "lots"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        assert getattr(got, name).dtype == getattr(want, name).dtype
+    np.testing.assert_array_equal(pop.action, want_action)
+    np.testing.assert_array_equal(pop.selling, want_selling)
+    assert model.rng.bit_generator.state == want_state
+    assert (got.side > 0).any() and (got.side < 0).any() and len(got) > 300
 
 
 def test_drawdown_raises_selling_and_counts_as_panic():

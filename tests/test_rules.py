@@ -6,9 +6,10 @@ import copy
 
 import numpy as np
 
+from model import MarketModel
 from model.ledger import Ledger, key_order, search_from, search_near
-from model.market import _fit
 from model.orders import Orders
+from tests.conftest import SMALL
 
 
 def _one(account, stock, side, price, lots) -> Orders:
@@ -23,6 +24,64 @@ def _one(account, stock, side, price, lots) -> Orders:
 
 def _fresh_account(model, cash_cny: float) -> int:
     return int(model.ledger.open_accounts(np.array([int(cash_cny * 100)]))[0])
+
+
+def _fit(keys_old, need_old, keys_new, need_new, capacity_of) -> np.ndarray:
+    """How much of each new row's ``need`` fits its key's capacity, in row order: the
+    numpy reference the compiled admissions are held to.
+
+    ``capacity_of(unique_keys)`` gives each key's capacity; resting rows
+    (``keys_old``/``need_old``) have used theirs already.
+    """
+    # Group the new rows by key (a stable sort keeps row order within a key); resting rows
+    # only matter where they share a key with a new one.
+    order = np.argsort(keys_new, kind="stable")
+    key_sorted = keys_new[order]
+    starts = np.r_[True, key_sorted[1:] != key_sorted[:-1]] if key_sorted.size else key_sorted
+    ukeys = key_sorted[starts]  # (u,) sorted
+    group_sorted = np.cumsum(starts) - 1  # (n_new,) group of each sorted row
+    at = np.minimum(np.searchsorted(ukeys, keys_old), max(ukeys.size - 1, 0))
+    shared = ukeys[at] == keys_old if ukeys.size else np.zeros(keys_old.shape, bool)
+    used = np.bincount(at[shared], need_old[shared].astype(np.float64), minlength=ukeys.size)
+    avail = capacity_of(ukeys).astype(np.float64) - used
+    need_sorted = need_new[order].astype(np.float64)
+    cum = np.cumsum(need_sorted)
+    first = np.maximum.accumulate(np.where(starts, np.arange(starts.size), 0))  # group's first
+    before_sorted = cum - need_sorted - (cum[first] - need_sorted[first])
+    before = np.empty_like(before_sorted)
+    before[order] = before_sorted
+    inv_new = np.empty_like(group_sorted)
+    inv_new[order] = group_sorted
+    return np.clip(avail[inv_new] - before, 0.0, need_new.astype(np.float64))
+
+
+def _numpy_admit_futures(market, orders: Orders) -> np.ndarray:
+    """(n,) contracts the numpy passes admitted for futures ``orders`` (all futures, lots >
+    0): the reference for the compiled futures admission."""
+    ledger, margin, book = market.ledger, market.futures_margin, market.book
+    first = market.n_stocks
+    tick_value = ledger.fut_tick_value
+
+    def adds(o: Orders) -> np.ndarray:
+        held = ledger.fut_pos[o.account, o.stock - first]
+        return np.sign(held) != -o.side
+
+    def need(o: Orders) -> np.ndarray:
+        return margin * o.lots * o.price * tick_value[o.stock - first]
+
+    def room(accounts: np.ndarray) -> np.ndarray:
+        return market.buying_power(accounts) - ledger.futures_margin_used(accounts, margin)
+
+    lots = orders.lots.copy()
+    add = adds(orders)
+    old = book.select(book.stock >= first)
+    old = old.select(adds(old))
+    if add.any():
+        new = orders.select(add)
+        fen = _fit(old.account, need(old), new.account, need(new), room)
+        per_lot = margin * new.price * tick_value[new.stock - first]
+        lots[add] = np.floor(fen / per_lot).astype(np.int64)
+    return lots
 
 
 def test_t_plus_one_shares_bought_today_sell_tomorrow(small_model):
@@ -127,6 +186,43 @@ def test_compiled_stock_admission_matches_the_fit_reference(small_model):
         )
         expected[buy] = (fen // (lot * new.price[buy])).astype(np.int64)
         assert market._admit_stock(new).tolist() == expected.tolist()
+
+
+def test_compiled_futures_admission_matches_the_numpy_reference():
+    """Random futures books and orders, among stock orders, with positions both ways and
+    buying power that binds: the compiled pass admits what the numpy passes admitted."""
+    m = MarketModel(rng=5, **{**SMALL, "futures.enabled": True})
+    for _ in range(3):
+        m.step()
+    market, ledger, rng = m.market, m.ledger, np.random.default_rng(4)
+    first, n_fut = market.n_stocks, ledger.n_futures
+    accounts = rng.choice(ledger.n_accounts, 30, replace=False)
+    binding = 0
+    for _ in range(20):
+        ledger.fut_pos[accounts] = rng.integers(-3, 4, (30, n_fut))
+        ledger.cash[accounts] = rng.integers(0, 3 * 10**8, 30)
+        ledger.credit[accounts] = 0
+        n = 300
+        stock = np.where(
+            rng.random(n) < 0.7, first + rng.integers(0, n_fut, n), rng.integers(0, first, n)
+        )
+        orders = Orders(
+            accounts[rng.integers(0, 30, n)],
+            stock,
+            np.where(rng.random(n) < 0.5, 1, -1),
+            market.last[stock] + rng.integers(-5, 5, n),
+            rng.integers(0, 8, n),
+        )
+        market.book = orders.select(np.arange(100)).with_lots(orders.lots[:100])
+        new = orders.select(np.arange(100, n))
+        lots = new.lots.copy()
+        market._admit_futures(new, lots)
+        fut = (new.stock >= first) & (new.lots > 0)
+        want = _numpy_admit_futures(market, new.select(fut))
+        assert lots[fut].tolist() == want.tolist()
+        assert lots[~fut].tolist() == new.lots[~fut].tolist()
+        binding += int((want < new.lots[fut]).sum())
+    assert binding > 50
 
 
 def test_cancels_add_up_before_the_book_is_read(small_model):

@@ -1,0 +1,87 @@
+"""The noise traders' compiled order pass against the numpy rules it replaced."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from agents.noise_trader import NoiseTraders
+from agents.sampling import choice
+from model import MarketModel
+from model.orders import Orders
+from tests.conftest import SMALL
+
+
+def _numpy_decide(pop: NoiseTraders, rows: np.ndarray) -> Orders:
+    """``NoiseTraders.decide`` as it was in numpy passes (the same draws, in the same order)."""
+    market, c, rng = pop.market, pop.cfg, pop.rng
+    accounts = pop.accounts[rows]
+    market.cancel_share(accounts, c.cancel_rate, rng)
+    attention = 1.0 + c.attention * np.maximum(market.vol_ratio() - 1.0, 0.0)
+    rate = c.orders_per_stock_step * market.universe.n * attention.mean() / max(pop.n, 1)
+    owner = np.repeat(np.arange(rows.shape[0]), rng.poisson(rate, size=rows.shape[0]))
+    n = owner.shape[0]
+    positions = market.ledger.positions_of(accounts)
+    slot, h_stock, _, sellable = positions
+    tilt = c.rebalancing * (pop.cash_share(rows, positions) - pop.cash_target[rows])
+    buy = rng.random(n) < 0.5 * (1.0 + np.tanh(tilt))[owner]
+    stock = choice(rng, attention / attention.sum(), n)
+    cap_lots = np.full(n, np.iinfo(np.int64).max)
+    count = np.bincount(slot, minlength=rows.shape[0])
+    first = np.cumsum(count) - count
+    held = count[owner]
+    pick = first[owner] + np.floor(rng.random(n) * held).astype(np.int64)
+    pick = np.minimum(pick, max(slot.shape[0] - 1, 0))
+    sell = ~buy & (held > 0)
+    top_up = buy & (held > 0) & (rng.random(n) < 0.5)
+    if slot.shape[0]:
+        stock = np.where(sell | top_up, h_stock[pick], stock)
+        cap_lots = np.where(sell, sellable[pick] // market.lot, cap_lots)
+    sell &= cap_lots > 0
+    keep = buy | sell
+    side = np.where(buy, 1, -1).astype(np.int8)
+    price = market.last[stock].astype(np.float64)
+    value = c.order_pct_cap * market.caps()[stock] * np.exp(c.size_sigma * rng.standard_normal(n))
+    lots = np.maximum(np.floor(value * 100.0 / (price * market.lot)), 1)
+    lots = np.where(cap_lots < 2 * lots, cap_lots, lots)
+    price = price * np.exp(-side * rng.exponential(c.limit_offset, size=n))
+    at_limit = rng.random(n) < c.market_order_share
+    price = np.where(at_limit, market.limit_price(stock, side), price)
+    return Orders(accounts[owner], stock, side, price, lots).select(keep)
+
+
+@pytest.mark.parametrize(("seed", "steps"), [(7, 3), (8, 6)])
+def test_compiled_orders_match_the_numpy_rules_bit_for_bit(seed, steps):
+    """Mid-day, with positions bought today (not yet sellable): the same orders, the same
+    cancels and the generator left in the same state."""
+    model = MarketModel(rng=seed, **SMALL)
+    for _ in range(steps):
+        model.step()
+    pop = next(p for p in model.populations if isinstance(p, NoiseTraders))
+    # A hundred of them hand on all but one to three lots of what they may sell, so some
+    # sellers sell out.
+    lot = model.market.lot
+    slot, stock, shares, sellable = model.ledger.positions_of(pop.accounts[:100])
+    left = (np.arange(shares.shape[0]) % 3 + 1) * lot + sellable % lot
+    give = np.where(sellable == shares, np.maximum(shares - left, 0), 0)
+    taker = np.full(give.shape[0], pop.accounts[-1])
+    model.ledger.transfer(pop.accounts[slot], taker, stock, give, locked=False)
+    market, state = model.market, model.rng.bit_generator.state
+    kept = copy.deepcopy(market)
+    got = pop.decide(pop.rows)
+    got_state, got_resting = model.rng.bit_generator.state, market.book.account
+    model.market, model.rng.bit_generator.state = kept, state
+    want = _numpy_decide(pop, pop.rows)
+    model.market = market
+    for name in ("account", "stock", "side", "price", "lots"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        assert getattr(got, name).dtype == getattr(want, name).dtype
+    assert model.rng.bit_generator.state == got_state
+    np.testing.assert_array_equal(got_resting, kept.book.account)
+    sellable = model.ledger.sellable(got.account, got.stock)
+    assert (got.side > 0).any() and (got.side < 0).any()
+    assert (got.lots == sellable // lot)[got.side < 0].any()  # sold out
+    assert (got.price == market.limit_price(got.stock, got.side)).any()
+    assert (got.price != market.limit_price(got.stock, got.side)).any()
