@@ -237,7 +237,9 @@ class FuturesMakers(LadderMakers):
 
     def _lean(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
         held = self.market.ledger.futures_position(accounts)[np.arange(q.shape[0]), q]
-        return np.clip(held * self._contract_value(q) / self.limit_cny, -1.0, 1.0)
+        # Clipped before dividing, so a vanishing limit gives full lean, not an overflow.
+        limit = self.limit_cny
+        return np.clip(held * self._contract_value(q), -limit, limit) / limit
 
     def reference(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
         """The index in ticks, shaded down when long (to sell) and up when short."""
