@@ -153,11 +153,6 @@ class Arbitrageurs(Population):
         found = desk.key[row] == key
         return np.where(found, desk.owed[row], 0), np.where(found, desk.recall_due[row], 0)
 
-    def _leg_cny(self, legs: _Legs, shares: np.ndarray) -> np.ndarray:
-        """(r, K) CNY value at last prices of ``shares`` (r*H,) summed per contract leg."""
-        value = shares * self.market.last[legs.stock] / 100.0
-        return np.bincount(legs.slot, value, minlength=legs.size).reshape(legs.shape)
-
     def _hand_back(self, legs: _Legs, active: np.ndarray) -> None:
         """Repay recalled loans from what is held; repay everything held when unwinding."""
         owed, due = self._loans(legs)
@@ -170,12 +165,17 @@ class Arbitrageurs(Population):
         """Borrow stock worth the futures not yet matched by a loan, and no more."""
         market, desk = self.market, self.model.lending
         owed, due = self._loans(legs)
-        unhedged = self.futures(rows) * self.contract_value()[None, :] - self._leg_cny(
-            legs, owed - due
-        )  # (r, K) CNY of futures not yet matched by a loan
-        need = np.where(self.active[rows], np.maximum(unhedged, 0.0), 0.0)
-        cny = self._spread(legs, need, self._room_cny(legs))
-        shares = cny * 100.0 / market.last[legs.stock]  # (r*H,)
+        shares = _borrow_shares(
+            self.active[rows],
+            legs.slot,
+            legs.weight,
+            owed,
+            due,
+            market.last[legs.stock],
+            self._room_cny(legs),
+            self.futures(rows),
+            self.contract_value(),
+        )
         ask = (shares >= market.lot) & (due == 0)
         if ask.any():
             desk.borrow(legs.account[ask], legs.stock[ask], shares[ask], self.model.date)
@@ -185,17 +185,6 @@ class Arbitrageurs(Population):
         desk, market = self.model.lending, self.market
         room = np.maximum(desk.supply(self.model.date) - desk.owed_by_stock(), 0)  # (S,)
         return room[legs.stock] * market.last[legs.stock] / 100.0
-
-    @staticmethod
-    def _spread(legs: _Legs, amount: np.ndarray, room: np.ndarray) -> np.ndarray:
-        """(r*H,) CNY per name: ``amount`` (r, K) by cap weight, what a full name can't take
-        going to the names with room left in its leg."""
-        first = np.minimum(amount.ravel()[legs.slot] * legs.weight, room)
-        left = room - first
-        short = amount.ravel() - np.bincount(legs.slot, first, minlength=legs.size)  # (r*K,)
-        spare = np.bincount(legs.slot, left, minlength=legs.size)  # (r*K,)
-        share = np.clip(short / np.maximum(spare, 1e-9), 0.0, 1.0)[legs.slot]
-        return first + left * share
 
     def _orders(self, rows: np.ndarray, legs: _Legs) -> Orders:
         """Stock orders of the short names (r*H,), then futures orders (r*K,), of ``rows``.
@@ -247,6 +236,55 @@ class Arbitrageurs(Population):
                 ),
             ]
         )
+
+
+@numba.njit(cache=True, nogil=True)
+def _borrow_shares(
+    active: np.ndarray,
+    slot: np.ndarray,
+    weight: np.ndarray,
+    owed: np.ndarray,
+    due: np.ndarray,
+    last: np.ndarray,
+    room: np.ndarray,
+    futures: np.ndarray,
+    value: np.ndarray,
+) -> np.ndarray:
+    """(r*H,) shares to borrow per short name: the CNY of open legs' futures not yet matched
+    by a loan, spread by cap weight, what a full name can't take going to the names with
+    room left in its leg. The numpy passes' floats (per-leg sums in name order).
+
+    Args:
+        active: (r, K) bool; slot: (r*H,) int64 flat (row, contract) of each short name;
+            weight: (r*H,) cap weight within its leg. owed, due: (r*H,) int64 shares on loan
+            and recalled; last: (r*H,) int64 fen. room: (r*H,) CNY the desk can still lend.
+        futures: (r, K) int64 contracts held; value: (K,) CNY per contract.
+    """
+    n_rows, n_contracts = futures.shape
+    n = slot.shape[0]
+    lent = np.zeros(n_rows * n_contracts)  # (r*K,) CNY still on loan
+    for j in range(n):
+        lent[slot[j]] += (owed[j] - due[j]) * last[j] / 100.0
+    need = np.zeros(n_rows * n_contracts)  # (r*K,) CNY of futures not yet matched by a loan
+    for i in range(n_rows):
+        for c in range(n_contracts):
+            if active[i, c]:
+                need[i * n_contracts + c] = max(
+                    futures[i, c] * value[c] - lent[i * n_contracts + c], 0.0
+                )
+    first = np.empty(n)  # (r*H,) CNY by cap weight, up to the room
+    placed = np.zeros(n_rows * n_contracts)  # (r*K,) CNY of it
+    spare = np.zeros(n_rows * n_contracts)  # (r*K,) room left after it
+    for j in range(n):
+        first[j] = min(need[slot[j]] * weight[j], room[j])
+        placed[slot[j]] += first[j]
+        spare[slot[j]] += room[j] - first[j]
+    shares = np.empty(n)
+    for j in range(n):
+        k = slot[j]
+        share = min(max((need[k] - placed[k]) / max(spare[k], 1e-9), 0.0), 1.0)
+        shares[j] = (first[j] + (room[j] - first[j]) * share) * 100.0 / last[j]
+    return shares
 
 
 @numba.njit(cache=True, nogil=True)

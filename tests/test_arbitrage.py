@@ -6,7 +6,7 @@ import copy
 
 import numpy as np
 
-from agents.arbitrage import NEAR, Arbitrageurs, _Legs
+from agents.arbitrage import NEAR, Arbitrageurs, _borrow_shares, _Legs
 from agents.base import ArrayAgent, Population
 from model import MarketModel
 from model.lending import LendingDesk
@@ -182,6 +182,27 @@ def test_the_agent_engine_runs_the_same_rules():
     assert short_shares(model, arbs)[1] > 0
 
 
+def _leg_cny(arbs: Arbitrageurs, legs: _Legs, shares: np.ndarray) -> np.ndarray:
+    """(r, K) CNY value at last prices of ``shares`` (r*H,) summed per contract leg."""
+    value = shares * arbs.market.last[legs.stock] / 100.0
+    return np.bincount(legs.slot, value, minlength=legs.size).reshape(legs.shape)
+
+
+def _numpy_borrow_shares(arbs: Arbitrageurs, rows, legs, room: np.ndarray) -> np.ndarray:
+    """The shares ``Arbitrageurs._borrow`` asks for, as numpy passes worked them out."""
+    owed, due = arbs._loans(legs)
+    unhedged = arbs.futures(rows) * arbs.contract_value()[None, :] - _leg_cny(
+        arbs, legs, owed - due
+    )
+    amount = np.where(arbs.active[rows], np.maximum(unhedged, 0.0), 0.0)
+    first = np.minimum(amount.ravel()[legs.slot] * legs.weight, room)
+    left = room - first
+    short = amount.ravel() - np.bincount(legs.slot, first, minlength=legs.size)
+    spare = np.bincount(legs.slot, left, minlength=legs.size)
+    share = np.clip(short / np.maximum(spare, 1e-9), 0.0, 1.0)[legs.slot]
+    return (first + left * share) * 100.0 / arbs.market.last[legs.stock]
+
+
 def _numpy_orders(arbs: Arbitrageurs, rows: np.ndarray, legs: _Legs) -> Orders:
     """``Arbitrageurs._orders`` as it was in numpy passes (stock orders, then futures)."""
     market, ledger, lot = arbs.market, arbs.model.ledger, arbs.market.lot
@@ -192,7 +213,7 @@ def _numpy_orders(arbs: Arbitrageurs, rows: np.ndarray, legs: _Legs) -> Orders:
     held, sellable = ledger.holding_and_sellable(legs.account, stock)
     price = market.last[stock].astype(np.float64)
     buy_in = np.maximum(due - held, 0)
-    lent = arbs._leg_cny(legs, owed - due)
+    lent = _leg_cny(arbs, legs, owed - due)
     excess = np.maximum(lent - arbs.futures(rows) * arbs.contract_value()[None, :], 0.0)
     share = (excess / np.maximum(lent, 1e-9)).ravel()[legs.slot]
     cover = np.where(active, 0.0, share * np.maximum(owed - due - held, 0))
@@ -216,7 +237,7 @@ def _numpy_orders(arbs: Arbitrageurs, rows: np.ndarray, legs: _Legs) -> Orders:
     opening = np.floor((lent + capacity) / value)
     unwinding = np.minimum(np.floor(lent / value), np.floor((1.0 - arbs.cfg.speed) * held))
     want = np.where(arbs.active[rows], opening, np.maximum(unwinding, 0))
-    recalled = arbs._leg_cny(legs, due) > 0
+    recalled = _leg_cny(arbs, legs, due) > 0
     want = np.where(recalled, np.minimum(want, np.floor(lent / value)), want)
     trade = want - held
     side = np.sign(trade).astype(np.int8)
@@ -233,9 +254,9 @@ def _numpy_orders(arbs: Arbitrageurs, rows: np.ndarray, legs: _Legs) -> Orders:
     return Orders.concat([stock_orders, futures_orders])
 
 
-def test_compiled_orders_match_the_numpy_rules_bit_for_bit():
-    """Desks opening and unwinding, loans recalled in part and in full, some beyond what is
-    held (buy-ins) and some covered by futures no more: the same orders and buy-ins."""
+def _recalled() -> tuple[MarketModel, Arbitrageurs, _Legs]:
+    """Desks with one leg open and one unwinding, loans recalled in full, in half and not at
+    all, some shares gone (buy-ins), and the first desk's loans beyond its futures."""
     model, arbs, dumper = build(**{"market.start": "2024-01-22"})
     dumper.side = -1
     deep_discount(model)
@@ -258,6 +279,14 @@ def test_compiled_orders_match_the_numpy_rules_bit_for_bit():
     cut = arbs.futures(rows[:1])[0] // 4 * 3
     ledger.settle_futures(np.full(2, arbs.accounts[0]), arbs.contracts, -cut)
     ledger.settle_futures(np.full(2, dumper.accounts[0]), arbs.contracts, cut)
+    return model, arbs, legs
+
+
+def test_compiled_orders_match_the_numpy_rules_bit_for_bit():
+    """Desks opening and unwinding, loans recalled in part and in full, some beyond what is
+    held (buy-ins) and some covered by futures no more: the same orders and buy-ins."""
+    model, arbs, legs = _recalled()
+    desk, rows = model.lending, arbs.rows
     kept = copy.deepcopy((arbs.buy_ins_cny, desk.buy_ins))
 
     got = arbs._orders(rows, legs)
@@ -275,3 +304,34 @@ def test_compiled_orders_match_the_numpy_rules_bit_for_bit():
     assert (sell & (got.lots > 0)).any() and (sell & (got.lots == 0)).any()
     fut = ~is_stock & (got.lots > 0)
     assert (fut & (got.side > 0)).any() and (fut & (got.side < 0) & (got.price == limit)).any()
+
+
+def test_compiled_borrowing_matches_the_numpy_rules_bit_for_bit():
+    """Open legs short of loans, with the desk's room as it is, and cut so that names fill up
+    and what they can't take goes to the others in their leg: the same shares asked for."""
+    model, arbs, legs = _recalled()
+    rows, market = arbs.rows, model.market
+    owed, due = arbs._loans(legs)
+    room = arbs._room_cny(legs)
+    # A third of the names can lend nothing, a third a thousandth of their room (they fill
+    # up), a third all of it (they take what the others can't); then every name a tenth of
+    # it, so that the names with room left can't take all that the others can't.
+    third = np.arange(room.size) % 3
+    cut = room * np.select([third == 0, third == 1], [0, 1e-3], 1)
+    for lendable in (room, room / 10, cut):
+        got = _borrow_shares(
+            arbs.active[rows],
+            legs.slot,
+            legs.weight,
+            owed,
+            due,
+            market.last[legs.stock],
+            lendable,
+            arbs.futures(rows),
+            arbs.contract_value(),
+        )
+        want = _numpy_borrow_shares(arbs, rows, legs, lendable)
+        np.testing.assert_array_equal(got, want)
+        assert (got > 0).any()
+    full = got == lendable * 100.0 / market.last[legs.stock]
+    assert (full & (got > 0)).any() and (~full & (got > 0)).any() and (got == 0).any()
