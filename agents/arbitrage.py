@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from agents.base import ArrayAgent, Population
@@ -125,23 +126,21 @@ class Arbitrageurs(Population):
         self.active[rows] = np.where(
             basis < -thr, True, np.where(basis > -thr / 2, False, self.active[rows])
         )
+        legs = self._legs(rows)
+        active = self.active[rows].ravel()[legs.slot]  # (r*H,)
+        self._hand_back(legs, active)
+        self._borrow(rows, legs)
+        return self._orders(rows, legs)
+
+    def _legs(self, rows: np.ndarray) -> _Legs:
+        """The short names of ``rows``, flat."""
         r, h = rows.size, self.hedge_stock.size
-        legs = _Legs(
-            account=np.repeat(accounts, h),
+        return _Legs(
+            account=np.repeat(self.accounts[rows], h),
             stock=np.tile(self.hedge_stock, r),
             slot=np.repeat(np.arange(r), h) * self.contracts.size + np.tile(self.hedge_leg, r),
             weight=np.tile(self.hedge_weight, r),
             shape=(r, self.contracts.size),
-        )
-        active = self.active[rows].ravel()[legs.slot]  # (r*H,)
-        self._hand_back(legs, active)
-        self._borrow(rows, legs)
-        owed, due = self._loans(legs)
-        return Orders.concat(
-            [
-                self._stock_orders(rows, legs, owed, due),
-                self._futures_orders(rows, legs, owed, due),
-            ]
         )
 
     def _loans(self, legs: _Legs) -> tuple[np.ndarray, np.ndarray]:
@@ -153,11 +152,6 @@ class Arbitrageurs(Population):
         row = np.minimum(np.searchsorted(desk.key, key), desk.key.size - 1)
         found = desk.key[row] == key
         return np.where(found, desk.owed[row], 0), np.where(found, desk.recall_due[row], 0)
-
-    def _leg_cny(self, legs: _Legs, shares: np.ndarray) -> np.ndarray:
-        """(r, K) CNY value at last prices of ``shares`` (r*H,) summed per contract leg."""
-        value = shares * self.market.last[legs.stock] / 100.0
-        return np.bincount(legs.slot, value, minlength=legs.size).reshape(legs.shape)
 
     def _hand_back(self, legs: _Legs, active: np.ndarray) -> None:
         """Repay recalled loans from what is held; repay everything held when unwinding."""
@@ -171,12 +165,17 @@ class Arbitrageurs(Population):
         """Borrow stock worth the futures not yet matched by a loan, and no more."""
         market, desk = self.market, self.model.lending
         owed, due = self._loans(legs)
-        unhedged = self.futures(rows) * self.contract_value()[None, :] - self._leg_cny(
-            legs, owed - due
-        )  # (r, K) CNY of futures not yet matched by a loan
-        need = np.where(self.active[rows], np.maximum(unhedged, 0.0), 0.0)
-        cny = self._spread(legs, need, self._room_cny(legs))
-        shares = cny * 100.0 / market.last[legs.stock]  # (r*H,)
+        shares = _borrow_shares(
+            self.active[rows],
+            legs.slot,
+            legs.weight,
+            owed,
+            due,
+            market.last[legs.stock],
+            self._room_cny(legs),
+            self.futures(rows),
+            self.contract_value(),
+        )
         ask = (shares >= market.lot) & (due == 0)
         if ask.any():
             desk.borrow(legs.account[ask], legs.stock[ask], shares[ask], self.model.date)
@@ -187,92 +186,200 @@ class Arbitrageurs(Population):
         room = np.maximum(desk.supply(self.model.date) - desk.owed_by_stock(), 0)  # (S,)
         return room[legs.stock] * market.last[legs.stock] / 100.0
 
-    @staticmethod
-    def _spread(legs: _Legs, amount: np.ndarray, room: np.ndarray) -> np.ndarray:
-        """(r*H,) CNY per name: ``amount`` (r, K) by cap weight, what a full name can't take
-        going to the names with room left in its leg."""
-        first = np.minimum(amount.ravel()[legs.slot] * legs.weight, room)
-        left = room - first
-        short = amount.ravel() - np.bincount(legs.slot, first, minlength=legs.size)  # (r*K,)
-        spare = np.bincount(legs.slot, left, minlength=legs.size)  # (r*K,)
-        share = np.clip(short / np.maximum(spare, 1e-9), 0.0, 1.0)[legs.slot]
-        return first + left * share
+    def _orders(self, rows: np.ndarray, legs: _Legs) -> Orders:
+        """Stock orders of the short names (r*H,), then futures orders (r*K,), of ``rows``.
 
-    def _capacity(self, rows: np.ndarray, legs: _Legs, lent: np.ndarray) -> np.ndarray:
-        """(r, K) CNY of new position this step: ``speed`` of the gap to target, what lends.
-
-        Where nothing can be borrowed in a leg's short names there is no capacity.
-        """
-        target = (self.capital[rows] / self.contracts.size)[:, None] * self.active[rows]
-        gap = self.cfg.speed * np.maximum(target - lent, 0.0)  # (r, K)
-        room = np.bincount(legs.slot, self._room_cny(legs), minlength=legs.size)
-        return np.minimum(gap, room.reshape(legs.shape))
-
-    def _stock_orders(
-        self, rows: np.ndarray, legs: _Legs, owed: np.ndarray, due: np.ndarray
-    ) -> Orders:
-        """Sell borrowed shares short; buy back what the futures no longer cover; buy in
-        what a recall wants back."""
-        market, ledger, lot = self.market, self.model.ledger, self.market.lot
-        stock = legs.stock
-        active = self.active[rows].ravel()[legs.slot]  # (r*H,)
-        held, sellable = ledger.holding_and_sellable(legs.account, stock)
-        price = market.last[stock].astype(np.float64)  # (r*H,) fen
-        buy_in = np.maximum(due - held, 0)  # (r*H,) shares the desk wants back and we lack
-        # Unwinding: the futures lead; buy back the loans they no longer cover, pro rata.
-        lent = self._leg_cny(legs, owed - due)  # (r, K)
-        excess = np.maximum(lent - self.futures(rows) * self.contract_value()[None, :], 0.0)
-        share = (excess / np.maximum(lent, 1e-9)).ravel()[legs.slot]  # (r*H,)
-        cover = np.where(active, 0.0, share * np.maximum(owed - due - held, 0))
-        sell = np.where(active, np.minimum(sellable, held - due), 0)
-        bought_in = float((buy_in * price).sum()) / 100.0
-        self.buy_ins_cny += bought_in
-        self.model.lending.buy_ins += bought_in
-        buy_lots = np.ceil((buy_in + cover) / lot)
-        side = np.where(buy_lots > 0, 1, -1).astype(np.int8)
-        lots = np.where(side > 0, buy_lots, np.maximum(sell, 0) // lot)
-        # Short sales may not be priced below the last trade (the uptick rule for
-        # securities lending); covers bid a little above it, buy-ins at the limit.
-        near = np.where(side > 0, price * (1.0 + NEAR), price)
-        order_price = np.where(buy_in > 0, market.limit_price(stock, side), near)
-        return Orders(legs.account, stock, side, order_price, lots)
-
-    def _futures_orders(
-        self, rows: np.ndarray, legs: _Legs, owed: np.ndarray, due: np.ndarray
-    ) -> Orders:
-        """Futures lead both ways; stock follows their fills.
-
+        Stock: sell borrowed shares short; buy back what the futures no longer cover; buy
+        in what a recall wants back. Futures lead both ways; stock follows their fills.
         Open: hold futures worth the loans plus this step's lendable capacity (none
         without stock to borrow). Unwind: sell ``speed`` of the position a step. Never
         hold more than the loans that stay open cover (recalls cut the futures too).
-
         Bids go up to the price of the exit band (basis ``-threshold / 2``) and offers
         down to the entry band (``-threshold``), so the desk never pushes the basis
         through its own bands; futures sold because loans were recalled go at the limit.
         """
         market, spec, thr = self.market, self.model.futures, self.cfg.threshold
-        value = self.contract_value()[None, :]  # (1, K) CNY per contract
-        held = self.futures(rows)  # (r, K) contracts
-        lent = self._leg_cny(legs, owed - due)  # (r, K) CNY still on loan
-        opening = np.floor((lent + self._capacity(rows, legs, lent)) / value)
-        unwinding = np.minimum(np.floor(lent / value), np.floor((1.0 - self.cfg.speed) * held))
-        want = np.where(self.active[rows], opening, np.maximum(unwinding, 0))
-        recalled = self._leg_cny(legs, due) > 0  # (r, K)
-        want = np.where(recalled, np.minimum(want, np.floor(lent / value)), want)
-        trade = want - held  # (r, K) contracts
-        side = np.sign(trade).astype(np.int8)
-        instrument = np.broadcast_to(spec.instrument[self.contracts], trade.shape)
-        band = np.where(
-            side > 0, np.floor(self.band_ticks(-thr / 2)), np.ceil(self.band_ticks(-thr))
+        owed, due = self._loans(legs)
+        held, sellable = self.model.ledger.holding_and_sellable(legs.account, legs.stock)
+        instrument = spec.instrument[self.contracts]  # (K,)
+        stock_side, stock_price, stock_lots, bought, side, price, lots = _basis_orders(
+            self.active[rows],
+            legs.slot,
+            owed,
+            due,
+            held,
+            sellable,
+            market.last[legs.stock],
+            market.limit_price(legs.stock, 1),
+            self._room_cny(legs),
+            self.futures(rows),
+            self.contract_value(),
+            self.capital[rows] / self.contracts.size,
+            self.cfg.speed,
+            np.floor(self.band_ticks(-thr / 2)),
+            np.ceil(self.band_ticks(-thr)),
+            market.limit_price(instrument, -1),
+            market.lot,
         )
-        price = np.where(recalled & (side < 0), market.limit_price(instrument, side), band)
-        return Orders(
-            np.repeat(self.accounts[rows], self.contracts.size),
-            instrument.ravel(),
-            side.ravel(),
-            price.ravel(),
-            np.abs(trade).ravel(),
+        bought_in = float(bought.sum()) / 100.0
+        self.buy_ins_cny += bought_in
+        self.model.lending.buy_ins += bought_in
+        return Orders.concat(
+            [
+                Orders(legs.account, legs.stock, stock_side, stock_price, stock_lots),
+                Orders(
+                    np.repeat(self.accounts[rows], instrument.size),
+                    np.tile(instrument, rows.size),
+                    side,
+                    price,
+                    lots,
+                ),
+            ]
         )
+
+
+@numba.njit(cache=True, nogil=True)
+def _borrow_shares(
+    active: np.ndarray,
+    slot: np.ndarray,
+    weight: np.ndarray,
+    owed: np.ndarray,
+    due: np.ndarray,
+    last: np.ndarray,
+    room: np.ndarray,
+    futures: np.ndarray,
+    value: np.ndarray,
+) -> np.ndarray:
+    """(r*H,) shares to borrow per short name: the CNY of open legs' futures not yet matched
+    by a loan, spread by cap weight, what a full name can't take going to the names with
+    room left in its leg. The numpy passes' floats (per-leg sums in name order).
+
+    Args:
+        active: (r, K) bool; slot: (r*H,) int64 flat (row, contract) of each short name;
+            weight: (r*H,) cap weight within its leg. owed, due: (r*H,) int64 shares on loan
+            and recalled; last: (r*H,) int64 fen. room: (r*H,) CNY the desk can still lend.
+        futures: (r, K) int64 contracts held; value: (K,) CNY per contract.
+    """
+    n_rows, n_contracts = futures.shape
+    n = slot.shape[0]
+    lent = np.zeros(n_rows * n_contracts)  # (r*K,) CNY still on loan
+    for j in range(n):
+        lent[slot[j]] += (owed[j] - due[j]) * last[j] / 100.0
+    need = np.zeros(n_rows * n_contracts)  # (r*K,) CNY of futures not yet matched by a loan
+    for i in range(n_rows):
+        for c in range(n_contracts):
+            if active[i, c]:
+                need[i * n_contracts + c] = max(
+                    futures[i, c] * value[c] - lent[i * n_contracts + c], 0.0
+                )
+    first = np.empty(n)  # (r*H,) CNY by cap weight, up to the room
+    placed = np.zeros(n_rows * n_contracts)  # (r*K,) CNY of it
+    spare = np.zeros(n_rows * n_contracts)  # (r*K,) room left after it
+    for j in range(n):
+        first[j] = min(need[slot[j]] * weight[j], room[j])
+        placed[slot[j]] += first[j]
+        spare[slot[j]] += room[j] - first[j]
+    shares = np.empty(n)
+    for j in range(n):
+        k = slot[j]
+        share = min(max((need[k] - placed[k]) / max(spare[k], 1e-9), 0.0), 1.0)
+        shares[j] = (first[j] + (room[j] - first[j]) * share) * 100.0 / last[j]
+    return shares
+
+
+@numba.njit(cache=True, nogil=True)
+def _basis_orders(
+    active: np.ndarray,
+    slot: np.ndarray,
+    owed: np.ndarray,
+    due: np.ndarray,
+    held: np.ndarray,
+    sellable: np.ndarray,
+    last: np.ndarray,
+    limit_up: np.ndarray,
+    room: np.ndarray,
+    futures: np.ndarray,
+    value: np.ndarray,
+    capital: np.ndarray,
+    speed: float,
+    bid_band: np.ndarray,
+    offer_band: np.ndarray,
+    limit_down: np.ndarray,
+    lot: int,
+) -> tuple[np.ndarray, ...]:
+    """The desks' stock and futures orders, in two passes over the short names and one over
+    the (row, contract) legs; the floats of the numpy passes they replaced (the per-leg sums
+    in name order, as a bincount adds them).
+
+    Args:
+        active: (r, K) bool, the trade open; slot: (r*H,) int64 flat (row, contract) of each
+            short name. owed, due: (r*H,) int64 shares on loan and recalled.
+        held, sellable: (r*H,) int64 shares held, and sellable now; last, limit_up: (r*H,)
+            int64 fen, last and limit-up prices. room: (r*H,) CNY the desk can still lend.
+        futures: (r, K) int64 contracts held; value: (K,) CNY per contract; capital: (r,)
+            CNY of notional per contract leg. bid_band, offer_band: (K,) ticks at the exit
+            and entry bands; limit_down: (K,) ticks.
+
+    Returns:
+        Stock (side, price, lots) (r*H,) and fen bought in (r*H,), then futures (side,
+        price, lots) (r*K,), as ``Orders`` takes them (prices cut to whole fen or ticks).
+    """
+    n_rows, n_contracts = futures.shape
+    lent = np.zeros(n_rows * n_contracts)  # (r*K,) CNY still on loan
+    recalled_cny = np.zeros(n_rows * n_contracts)  # (r*K,) CNY recalled
+    spare = np.zeros(n_rows * n_contracts)  # (r*K,) CNY the desk can still lend
+    for j in range(slot.shape[0]):
+        lent[slot[j]] += (owed[j] - due[j]) * last[j] / 100.0
+        recalled_cny[slot[j]] += due[j] * last[j] / 100.0
+        spare[slot[j]] += room[j]
+    # Stock: unwinding, the futures lead; buy back the loans they no longer cover, pro rata.
+    n = slot.shape[0]
+    stock_side = np.empty(n, np.int8)
+    stock_price = np.empty(n, np.int64)
+    stock_lots = np.empty(n, np.int64)
+    bought = np.empty(n)  # (r*H,) fen
+    for j in range(n):
+        i, c = divmod(slot[j], n_contracts)
+        buy_in = max(due[j] - held[j], 0)  # shares the desk wants back and we lack
+        p = np.float64(last[j])
+        if active[i, c]:
+            cover, sell = 0.0, min(sellable[j], held[j] - due[j])
+        else:
+            k = slot[j]
+            excess = max(lent[k] - futures[i, c] * value[c], 0.0)
+            cover, sell = excess / max(lent[k], 1e-9) * max(owed[j] - due[j] - held[j], 0), 0
+        bought[j] = buy_in * p
+        buy_lots = np.ceil((buy_in + cover) / lot)
+        # Short sales may not be priced below the last trade (the uptick rule for
+        # securities lending); covers bid a little above it, buy-ins at the limit.
+        if buy_lots > 0:
+            stock_side[j], stock_lots[j] = 1, np.int64(buy_lots)
+            stock_price[j] = limit_up[j] if buy_in > 0 else np.int64(p * (1.0 + NEAR))
+        else:
+            stock_side[j], stock_lots[j], stock_price[j] = -1, max(sell, 0) // lot, np.int64(p)
+    # Futures.
+    side = np.empty(n_rows * n_contracts, np.int8)
+    price = np.empty(n_rows * n_contracts, np.int64)
+    lots = np.empty(n_rows * n_contracts, np.int64)
+    for i in range(n_rows):
+        for c in range(n_contracts):
+            k = i * n_contracts + c
+            have = futures[i, c]
+            if active[i, c]:
+                gap = speed * max(capital[i] - lent[k], 0.0)  # CNY
+                want = np.floor((lent[k] + min(gap, spare[k])) / value[c])
+            else:
+                unwinding = min(np.floor(lent[k] / value[c]), np.floor((1.0 - speed) * have))
+                want = max(unwinding, 0.0)
+            recalled = recalled_cny[k] > 0
+            if recalled:
+                want = min(want, np.floor(lent[k] / value[c]))
+            trade = want - have
+            s = np.int8(np.sign(trade))
+            band = bid_band[c] if s > 0 else offer_band[c]
+            side[k], lots[k] = s, np.int64(abs(trade))
+            price[k] = limit_down[c] if recalled and s < 0 else np.int64(band)
+    return stock_side, stock_price, stock_lots, bought, side, price, lots
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ lowers NAV, which triggers more selling.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from agents.base import ArrayAgent, Population
@@ -112,10 +113,7 @@ class NeutralFunds(Population):
         accounts = self.accounts[rows]
         owed = np.zeros(rows.size)
         if model.lending is not None:
-            b, s, sh = model.lending.loans(accounts)
-            owed = np.bincount(
-                np.searchsorted(accounts, b), sh * market.last[s] / 100.0, minlength=rows.size
-            )
+            owed = model.lending.owed_value(accounts, market.last)
         return model.ledger.cash[accounts] / 100.0 + self.holdings_value(rows) - owed
 
     def mark(self) -> np.ndarray:
@@ -187,23 +185,17 @@ class NeutralFunds(Population):
     def _manage_loans(self) -> None:
         """Repay what is recalled (or everything, once stopped); borrow up to the plan."""
         model, desk, market = self.model, self.model.lending, self.market
-        borrower, stock, owed = desk.loans(self.accounts)
-        row = np.searchsorted(self.accounts, borrower)
-        stopped = self.state[row] == STOPPED
-        key = borrower * desk.n_stocks + stock
-        loan_row = np.searchsorted(desk.key, key)
-        if loan_row.size:
-            desk.recall_due[loan_row[stopped]] = desk.owed[loan_row[stopped]]
-        due = desk.recall_due[loan_row] if loan_row.size else np.zeros(0, np.int64)
-        desk.repay(borrower, stock, due)
+        loan = desk.loan_rows(self.accounts)  # (l,) rows of the desk's arrays
+        borrower, stock = np.divmod(desk.key[loan], desk.n_stocks)
+        stopped = self.state[np.searchsorted(self.accounts, borrower)] == STOPPED
+        desk.recall_due[loan[stopped]] = desk.owed[loan[stopped]]
+        desk.repay(borrower, stock, desk.recall_due[loan])
         # Borrow towards the planned stock hedge while the product is healthy.
         healthy = np.flatnonzero(self.state == NORMAL)
         if healthy.size == 0:
             return
         plan = self.target_exposure(healthy) * self.cfg.lending_hedge_share  # CNY
-        borrower, stock, owed = desk.loans(self.accounts[healthy])
-        slot = np.searchsorted(self.accounts[healthy], borrower)
-        have = np.bincount(slot, owed * market.last[stock] / 100.0, minlength=healthy.size)
+        have = desk.owed_value(self.accounts[healthy], market.last)  # (h,) CNY
         short = np.maximum(plan - have, 0.0)  # (h,)
         hedge = self.hedge_stocks[healthy]  # (h, H)
         shares = (short / hedge.shape[1])[:, None] * 100.0 / market.last[hedge]
@@ -226,11 +218,9 @@ class NeutralFunds(Population):
         ceiling = self.cfg.max_leverage_ratio * self.leverage[rows] * eq
         if not self.cfg.forced_selling:
             ceiling = np.full_like(ceiling, np.inf)
-        scale = self.carry * np.select(
-            [self.state[rows] == NORMAL, self.state[rows] == WARNED],
-            [1.0, 1.0 - self.cfg.warning_cut],
-            0.0,
-        )
+        state = self.state[rows]
+        kept = np.where(state == WARNED, 1.0 - self.cfg.warning_cut, 0.0)
+        scale = self.carry * np.where(state == NORMAL, 1.0, kept)
         return np.minimum(self.exposure[rows], ceiling) * scale
 
     # -- orders ---------------------------------------------------------------------------
@@ -291,47 +281,154 @@ class NeutralFunds(Population):
     def _short_leg(self, rows, accounts, target) -> Orders:
         """Sell borrowed shares short; buy in what a recall wants back and is no longer held."""
         model, market, desk = self.model, self.market, self.model.lending
-        borrower, stock, owed = desk.loans(accounts)
-        key = borrower * desk.n_stocks + stock
-        due = desk.recall_due[np.searchsorted(desk.key, key)] if key.size else owed
+        loan = desk.loan_rows(accounts)  # (l,) rows of the desk's arrays, in key order
+        borrower, stock = np.divmod(desk.key[loan], desk.n_stocks)
         held, sellable = model.ledger.holding_and_sellable(borrower, stock)
-        keep_short = owed - due  # shares to stay short
-        sell = np.minimum(sellable, np.maximum(held - due, 0))
         # Buy-ins are worked over liquidation_days, like any other forced trade.
         pace = 1.0 / (self.cfg.liquidation_days * model.steps_per_day)
-        buy = np.ceil(np.maximum(due - held, 0) * pace)
-        slot = np.searchsorted(accounts, borrower)
-        value = np.bincount(slot, keep_short * market.last[stock] / 100.0, minlength=rows.size)
+        side, price, lots, bought, value = _short_orders(
+            accounts,
+            borrower,
+            stock,
+            desk.owed[loan],
+            desk.recall_due[loan],
+            held,
+            sellable,
+            market.last,
+            pace,
+            market.lot,
+            self.cfg.forced_discount,
+        )
         self.lend_share[rows] = np.clip(value / np.maximum(target, 1.0), 0.0, 1.0)
-        bought_in = float((buy * market.last[stock]).sum()) / 100.0
+        bought_in = float(bought.sum()) / 100.0
         self.forced_sales += bought_in
         desk.buy_ins += bought_in
-        lots = np.where(buy > 0, -(-buy // market.lot), sell // market.lot)
-        side = np.where(buy > 0, 1, -1).astype(np.int8)
-        # Buy-ins pay up to forced_discount over last; short sales go no lower than last.
-        last = market.last[stock]
-        price = np.where(side > 0, last * (1.0 + self.cfg.forced_discount), last)
         return Orders(borrower, stock, side, price, lots)
 
     def _hedge(self, rows, accounts, target, urgent) -> Orders:
         """Short IC and IM against the futures share of the long book."""
-        model, market = self.model, self.market
+        model, market, c = self.model, self.market, self.cfg
         spec = model.futures
         level = model.indices.level[spec.underlying[1:]]  # (2,) IC, IM underlying levels
         value = level * spec.multiplier[1:]  # (2,) CNY per contract
-        fut_share = 1.0 - self.lend_share[rows]
-        want = -(target * fut_share)[:, None] * self.hedge_split[None, :] / value[None, :]  # (r, 2)
-        held = model.ledger.futures_position(accounts)[:, 1:]
-        c = self.cfg
-        pace = np.where(urgent, 1.0 / c.liquidation_days, 1.0 / c.trade_days) / model.steps_per_day
-        lots = np.trunc((want - held) * pace[:, None])
-        lots = np.where(np.abs(want - held) < 1, 0, np.where(lots == 0, np.sign(want - held), lots))
-        side = np.sign(lots).astype(np.int8)
-        instr = np.broadcast_to(spec.instrument[1:], lots.shape)
-        near = market.last[instr] * (1.0 + 0.001 * side)
-        # Urgent hedge changes pay up to forced_discount through the book, no further.
-        hurry = market.last[instr] * (1.0 + c.forced_discount * side)
-        price = np.where(urgent[:, None], hurry, near)
-        return Orders(
-            np.repeat(accounts, 2), instr.ravel(), side.ravel(), price.ravel(), np.abs(lots).ravel()
+        held = model.ledger.futures_position(accounts)[:, 1:]  # (r, 2) contracts
+        instrument = spec.instrument[1:]  # (2,)
+        side, price, lots = _hedge_orders(
+            target * (1.0 - self.lend_share[rows]),
+            self.hedge_split,
+            value,
+            held,
+            urgent,
+            market.last[instrument],
+            1.0 / c.liquidation_days / model.steps_per_day,
+            1.0 / c.trade_days / model.steps_per_day,
+            c.forced_discount,
         )
+        return Orders(np.repeat(accounts, 2), np.tile(instrument, rows.size), side, price, lots)
+
+
+@numba.njit(cache=True, nogil=True)
+def _short_orders(
+    accounts: np.ndarray,
+    borrower: np.ndarray,
+    stock: np.ndarray,
+    owed: np.ndarray,
+    due: np.ndarray,
+    held: np.ndarray,
+    sellable: np.ndarray,
+    last: np.ndarray,
+    pace: float,
+    lot: int,
+    forced_discount: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The short leg's order per open loan, in one pass over the loans.
+
+    What is owed and not recalled stays short: the shares held beyond the recall are
+    sold (no lower than last, the uptick rule); what a recall wants back and is not held
+    is bought in, ``pace`` of it a step, paying up to ``forced_discount`` over last.
+
+    Args:
+        accounts: (r,) int64 sorted borrowers' accounts; borrower, stock: (l,) int64 of each
+            loan, sorted by account. owed, due: (l,) int64 shares owed and recalled.
+        held, sellable: (l,) int64 shares of the stock the borrower holds, and may sell now.
+        last: (S,) int64 fen, last prices.
+
+    Returns:
+        (side, price, lots) per loan as ``Orders`` takes them (int8, fen cut to whole fen,
+        int64; no lots where nothing is to trade), the (l,) fen ``buy * last`` bought in,
+        and the (r,) CNY of each account's loans that stay short, summed in loan order.
+    """
+    n = borrower.shape[0]
+    side = np.empty(n, np.int8)
+    price = np.empty(n, np.int64)
+    lots = np.empty(n, np.int64)
+    bought = np.empty(n)  # (l,) fen
+    value = np.zeros(accounts.shape[0])  # (r,) CNY
+    slot = 0
+    for k in range(n):
+        while accounts[slot] != borrower[k]:
+            slot += 1
+        p = last[stock[k]]
+        value[slot] += (owed[k] - due[k]) * p / 100.0
+        buy = np.ceil(max(due[k] - held[k], 0) * pace)
+        bought[k] = buy * p
+        if buy > 0:
+            side[k] = 1
+            lots[k] = np.int64(-(-buy // lot))
+            price[k] = np.int64(p * (1.0 + forced_discount))
+        else:
+            side[k] = -1
+            lots[k] = min(sellable[k], max(held[k] - due[k], 0)) // lot
+            price[k] = p
+    return side, price, lots, bought, value
+
+
+@numba.njit(cache=True, nogil=True)
+def _hedge_orders(
+    futures_book: np.ndarray,
+    split: np.ndarray,
+    value: np.ndarray,
+    held: np.ndarray,
+    urgent: np.ndarray,
+    last: np.ndarray,
+    hurry: float,
+    pace: float,
+    forced_discount: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each product's IC and IM orders towards short ``split`` of its futures book.
+
+    A step trades ``pace`` of the gap to the target in contracts (``hurry`` when urgent),
+    at least one contract, none when the gap is under one; near last, or up to
+    ``forced_discount`` through it when urgent.
+
+    Args:
+        futures_book: (r,) CNY of long book hedged with futures; split: (2,) IC, IM shares.
+        value: (2,) CNY per contract; held: (r, 2) contracts held, long positive.
+        urgent: (r,) bool; last: (2,) ticks, the contracts' last prices.
+
+    Returns:
+        (side, price, lots), (r * 2,) row by row, as ``Orders`` takes them (int8, prices cut
+        to whole ticks, int64).
+    """
+    n, k = held.shape
+    side = np.empty(n * k, np.int8)
+    price = np.empty(n * k, np.int64)
+    lots = np.empty(n * k, np.int64)
+    for i in range(n):
+        share = hurry if urgent[i] else pace
+        for j in range(k):
+            gap = -futures_book[i] * split[j] / value[j] - held[i, j]  # contracts to trade
+            trade = np.trunc(gap * share)
+            if abs(gap) < 1:
+                trade = 0.0
+            elif trade == 0:
+                trade = np.sign(gap)
+            s = np.int8(np.sign(trade))
+            through = forced_discount if urgent[i] else 0.001  # share of last to pay or give
+            p = last[j] * (1.0 + through * s)
+            side[i * k + j], price[i * k + j], lots[i * k + j] = (
+                s,
+                np.int64(p),
+                np.int64(abs(trade)),
+            )
+    return side, price, lots

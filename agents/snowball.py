@@ -50,6 +50,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 
 from agents.base import ArrayAgent, Population
@@ -98,18 +99,55 @@ class DeltaTable:
         Returns:
             (n,) delta: index exposure in CNY per CNY of notional.
         """
-        nz = self.delta.shape[2]
-        fz = np.clip((np.log(np.maximum(x, 1e-12)) - self.z0) / self.dz, 0.0, nz - 1.0)
-        iz = np.minimum(fz.astype(np.int64), nz - 2)
+        return _bilinear(
+            self.delta,
+            np.log(np.maximum(x, 1e-12)),  # numpy's log: compiled, it would be the C library's
+            np.asarray(tau, dtype=np.float64),
+            np.asarray(knocked_in, dtype=np.bool_),
+            self.z0,
+            self.dz,
+        )
+
+
+@numba.njit(cache=True, nogil=True)
+def _bilinear(
+    delta: np.ndarray,
+    log_x: np.ndarray,
+    tau: np.ndarray,
+    knocked_in: np.ndarray,
+    z0: float,
+    dz: float,
+) -> np.ndarray:
+    """(n,) ``delta`` (2, tenor + 1, Z) bilinear in log-spot ``log_x`` (n,) and days left
+    ``tau`` (n,), each clipped to the grid, on the table of each ``knocked_in`` (n,) state.
+
+    One pass over the book, with the float operations of the numpy passes it replaced
+    (``np.clip``'s comparisons, truncation to the grid node below).
+    """
+    n_z, tenor = delta.shape[2], delta.shape[1] - 1
+    out = np.empty(log_x.shape[0])
+    for k in range(log_x.shape[0]):
+        fz = _clip((log_x[k] - z0) / dz, 0.0, n_z - 1.0)
+        iz = min(np.int64(fz), n_z - 2)
         wz = fz - iz
-        ft = np.clip(np.asarray(tau, dtype=np.float64), 0.0, float(self.tenor))
-        it = np.minimum(ft.astype(np.int64), max(self.tenor - 1, 0))
+        ft = _clip(tau[k], 0.0, float(tenor))
+        it = min(np.int64(ft), max(tenor - 1, 0))
         wt = ft - it
-        s = np.asarray(knocked_in, dtype=np.int64)
-        d = self.delta
-        near = (1.0 - wz) * d[s, it, iz] + wz * d[s, it, iz + 1]
-        far = (1.0 - wz) * d[s, it + 1, iz] + wz * d[s, it + 1, iz + 1]
-        return (1.0 - wt) * near + wt * far
+        s = 1 if knocked_in[k] else 0
+        near = (1.0 - wz) * delta[s, it, iz] + wz * delta[s, it, iz + 1]
+        far = (1.0 - wz) * delta[s, it + 1, iz] + wz * delta[s, it + 1, iz + 1]
+        out[k] = (1.0 - wt) * near + wt * far
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _clip(value: float, low: float, high: float) -> float:
+    """``np.clip`` of one float: the larger of it and ``low`` (``low`` on a tie), then the
+    smaller of that and ``high`` (``high`` on a tie); NaN stays NaN."""
+    if np.isnan(value):
+        return value
+    value = value if value > low else low
+    return value if value < high else high
 
 
 def _transition_weights(vol: float, dz: float) -> np.ndarray:
@@ -335,7 +373,9 @@ class SnowballIssuers(Population):
         if model.steps != self._forced_step:
             self.forced_sales_cny, self._forced_step = 0.0, model.steps
 
-        mine = np.isin(self.tranche_underlying, rows)  # (m,) tranches of these books
+        chosen = np.zeros(self.n, dtype=bool)  # (n,) which books are among rows
+        chosen[rows] = True
+        mine = chosen[self.tranche_underlying]  # (m,) tranches of these books
         contracts = self._contracts()  # (m,) once: the levels stay put while agents decide
         dumped = self._record_dump(mine, contracts)  # (2,) released by knock-ins this step
         self.pending_dump += dumped

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numba
 import numpy as np
 
 from model.config import LendingConfig
@@ -60,18 +61,39 @@ class LendingDesk:
 
     def loans(self, borrowers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(borrower, stock, shares owed) of the given borrowers' open loans."""
+        row = self.loan_rows(borrowers)
+        borrower, stock = np.divmod(self.key[row], self.n_stocks)
+        return borrower, stock, self.owed[row]
+
+    def loan_rows(self, borrowers: np.ndarray) -> np.ndarray:
+        """(l,) rows of the desk's arrays holding the given borrowers' open loans, in key order.
+
+        Callers that want a loan's recall as well as what is owed read both rows here,
+        with no search of the keys of their own.
+        """
         key, owed = self.key, self.owed
         borrowers = np.asarray(borrowers, dtype=np.int64)
         if consecutive(borrowers):
             lo, hi = np.searchsorted(
                 key, [borrowers[0] * self.n_stocks, (borrowers[-1] + 1) * self.n_stocks]
             )
-            key, owed = key[lo:hi], owed[lo:hi]
-            keep = owed > 0
-        else:
-            keep = np.isin(key // self.n_stocks, borrowers) & (owed > 0)
-        borrower, stock = np.divmod(key[keep], self.n_stocks)
-        return borrower, stock, owed[keep]
+            return lo + np.flatnonzero(owed[lo:hi] > 0)
+        return np.flatnonzero(np.isin(key // self.n_stocks, borrowers) & (owed > 0))
+
+    def owed_value(self, borrowers: np.ndarray, price_fen: np.ndarray) -> np.ndarray:
+        """(r,) CNY of the shares each of ``borrowers`` (r,) owes.
+
+        Per loan ``owed * price / 100``, summed in key order: the floats of a bincount over
+        :meth:`loans`, from one compiled pass over each borrower's slice of the keys (the
+        neutral products value their loans on every step).
+        """
+        return _owed_value(
+            self.key,
+            self.owed,
+            self.n_stocks,
+            np.asarray(borrowers, dtype=np.int64),
+            np.asarray(price_fen, dtype=np.int64),
+        )
 
     def new_day(self, day: dt.date) -> None:
         """Apply the timeline: recall a share of whatever is lent beyond today's supply."""
@@ -153,3 +175,19 @@ class LendingDesk:
             self.recall_due = np.insert(self.recall_due, at, 0)
             row = np.searchsorted(self.key, key)
         np.add.at(self.owed, row, shares)
+
+
+@numba.njit(cache=True, nogil=True)
+def _owed_value(
+    key: np.ndarray, owed: np.ndarray, n_stocks: int, borrowers: np.ndarray, price_fen: np.ndarray
+) -> np.ndarray:
+    """(r,) CNY owed by each of ``borrowers`` (r,) on the loans ``key``, ``owed`` (L,) (sorted
+    by key), at ``price_fen`` (S,): ``owed * price / 100`` per open loan, added in key order."""
+    value = np.zeros(borrowers.shape[0])  # (r,)
+    for i in range(borrowers.shape[0]):
+        lo = np.searchsorted(key, borrowers[i] * n_stocks)
+        hi = np.searchsorted(key, (borrowers[i] + 1) * n_stocks)
+        for j in range(lo, hi):
+            if owed[j] > 0:
+                value[i] += owed[j] * price_fen[key[j] % n_stocks] / 100.0
+    return value

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
-from agents.arbitrage import Arbitrageurs
+from agents.arbitrage import NEAR, Arbitrageurs, _borrow_shares, _Legs
 from agents.base import ArrayAgent, Population
 from model import MarketModel
 from model.lending import LendingDesk
@@ -178,3 +180,158 @@ def test_the_agent_engine_runs_the_same_rules():
     run_days(model, 2)
     assert (arbs.futures(arbs.rows) > 0).all()
     assert short_shares(model, arbs)[1] > 0
+
+
+def _leg_cny(arbs: Arbitrageurs, legs: _Legs, shares: np.ndarray) -> np.ndarray:
+    """(r, K) CNY value at last prices of ``shares`` (r*H,) summed per contract leg."""
+    value = shares * arbs.market.last[legs.stock] / 100.0
+    return np.bincount(legs.slot, value, minlength=legs.size).reshape(legs.shape)
+
+
+def _numpy_borrow_shares(arbs: Arbitrageurs, rows, legs, room: np.ndarray) -> np.ndarray:
+    """The shares ``Arbitrageurs._borrow`` asks for, as numpy passes worked them out."""
+    owed, due = arbs._loans(legs)
+    unhedged = arbs.futures(rows) * arbs.contract_value()[None, :] - _leg_cny(
+        arbs, legs, owed - due
+    )
+    amount = np.where(arbs.active[rows], np.maximum(unhedged, 0.0), 0.0)
+    first = np.minimum(amount.ravel()[legs.slot] * legs.weight, room)
+    left = room - first
+    short = amount.ravel() - np.bincount(legs.slot, first, minlength=legs.size)
+    spare = np.bincount(legs.slot, left, minlength=legs.size)
+    share = np.clip(short / np.maximum(spare, 1e-9), 0.0, 1.0)[legs.slot]
+    return (first + left * share) * 100.0 / arbs.market.last[legs.stock]
+
+
+def _numpy_orders(arbs: Arbitrageurs, rows: np.ndarray, legs: _Legs) -> Orders:
+    """``Arbitrageurs._orders`` as it was in numpy passes (stock orders, then futures)."""
+    market, ledger, lot = arbs.market, arbs.model.ledger, arbs.market.lot
+    spec, thr = arbs.model.futures, arbs.cfg.threshold
+    owed, due = arbs._loans(legs)
+    stock = legs.stock
+    active = arbs.active[rows].ravel()[legs.slot]
+    held, sellable = ledger.holding_and_sellable(legs.account, stock)
+    price = market.last[stock].astype(np.float64)
+    buy_in = np.maximum(due - held, 0)
+    lent = _leg_cny(arbs, legs, owed - due)
+    excess = np.maximum(lent - arbs.futures(rows) * arbs.contract_value()[None, :], 0.0)
+    share = (excess / np.maximum(lent, 1e-9)).ravel()[legs.slot]
+    cover = np.where(active, 0.0, share * np.maximum(owed - due - held, 0))
+    sell = np.where(active, np.minimum(sellable, held - due), 0)
+    bought_in = float((buy_in * price).sum()) / 100.0
+    arbs.buy_ins_cny += bought_in
+    arbs.model.lending.buy_ins += bought_in
+    buy_lots = np.ceil((buy_in + cover) / lot)
+    side = np.where(buy_lots > 0, 1, -1).astype(np.int8)
+    lots = np.where(side > 0, buy_lots, np.maximum(sell, 0) // lot)
+    near = np.where(side > 0, price * (1.0 + NEAR), price)
+    order_price = np.where(buy_in > 0, market.limit_price(stock, side), near)
+    stock_orders = Orders(legs.account, stock, side, order_price, lots)
+
+    value = arbs.contract_value()[None, :]
+    held = arbs.futures(rows)
+    target = (arbs.capital[rows] / arbs.contracts.size)[:, None] * arbs.active[rows]
+    gap = arbs.cfg.speed * np.maximum(target - lent, 0.0)
+    room = np.bincount(legs.slot, arbs._room_cny(legs), minlength=legs.size)
+    capacity = np.minimum(gap, room.reshape(legs.shape))
+    opening = np.floor((lent + capacity) / value)
+    unwinding = np.minimum(np.floor(lent / value), np.floor((1.0 - arbs.cfg.speed) * held))
+    want = np.where(arbs.active[rows], opening, np.maximum(unwinding, 0))
+    recalled = _leg_cny(arbs, legs, due) > 0
+    want = np.where(recalled, np.minimum(want, np.floor(lent / value)), want)
+    trade = want - held
+    side = np.sign(trade).astype(np.int8)
+    instrument = np.broadcast_to(spec.instrument[arbs.contracts], trade.shape)
+    band = np.where(side > 0, np.floor(arbs.band_ticks(-thr / 2)), np.ceil(arbs.band_ticks(-thr)))
+    price = np.where(recalled & (side < 0), market.limit_price(instrument, side), band)
+    futures_orders = Orders(
+        np.repeat(arbs.accounts[rows], arbs.contracts.size),
+        instrument.ravel(),
+        side.ravel(),
+        price.ravel(),
+        np.abs(trade).ravel(),
+    )
+    return Orders.concat([stock_orders, futures_orders])
+
+
+def _recalled() -> tuple[MarketModel, Arbitrageurs, _Legs]:
+    """Desks with one leg open and one unwinding, loans recalled in full, in half and not at
+    all, some shares gone (buy-ins), and the first desk's loans beyond its futures."""
+    model, arbs, dumper = build(**{"market.start": "2024-01-22"})
+    dumper.side = -1
+    deep_discount(model)
+    run_days(model, 4)
+    desk, ledger, lot = model.lending, model.ledger, model.market.lot
+    rows = arbs.rows
+    arbs.active[:] = [[True, False], [False, True]]  # one leg of each desk unwinding
+    legs = arbs._legs(rows)
+    loan = desk.loan_rows(arbs.accounts)
+    assert loan.size > 10
+    third = np.arange(loan.size) % 3  # recalled in full, in half, not at all
+    half = desk.owed[loan] // 2 // lot * lot
+    desk.recall_due[loan] = np.select([third == 0, third == 1], [desk.owed[loan], half], 0)
+    gone = loan[::4]  # these shares went elsewhere: a recall of them is bought in
+    borrower, stock = np.divmod(desk.key[gone], desk.n_stocks)
+    give = ledger.holding(borrower, stock)
+    ledger.transfer(borrower, np.full(gone.size, desk.lender), stock, give, locked=False)
+    # The first desk sells three quarters of its futures to the dumper: its loans outgrow
+    # them (covers); the second's outgrow what is left on loan (futures sold at the limit).
+    cut = arbs.futures(rows[:1])[0] // 4 * 3
+    ledger.settle_futures(np.full(2, arbs.accounts[0]), arbs.contracts, -cut)
+    ledger.settle_futures(np.full(2, dumper.accounts[0]), arbs.contracts, cut)
+    return model, arbs, legs
+
+
+def test_compiled_orders_match_the_numpy_rules_bit_for_bit():
+    """Desks opening and unwinding, loans recalled in part and in full, some beyond what is
+    held (buy-ins) and some covered by futures no more: the same orders and buy-ins."""
+    model, arbs, legs = _recalled()
+    desk, rows = model.lending, arbs.rows
+    kept = copy.deepcopy((arbs.buy_ins_cny, desk.buy_ins))
+
+    got = arbs._orders(rows, legs)
+    got_buy_ins = arbs.buy_ins_cny, desk.buy_ins
+    arbs.buy_ins_cny, desk.buy_ins = kept
+    want = _numpy_orders(arbs, rows, legs)
+    for name in ("account", "stock", "side", "price", "lots"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        assert getattr(got, name).dtype == getattr(want, name).dtype
+    assert got_buy_ins == (arbs.buy_ins_cny, desk.buy_ins) and got_buy_ins[0] > 0
+    is_stock = got.stock < model.universe.n
+    buy, sell = is_stock & (got.side > 0) & (got.lots > 0), is_stock & (got.side < 0)
+    limit = model.market.limit_price(got.stock, got.side)
+    assert (buy & (got.price == limit)).any() and (buy & (got.price != limit)).any()
+    assert (sell & (got.lots > 0)).any() and (sell & (got.lots == 0)).any()
+    fut = ~is_stock & (got.lots > 0)
+    assert (fut & (got.side > 0)).any() and (fut & (got.side < 0) & (got.price == limit)).any()
+
+
+def test_compiled_borrowing_matches_the_numpy_rules_bit_for_bit():
+    """Open legs short of loans, with the desk's room as it is, and cut so that names fill up
+    and what they can't take goes to the others in their leg: the same shares asked for."""
+    model, arbs, legs = _recalled()
+    rows, market = arbs.rows, model.market
+    owed, due = arbs._loans(legs)
+    room = arbs._room_cny(legs)
+    # A third of the names can lend nothing, a third a thousandth of their room (they fill
+    # up), a third all of it (they take what the others can't); then every name a tenth of
+    # it, so that the names with room left can't take all that the others can't.
+    third = np.arange(room.size) % 3
+    cut = room * np.select([third == 0, third == 1], [0, 1e-3], 1)
+    for lendable in (room, room / 10, cut):
+        got = _borrow_shares(
+            arbs.active[rows],
+            legs.slot,
+            legs.weight,
+            owed,
+            due,
+            market.last[legs.stock],
+            lendable,
+            arbs.futures(rows),
+            arbs.contract_value(),
+        )
+        want = _numpy_borrow_shares(arbs, rows, legs, lendable)
+        np.testing.assert_array_equal(got, want)
+        assert (got > 0).any()
+    full = got == lendable * 100.0 / market.last[legs.stock]
+    assert (full & (got > 0)).any() and (~full & (got > 0)).any() and (got == 0).any()

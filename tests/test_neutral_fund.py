@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
-from agents.neutral_fund import NORMAL, STOPPED, WARNED
+from agents.neutral_fund import NORMAL, STOPPED, WARNED, NeutralFunds
 from model import MarketModel
+from model.lending import LendingDesk
+from model.orders import Orders
 
 EPISODE = {
     "universe.n_stocks": 80,
@@ -203,3 +207,122 @@ def test_nav_by_kind_pools_back_to_the_whole(model):
     pooled = (plain * u_plain + dma * u_dma) / (u_plain + u_dma)
     assert model.neutral_nav() == pytest.approx(pooled, rel=1e-12)
     assert np.isnan(MarketModel(rng=4, **{**EPISODE, "neutral.dma_share": 0.0}).neutral_nav(True))
+
+
+def _numpy_owed_value(desk: LendingDesk, accounts: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """``LendingDesk.owed_value`` as a bincount over the loans, as the products summed it."""
+    b, s, sh = desk.loans(accounts)
+    return np.bincount(np.searchsorted(accounts, b), sh * last[s] / 100.0, minlength=accounts.size)
+
+
+def _numpy_short_leg(f: NeutralFunds, rows, accounts, target) -> Orders:
+    """``NeutralFunds._short_leg`` as it was in numpy passes."""
+    model, market, desk = f.model, f.market, f.model.lending
+    borrower, stock, owed = desk.loans(accounts)
+    key = borrower * desk.n_stocks + stock
+    due = desk.recall_due[np.searchsorted(desk.key, key)] if key.size else owed
+    held, sellable = model.ledger.holding_and_sellable(borrower, stock)
+    keep_short = owed - due
+    sell = np.minimum(sellable, np.maximum(held - due, 0))
+    pace = 1.0 / (f.cfg.liquidation_days * model.steps_per_day)
+    buy = np.ceil(np.maximum(due - held, 0) * pace)
+    slot = np.searchsorted(accounts, borrower)
+    value = np.bincount(slot, keep_short * market.last[stock] / 100.0, minlength=rows.size)
+    f.lend_share[rows] = np.clip(value / np.maximum(target, 1.0), 0.0, 1.0)
+    bought_in = float((buy * market.last[stock]).sum()) / 100.0
+    f.forced_sales += bought_in
+    desk.buy_ins += bought_in
+    lots = np.where(buy > 0, -(-buy // market.lot), sell // market.lot)
+    side = np.where(buy > 0, 1, -1).astype(np.int8)
+    last = market.last[stock]
+    price = np.where(side > 0, last * (1.0 + f.cfg.forced_discount), last)
+    return Orders(borrower, stock, side, price, lots)
+
+
+def _numpy_hedge(f: NeutralFunds, rows, accounts, target, urgent) -> Orders:
+    """``NeutralFunds._hedge`` as it was in numpy passes."""
+    model, market = f.model, f.market
+    spec = model.futures
+    level = model.indices.level[spec.underlying[1:]]
+    value = level * spec.multiplier[1:]
+    fut_share = 1.0 - f.lend_share[rows]
+    want = -(target * fut_share)[:, None] * f.hedge_split[None, :] / value[None, :]
+    held = model.ledger.futures_position(accounts)[:, 1:]
+    c = f.cfg
+    pace = np.where(urgent, 1.0 / c.liquidation_days, 1.0 / c.trade_days) / model.steps_per_day
+    lots = np.trunc((want - held) * pace[:, None])
+    lots = np.where(np.abs(want - held) < 1, 0, np.where(lots == 0, np.sign(want - held), lots))
+    side = np.sign(lots).astype(np.int8)
+    instr = np.broadcast_to(spec.instrument[1:], lots.shape)
+    near = market.last[instr] * (1.0 + 0.001 * side)
+    hurry = market.last[instr] * (1.0 + c.forced_discount * side)
+    price = np.where(urgent[:, None], hurry, near)
+    return Orders(
+        np.repeat(accounts, 2), instr.ravel(), side.ravel(), price.ravel(), np.abs(lots).ravel()
+    )
+
+
+def _assert_same_orders(got: Orders, want: Orders) -> None:
+    for name in ("account", "stock", "side", "price", "lots"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        assert getattr(got, name).dtype == getattr(want, name).dtype
+
+
+def test_compiled_short_leg_and_hedge_match_the_numpy_rules_bit_for_bit(model):
+    """Loans recalled in part and in full, some beyond what the borrower still holds (buy-
+    ins), on products urgent and not, with targets from none to more than the book: the
+    same orders, lending shares, forced sales and buy-ins as the numpy rules."""
+    for _ in range(3):
+        model.step()
+    f, desk, ledger, lot = model.neutral, model.lending, model.ledger, model.market.lot
+    rows, accounts = f.rows, f.accounts
+    loan = desk.loan_rows(accounts)
+    assert loan.size > 20
+    third = np.arange(loan.size) % 3
+    desk.recall_due[loan] = np.where(third == 0, desk.owed[loan], desk.owed[loan] // 2 // lot * lot)
+    # Every fifth loan's shares go to another account (a recall of it must be bought in),
+    # and the next's all but the recalled (nothing left to sell short).
+    for gone, keep in ((loan[::5], 0), (loan[1::5], desk.recall_due[loan[1::5]])):
+        borrower, stock = np.divmod(desk.key[gone], desk.n_stocks)
+        give = np.maximum(ledger.holding(borrower, stock) - keep, 0)
+        ledger.transfer(borrower, np.full(gone.size, desk.lender), stock, give, locked=False)
+    target = f.target_exposure(rows) * np.linspace(0.0, 1.5, rows.size)
+    urgent = np.arange(rows.size) % 2 == 0
+    kept = copy.deepcopy((f.lend_share, f.forced_sales, desk.buy_ins))
+
+    got = f._short_leg(rows, accounts, target)
+    got_share, got_forced, got_buy_ins = f.lend_share.copy(), f.forced_sales, desk.buy_ins
+    # The last product's IC target set to what it holds: a gap under one contract.
+    spec = model.futures
+    value = model.indices.level[spec.underlying[1]] * spec.multiplier[1]
+    hedge_target = target.copy()
+    hedge_target[-1] = -ledger.futures_position(accounts[-1:])[0, 1] * value
+    hedge_target[-1] /= f.hedge_split[0] * (1.0 - f.lend_share[-1])
+    got_hedge = f._hedge(rows, accounts, hedge_target, urgent)
+    f.lend_share, f.forced_sales, desk.buy_ins = copy.deepcopy(kept)
+    want = _numpy_short_leg(f, rows, accounts, target)
+    _assert_same_orders(got, want)
+    np.testing.assert_array_equal(got_share, f.lend_share)
+    assert (got_forced, got_buy_ins) == (f.forced_sales, desk.buy_ins)
+    assert got_buy_ins > 0 and (got.side > 0).any() and (got.side < 0).any()
+    assert ((got.side < 0) & (got.lots > 0)).any() and ((got.side < 0) & (got.lots == 0)).any()
+    assert 0 < f.lend_share.max() <= 1.0
+
+    want_hedge = _numpy_hedge(f, rows, accounts, hedge_target, urgent)
+    _assert_same_orders(got_hedge, want_hedge)
+    # Both ways, at least one contract, and none under a contract's gap.
+    assert (want_hedge.side > 0).any() and (want_hedge.side < 0).any()
+    assert (want_hedge.lots == 0).any() and (want_hedge.lots == 1).any()
+
+
+def test_owed_value_is_a_bincount_over_the_loans(model):
+    desk, last = model.lending, model.market.last
+    for accounts in (
+        model.neutral.accounts,
+        model.neutral.accounts[::2],
+        model.neutral.accounts[3:4],
+    ):
+        np.testing.assert_array_equal(
+            desk.owed_value(accounts, last), _numpy_owed_value(desk, accounts, last)
+        )
+    assert desk.owed_value(model.neutral.accounts, last).min() > 0
