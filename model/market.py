@@ -191,16 +191,8 @@ class Market:
         """
         book, ledger = self.book, self.ledger
         return _admit_stock_compiled(
-            book.account,
-            book.stock,
-            book.side,
-            book.price,
-            book.lots,
-            orders.account,
-            orders.stock,
-            orders.side,
-            orders.price,
-            orders.lots,
+            *book.columns(),
+            *orders.columns(),
             ledger.key,
             ledger.shares,
             ledger.bought_today,
@@ -222,16 +214,8 @@ class Market:
         """
         book, ledger = self.book, self.ledger
         _admit_futures_compiled(
-            book.account,
-            book.stock,
-            book.side,
-            book.price,
-            book.lots,
-            orders.account,
-            orders.stock,
-            orders.side,
-            orders.price,
-            orders.lots,
+            *book.columns(),
+            *orders.columns(),
             lots,
             ledger.fut_pos,
             ledger.fut_mark,

@@ -26,6 +26,10 @@ class Orders:
     def __len__(self) -> int:
         return self.account.shape[0]
 
+    def columns(self) -> tuple[np.ndarray, ...]:
+        """(account, stock, side, price, lots): the arrays a compiled pass takes."""
+        return tuple(getattr(self, f.name) for f in fields(self))
+
     @classmethod
     def empty(cls) -> Orders:
         z = np.zeros(0, dtype=np.int64)
