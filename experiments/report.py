@@ -50,6 +50,7 @@ TITLE_LIMIT = "Limit-down count per day"
 TITLE_SCATTER = "Return against size"
 TITLE_ATTRIBUTION = "Drawdown attribution"
 TITLE_OVERLAY = "Micro-cap index across runs"
+TITLE_CRASH = "Crash window: news and flows"
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -458,6 +459,29 @@ def figure_section(title: str, fig: Figure | str, explain: str) -> str:
     return "\n".join(parts)
 
 
+def crash_table(run: RunData) -> str:
+    """Each tier's crash-window drawdown split into news and flows, from summary.json;
+    empty for a run that does not span the window or predates the news indices."""
+    episode = run.summary.get("episode") or {}
+    if "flow_drawdown" not in episode:
+        return ""
+    keys = ("crash_drawdown", "news_drawdown", "flow_drawdown")
+    rows = [[name, *(_pct(episode[key][name]) for key in keys)] for name in INDEX_NAMES]
+    explain = (
+        "Drawdown of each tier over the crash window (to its lowest close), of its news "
+        "index (the same members on fundamental values), and the difference: what the "
+        "agents' trading did. Flows that grow more negative from the CSI 300 to the "
+        "micro-caps are the size gradient the agents made."
+    )
+    return "\n".join(
+        [
+            f"<h3>{TITLE_CRASH}</h3>",
+            f'<p class="explain">{html.escape(explain)}</p>',
+            _table(["index", "drawdown", "news", "flows"], rows, "crash"),
+        ]
+    )
+
+
 def run_section(run: RunData, window: tuple[str, str] | None = None) -> str:
     """All per-run figures for one run."""
     figures: list[tuple[str, Callable[[], Figure]]] = [
@@ -468,7 +492,7 @@ def run_section(run: RunData, window: tuple[str, str] | None = None) -> str:
         (TITLE_LIMIT, lambda: fig_limit_down(run)),
         (TITLE_SCATTER, lambda: fig_scatter(run, window)),
     ]
-    body = "\n".join(_figure_html(make(), title) for title, make in figures)
+    body = "\n".join([crash_table(run), *(_figure_html(make(), title) for title, make in figures)])
     return f"<h2>Run: {html.escape(run.label)}</h2>\n<p>{html.escape(str(run.path))}</p>\n{body}"
 
 

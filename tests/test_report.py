@@ -158,3 +158,20 @@ def test_failed_write_leaves_no_temp_file(
     with pytest.raises(OSError, match="disk full"):
         build_report(runs, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_crash_table_splits_each_tier_into_news_and_flows(runs):
+    """A run spanning the crash window gets the split table; one that does not, nothing."""
+    run = load_run(runs[0])
+    assert report.crash_table(run) == ""  # a calm January: no episode figures
+    tiers = ("csi300", "csi500", "csi1000", "csi2000", "microcap")
+    crash = dict(zip(tiers, (-0.10, -0.12, -0.15, -0.20, -0.25), strict=True))
+    news = dict.fromkeys(tiers, -0.14)
+    flows = {name: crash[name] - news[name] for name in tiers}
+    episode = {"crash_drawdown": crash, "news_drawdown": news, "flow_drawdown": flows}
+    table = report.crash_table(report.RunData(**{**run.__dict__, "summary": {"episode": episode}}))
+    assert report.TITLE_CRASH in table
+    rows = re.findall(r"<tr><td>(\w+)</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>", table)
+    assert [r[0] for r in rows] == list(tiers)
+    assert rows[0][1:] == ("-10.0%", "-14.0%", "+4.0%")
+    assert rows[-1][1:] == ("-25.0%", "-14.0%", "-11.0%")
