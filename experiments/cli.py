@@ -168,6 +168,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{config.name} seed {args.seed}: {result.summary['steps']} steps in "
         f"{result.summary['wall_time_s']:.1f} s; {moves}"
     )
+    episode = result.summary.get("episode")
+    if episode:  # the run spans the crash window: its drawdowns, and the agents' part
+        window = ", ".join(
+            f"{name} {dd:+.1%} (flows {episode['flow_drawdown'][name]:+.1%})"
+            for name, dd in episode["crash_drawdown"].items()
+        )
+        print(f"crash window drawdowns: {window}")
     print(f"wrote model.parquet, prices.parquet, stocks.parquet, summary.json in {out}")
     return 0
 

@@ -42,6 +42,17 @@ def test_run_writes_model_table_and_summary(tmp_path):
     assert not list(out.glob(".*tmp"))  # no temporary files left
 
 
+def test_a_run_over_the_crash_window_prints_its_drawdowns_and_flows(tmp_path, capsys):
+    window = ["--set", "market.start=2023-12-25", "--set", "market.end=2024-02-09"]
+    small = ["--set", "universe.n_stocks=60", "--set", "retail.n_agents=600"]
+    argv = ["run", "jan2024", "--out", str(tmp_path / "ep"), "--quiet", *window, *small]
+    assert main(argv) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("crash window"))
+    episode = json.loads((tmp_path / "ep" / "summary.json").read_text())["episode"]
+    micro, flows = episode["crash_drawdown"]["microcap"], episode["flow_drawdown"]["microcap"]
+    assert f"microcap {micro:+.1%} (flows {flows:+.1%})" in line
+
+
 BAD = [
     (["run", "nosuch"], "scenario = 'nosuch': unknown scenario"),
     (["run", "calm", "--set", "universe.n_stock=30"], "did you mean 'universe.n_stocks'"),
