@@ -64,7 +64,8 @@ def worst_three_days(before: pd.DataFrame, since: pd.DataFrame) -> dict[str, dic
 def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
     """Size gradient, basis, forced-sale timing and rebound of the crash window."""
     d = daily(frame).set_index("date")  # the crash window is sliced by date
-    base = d.loc[d.index < CRASH_START].iloc[-1]
+    before = d.loc[d.index < CRASH_START]
+    base = before.iloc[-1]
     window = d.loc[CRASH_START:CRASH_END]
     drawdown = {n: float(window[n].min() / base[n] - 1.0) for n in INDEX_NAMES}
     after = d.loc[CRASH_END:]
@@ -89,7 +90,7 @@ def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
         figures["news_drawdown"] = news
         figures["flow_drawdown"] = flows
         figures["flow_gradient"] = in_size_order(flows)
-    worst = worst_three_days(d.loc[d.index < CRASH_START].tail(3), d.loc[CRASH_START:])
+    worst = worst_three_days(before.tail(3), d.loc[CRASH_START:])
     if worst:
         figures["neutral_worst_three_days"] = worst
     for col in ("ic_basis", "im_basis"):

@@ -21,7 +21,7 @@ def within_limits(
     """(n,) prices held within the day's limits (``lower``, ``upper``: (I,) fen or ticks) and
     (n,) lots, none below zero: the columns :meth:`model.market.Market.submit` admits from.
 
-    Prices are whole already (int64), so clipping is all ``Market.clip_price`` does to them.
+    Prices are whole already (int64), so holding them within the limits is all there is to do.
     Orders of no lots stay in place (the admission gives them none and the book drops
     them), so the other columns need no copy.
     """

@@ -147,11 +147,6 @@ class Market:
         """Today's limit-up price for buys, limit-down for sells: a market order's price."""
         return np.where(side > 0, self.grid.upper[stock], self.grid.lower[stock])
 
-    def clip_price(self, stock: np.ndarray, price: np.ndarray) -> np.ndarray:
-        """Prices rounded to the fen and held within today's limits."""
-        price = np.rint(price).astype(np.int64)
-        return np.clip(price, self.grid.lower[stock], self.grid.upper[stock])
-
     def submit(self, orders: Orders) -> Orders:
         """Admit what the accounts can honour, rest it on the book; return what was admitted."""
         price, lots = within_limits(
@@ -200,10 +195,6 @@ class Market:
             self.n_stocks,
             self.lot,
         )
-
-    def buying_power(self, accounts: np.ndarray) -> np.ndarray:
-        """Cash plus credit, in fen."""
-        return self.ledger.cash[accounts] + self.ledger.credit[accounts]
 
     def _admit_futures(self, orders: Orders, lots: np.ndarray) -> None:
         """Contracts admitted, written into the futures rows of ``lots`` (n,): orders that

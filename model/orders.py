@@ -41,7 +41,7 @@ class Orders:
         batches = [b for b in batches if len(b)]
         if not batches:
             return cls.empty()
-        return cls(*(np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(cls)))
+        return cls(*map(np.concatenate, zip(*(b.columns() for b in batches), strict=True)))
 
     def select(self, mask: np.ndarray) -> Orders:
         """The rows where ``mask`` is true (or the rows at the given indices)."""

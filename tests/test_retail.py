@@ -206,7 +206,11 @@ def _numpy_orders(pop: RetailChasers, rows: np.ndarray) -> Orders:
     side = np.where(buy, 1, -1).astype(np.int8)
     stock = np.where(buy, stock_buy, stock_sell)
     limit_u, offset = rng.random(r), rng.exponential(LIMIT_OFFSET, r)
-    near = market.clip_price(stock, market.last[stock] * np.exp(-side * offset))
+    near = np.clip(
+        np.rint(market.last[stock] * np.exp(-side * offset)).astype(np.int64),
+        market.grid.lower[stock],
+        market.grid.upper[stock],
+    )
     at_limit = (limit_u < MARKET_ORDER_SHARE) | (pop.panicking[rows] & (side < 0))
     price = np.where(at_limit, market.limit_price(stock, side), near).astype(np.int64)
     cash_fen = np.maximum(ledger.cash[pop.accounts[rows]], 0)
