@@ -395,3 +395,64 @@ class _Legs:
     @property
     def size(self) -> int:
         return self.shape[0] * self.shape[1]
+
+
+class CarryArbitrageurs(Arbitrageurs):
+    """Short futures at a premium, long the same names bought with cash: the mirror trade.
+
+    Buying stock needs no lender, so nothing but capital limits this side, and a premium
+    never lasts the way a discount does under a lending curb. A desk opens a contract's
+    trade when its annualized basis is above ``threshold`` and unwinds below
+    ``threshold / 2``: it offers futures no lower than the exit band and bids no higher
+    than the entry band, ``speed`` of the gap to its target a step, and holds the hedge
+    names worth what its futures are short, by cap weight, bought and sold a little
+    through the last price. Capital is ``carry_capital_bn * scale``, split evenly over the
+    contracts, less the futures margin.
+    """
+
+    def __init__(self, model, accounts, cfg: ArbitrageConfig, scale: float) -> None:
+        super().__init__(model, accounts, cfg, scale)
+        margin = model.config.futures.margin
+        self.capital = np.full(self.n, cfg.carry_capital_bn * scale * 1e9 / max(self.n, 1))
+        self.capital /= 1.0 + margin  # (n,) CNY of notional, the margin set aside
+
+    def decide(self, rows: np.ndarray) -> Orders:
+        """Open, hold or unwind the carry trade of ``rows``."""
+        self._new_step()
+        model, market = self.model, self.market
+        accounts = self.accounts[rows]
+        market.cancel_accounts(accounts)
+        if model.futures is None or self.hedge_stock.size == 0:
+            return Orders.empty()
+        thr = self.cfg.threshold
+        basis = model.basis()[self.contracts]  # (K,)
+        self.active[rows] = np.where(
+            basis > thr, True, np.where(basis < thr / 2, False, self.active[rows])
+        )
+        value = self.contract_value()  # (K,)
+        have = self.futures(rows)  # (r, K)
+        full = np.floor(self.capital[rows, None] / self.contracts.size / value[None, :])
+        want = np.where(self.active[rows], -full, 0.0)  # (r, K)
+        side = np.sign(want - have).astype(np.int64)  # (r, K)
+        trade = np.ceil(self.cfg.speed * np.abs(want - have))  # (r, K) lots
+        instrument = np.asarray(model.futures.instrument)[self.contracts]  # (K,)
+        band = np.where(side > 0, np.floor(self.band_ticks(thr)), np.ceil(self.band_ticks(thr / 2)))
+        futures = Orders(
+            np.repeat(accounts, instrument.size),
+            np.tile(instrument, rows.size),
+            side.ravel(),
+            band.ravel(),
+            trade.ravel(),
+        )
+        legs = self._legs(rows)
+        short = -have.ravel()[legs.slot] * value[legs.slot % self.contracts.size]  # (r*H,) CNY
+        last = market.last[legs.stock]
+        target = np.maximum(short, 0.0) * legs.weight * 100.0 / last  # (r*H,) shares
+        held, sellable = model.ledger.holding_and_sellable(legs.account, legs.stock)
+        gap = target - held
+        buy = gap >= market.lot
+        lots = np.where(buy, gap // market.lot, np.minimum(-gap, sellable) // market.lot)
+        stock_side = np.where(buy, 1, -1)
+        price = np.where(buy, last * (1.0 + NEAR), last * (1.0 - NEAR))
+        stock = Orders(legs.account, legs.stock, stock_side, price, lots)
+        return Orders.concat([stock.select(stock.lots > 0), futures.select(futures.lots > 0)])

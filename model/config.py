@@ -431,6 +431,21 @@ class ArbitrageConfig(Section):
     capital_bn: float = _num(0.0, 0.0, 1e5, doc="capital, bn CNY, at full scale")
     threshold: float = _num(0.06, 0.0, 2.0, doc="annualized discount before they act")
     speed: float = _num(0.3, 0.0, 1.0, doc="share of the target position traded per step")
+    carry_capital_bn: float = _num(
+        0.0, 0.0, 1e5, doc="capital selling futures at a premium against bought stock, bn"
+    )
+
+
+@_section("speculators")
+class SpeculatorConfig(Section):
+    """Trend followers in index futures: short in a falling market, long in a rising one."""
+
+    capital_bn: float = _num(0.0, 0.0, 1e5, doc="capital, bn CNY, at full scale")
+    n_agents: int = _num(20, 1, 1000, doc="desks, each with its own lookback")
+    lookback_days: int = _num(10, 1, 250, doc="mean trailing window of the trend, trading days")
+    full_signal: float = _open(0.05, 0.0, 1.0, doc="trailing return at which a desk is all in")
+    leverage: float = _num(1.0, 0.0, 5.0, doc="notional all in, per unit of equity")
+    speed: float = _num(0.25, 0.0, 1.0, doc="share of the gap to the target traded per step")
 
 
 @_section("national_team")
@@ -473,6 +488,7 @@ class ScenarioConfig(Section):
     snowball: SnowballConfig = field(default_factory=SnowballConfig)
     retail: RetailConfig = field(default_factory=RetailConfig)
     arbitrage: ArbitrageConfig = field(default_factory=ArbitrageConfig)
+    speculators: SpeculatorConfig = field(default_factory=SpeculatorConfig)
     national_team: NationalTeamConfig = field(default_factory=NationalTeamConfig)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import mesa
 import numpy as np
 
-from agents.arbitrage import Arbitrageurs
+from agents.arbitrage import Arbitrageurs, CarryArbitrageurs
 from agents.base import Population
 from agents.fundamental_trader import FundamentalTraders
 from agents.market_maker import FuturesMakers, MarketMakers
@@ -26,6 +26,7 @@ from agents.noise_trader import NoiseTraders
 from agents.public_fund import PublicMicroCapFunds
 from agents.retail import RetailChasers
 from agents.snowball import SnowballIssuers
+from agents.speculator import Speculators
 from model.calendar import trading_days
 from model.config import ScenarioConfig
 from model.fundamentals import Fundamentals
@@ -300,6 +301,14 @@ class MarketModel(mesa.Model):
                 )
             capital = np.full(2, ac.capital_bn * 1e9 * self.scale * 100 / 2)  # two desks
             populations.append(Arbitrageurs(self, ledger.open_accounts(capital), ac, self.scale))
+        if self.futures is not None and ac.carry_capital_bn > 0:
+            capital = np.full(2, ac.carry_capital_bn * 1e9 * self.scale * 100 / 2)  # two desks
+            carry = CarryArbitrageurs(self, ledger.open_accounts(capital), ac, self.scale)
+            populations.append(carry)
+        sc = cfg.speculators
+        if self.futures is not None and sc.capital_bn > 0:
+            capital = np.full(sc.n_agents, sc.capital_bn * 1e11 * self.scale / sc.n_agents)
+            populations.append(Speculators(self, ledger.open_accounts(capital), sc))
         if cfg.national_team.enabled:
             cash = np.array([NationalTeam.cash_needed_fen(cfg.national_team, self.scale)])
             populations.append(

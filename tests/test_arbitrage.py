@@ -6,7 +6,7 @@ import copy
 
 import numpy as np
 
-from agents.arbitrage import NEAR, Arbitrageurs, _borrow_shares, _Legs
+from agents.arbitrage import NEAR, Arbitrageurs, CarryArbitrageurs, _borrow_shares, _Legs
 from agents.base import ArrayAgent, Population
 from model import MarketModel
 from model.lending import LendingDesk
@@ -335,3 +335,68 @@ def test_compiled_borrowing_matches_the_numpy_rules_bit_for_bit():
         assert (got > 0).any()
     full = got == lendable * 100.0 / market.last[legs.stock]
     assert (full & (got > 0)).any() and (~full & (got > 0)).any() and (got == 0).any()
+
+
+# -- the mirror trade: short futures at a premium, long stock bought with cash -------------
+def build_carry(**overrides) -> tuple[MarketModel, CarryArbitrageurs, Dumper]:
+    """A small model with cash-and-carry desks only, plus a futures buyer."""
+    model = MarketModel(
+        rng=1,
+        **{**BASE, "arbitrage.capital_bn": 0.0, "arbitrage.carry_capital_bn": 20.0, **overrides},
+    )
+    carry = next(p for p in model.populations if isinstance(p, CarryArbitrageurs))
+    dumper = Dumper(model, model.ledger.open_accounts(np.array([1e13])), lots=150)
+    model.populations.insert(model.populations.index(carry), dumper)
+    return model, carry, dumper
+
+
+def carry_stock(model: MarketModel, carry: CarryArbitrageurs) -> float:
+    """CNY of hedge names the carry desks hold at last prices."""
+    accounts = np.repeat(carry.accounts, carry.hedge_stock.size)
+    stock = np.tile(carry.hedge_stock, carry.n)
+    shares = model.ledger.holding(accounts, stock)
+    return float((shares * model.market.last[stock]).sum()) / 100
+
+
+def test_a_bought_future_draws_the_carry_offer():
+    model, carry, dumper = build_carry()
+    run_days(model, 1)
+    assert not carry.futures(carry.rows).any()  # a normal basis: nothing to do
+    dumper.side = 1
+    bases = run_days(model, 3)
+    assert max(b[1:].max() for b in bases) > model.config.arbitrage.threshold
+    assert (carry.futures(carry.rows).sum(axis=0) < 0).all()  # short IC and IM
+    assert carry_stock(model, carry) > 0  # long the stock
+
+
+def test_the_carry_position_is_hedged_capped_and_needs_no_lender():
+    model, carry, dumper = build_carry()
+    assert model.lending is None  # no desk to borrow from: the carry trade needs none
+    dumper.side = 1
+    model.basis = lambda: np.array([0.0, 0.3, 0.3])
+    run_days(model, 6)
+    notional = -float((carry.futures(carry.rows) * carry.contract_value()).sum())
+    capital = float(carry.capital.sum())
+    assert 0.8 * capital < notional <= capital * 1.01
+    assert 0.85 * notional < carry_stock(model, carry) < 1.05 * notional
+
+
+def test_the_carry_trade_unwinds_when_the_premium_closes():
+    model, carry, dumper = build_carry()
+    dumper.side = 1
+    model.basis = lambda: np.array([0.0, 0.3, 0.3])
+    run_days(model, 3)
+    assert carry.futures(carry.rows).any() and carry_stock(model, carry) > 0
+    dumper.side = -1
+    model.basis = lambda: np.zeros(3)
+    run_days(model, 8)
+    assert not carry.futures(carry.rows).any()
+    assert carry_stock(model, carry) == 0
+
+
+def test_the_agent_engine_runs_the_carry_rules():
+    model, carry, dumper = build_carry(engine="agents")
+    dumper.side = 1
+    model.basis = lambda: np.array([0.0, 0.3, 0.3])
+    run_days(model, 2)
+    assert (carry.futures(carry.rows) < 0).all()

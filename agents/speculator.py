@@ -1,0 +1,96 @@
+"""Futures speculators: trend followers who take their view in index futures.
+
+In China's market a pessimist cannot easily short stock (borrowing is scarce and
+was curbed in 2024) but can sell index futures on margin. So a fall shows first
+in the futures: the seed's "the decline of the stock index [futures] exceeded
+that of the spot, amid the pessimism of the market". Each desk holds, in each of
+IF, IC and IM, a position that follows the underlying index's return over its
+own trailing window (``lookback_days`` on average, spread from half to one and
+a half times that): long in a rise, short in a fall, all in once the return
+reaches ``full_signal``, linear in between. All in is ``leverage`` times the
+desk's equity, split evenly over the contracts. Each step a desk closes
+``speed`` of the gap to that target with market orders.
+
+Nothing ties a futures price to its index but the arbitrageurs, and what they
+can do depends on borrowing stock: with lending curbed, the speculators' sales
+deepen the discount, and a deep discount makes the neutral products' hedge
+dearer (see ``agents.neutral_fund``). Equity is the desk's cash, which variation
+margin keeps marked, so a desk that loses shrinks. Set-up: open each row's
+account with its capital in cash.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.base import ArrayAgent, Population
+from model.config import SpeculatorConfig
+from model.orders import Orders
+
+CONTRACTS = np.array([0, 1, 2])  # rows of model.futures arrays: IF, IC, IM
+
+
+class Speculator(ArrayAgent):
+    """One trend-following futures desk."""
+
+    @property
+    def lookback(self) -> int:
+        """Trading days of this desk's trailing window."""
+        return int(self.population.lookback[self.row])
+
+
+class Speculators(Population):
+    """Desks that follow each index's trend in its futures."""
+
+    agent_class = Speculator
+
+    def __init__(self, model, accounts: np.ndarray, cfg: SpeculatorConfig) -> None:
+        super().__init__(model, accounts)
+        self.cfg = cfg
+        low, high = max(cfg.lookback_days // 2, 1), max(cfg.lookback_days * 3 // 2, 1)
+        self.lookback = self.rng.integers(low, high + 1, size=self.n)  # (n,) trading days
+        self.closes = np.empty((0, CONTRACTS.size))  # (days, K) underlying levels at each open
+        self.signal = np.zeros((self.n, CONTRACTS.size))  # (n, K) target share in [-1, 1]
+
+    def begin_day(self) -> None:
+        """Record yesterday's closes and set each desk's signal from its trailing return."""
+        spec = self.model.futures
+        if spec is None:
+            return
+        level = np.asarray(self.model.indices.level, dtype=np.float64)[spec.underlying[CONTRACTS]]
+        self.closes = np.vstack([self.closes[-int(self.lookback.max()) :], level])  # (<=L+1, K)
+        days = self.closes.shape[0] - 1
+        if days == 0:
+            return
+        past = self.closes[np.maximum(days - self.lookback, 0)]  # (n, K) close a window ago
+        trend = level[None, :] / past - 1.0  # (n, K)
+        self.signal = np.clip(trend / self.cfg.full_signal, -1.0, 1.0)
+
+    def target(self, rows: np.ndarray) -> np.ndarray:
+        """(r, K) contracts each desk wants to hold, long positive."""
+        model, spec = self.model, self.model.futures
+        equity = np.maximum(model.ledger.cash[self.accounts[rows]] / 100.0, 0.0)  # (r,) CNY
+        value = model.indices.level[spec.underlying[CONTRACTS]] * spec.multiplier[CONTRACTS]
+        notional = self.cfg.leverage * equity[:, None] / CONTRACTS.size  # (r, 1) CNY a contract
+        return self.signal[rows] * notional / value[None, :]
+
+    def decide(self, rows: np.ndarray) -> Orders:
+        """Close ``speed`` of each desk's gap to its target with market orders."""
+        market, model = self.market, self.model
+        accounts = self.accounts[rows]
+        market.cancel_accounts(np.sort(accounts))
+        if model.futures is None:
+            return Orders.empty()
+        held = model.ledger.futures_position(accounts)[:, CONTRACTS]  # (r, K)
+        gap = np.rint(self.target(rows)) - held  # (r, K)
+        lots = np.ceil(self.cfg.speed * np.abs(gap)).ravel()
+        side = np.sign(gap).astype(np.int64).ravel()
+        instrument = np.tile(np.asarray(model.futures.instrument)[CONTRACTS], rows.size)
+        orders = Orders(
+            account=np.repeat(accounts, CONTRACTS.size),
+            stock=instrument,
+            side=side,
+            price=market.limit_price(instrument, side),
+            lots=lots,
+        )
+        return orders.select(orders.lots > 0)
