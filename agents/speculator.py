@@ -7,13 +7,14 @@ that of the spot, amid the pessimism of the market". Each desk holds, in each of
 IF, IC and IM, a position that follows the underlying index's return over its
 own trailing window (``lookback_days`` on average, spread from half to one and
 a half times that): long in a rise, short in a fall, all in once the return
-reaches ``full_signal``, linear in between. All in is ``leverage`` times the
+reaches ``full_signal``, linear in between (until a desk has seen its whole
+window, over the days it has seen). All in is ``leverage`` times the
 desk's equity, split evenly over the contracts. Each step a desk closes
 ``speed`` of the gap to that target with market orders.
 
-Nothing ties a futures price to its index but the arbitrageurs, and what they
-can do depends on borrowing stock: with lending curbed, the speculators' sales
-deepen the discount, and a deep discount makes the neutral products' hedge
+Beyond the makers' finite book, only the arbitrageurs tie a futures price to its
+index, and what they can do depends on borrowing stock: with lending curbed, the
+speculators' sales deepen the discount, and a deep discount makes the neutral products' hedge
 dearer (see ``agents.neutral_fund``). Equity is the desk's cash, which variation
 margin keeps marked, so a desk that loses shrinks. Set-up: open each row's
 account with its capital in cash.
