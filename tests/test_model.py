@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import mesa
 import numpy as np
 import pandas as pd
@@ -11,6 +13,7 @@ from agents.base import ArrayAgent
 from agents.fundamental_trader import FundamentalTraders
 from agents.market_maker import MarketMaker
 from agents.noise_trader import NoiseTrader
+from experiments.scenarios import load_scenario, scenario_names
 from model import ConfigError, MarketModel
 from tests.conftest import SMALL
 
@@ -155,3 +158,21 @@ def test_every_stock_has_a_value_investor_watching_it():
     funds = next(p for p in m.populations if isinstance(p, FundamentalTraders))
     covered = np.unique(funds.coverage)
     assert covered.size == m.universe.n
+
+
+@pytest.mark.parametrize("name", scenario_names())
+def test_every_shipped_scenario_builds_and_trades_a_week(name: str):
+    """Each scenario file, shrunk to 150 stocks and its first week, runs with its agent
+    types all trading and the books conserved."""
+    cfg = load_scenario(name)
+    small = {"universe.n_stocks": 150, "market.end": cfg.market.start + dt.timedelta(days=7)}
+    if cfg.retail.n_agents:
+        small["retail.n_agents"] = 500
+    model = MarketModel(cfg.with_overrides(small), rng=1)
+    model.run()
+    cash, shares = model.ledger.conservation_error()
+    assert cash == 0 and not shares.any()
+    assert model.datacollector.get_model_vars_dataframe()["turnover"].sum() > 0
+    kinds = {type(p).__name__ for p in model.populations}
+    if cfg.speculators.capital_bn > 0:
+        assert {"Speculators", "CarryArbitrageurs"} <= kinds
