@@ -157,7 +157,8 @@ def _transition_weights(vol: float, dz: float) -> np.ndarray:
         return np.ones(1)
     half = int(np.ceil(6.0 * sd / dz))
     move = np.arange(-half, half + 1) * dz
-    w = np.exp(-0.5 * ((move + 0.5 * sd * sd) / sd) ** 2)
+    with np.errstate(over="ignore"):  # a tiny sd: far nodes square to inf, weigh exp(-inf) = 0
+        w = np.exp(-0.5 * ((move + 0.5 * sd * sd) / sd) ** 2)
     return w / w.sum()
 
 

@@ -67,6 +67,10 @@ class Speculators(Population):
         trend = level[None, :] / past - 1.0  # (n, K)
         self.signal = np.clip(trend / self.cfg.full_signal, -1.0, 1.0)
 
+    def held(self) -> np.ndarray:
+        """(F,) contracts all desks hold, per futures row, long positive."""
+        return self.model.ledger.futures_position(self.accounts).sum(axis=0)
+
     def target(self, rows: np.ndarray) -> np.ndarray:
         """(r, K) contracts each desk wants to hold, long positive."""
         model, spec = self.model, self.model.futures

@@ -157,6 +157,7 @@ class MarketModel(mesa.Model):
         reporters["liquidated_funds"] = lambda m: m.liquidated_funds()
         reporters["neutral_warned"] = lambda m: m.neutral_count(WARNED)
         reporters["neutral_stopped"] = lambda m: m.neutral_count(STOPPED)
+        reporters["speculator_futures"] = lambda m: m.speculator_futures()
         reporters["limit_down_count"] = lambda m: int((m.market.lock[: m.universe.n] < 0).sum())
         return reporters
 
@@ -179,6 +180,14 @@ class MarketModel(mesa.Model):
         if not units.size:
             return float("nan")
         return float(np.dot(funds.nav[rows], units) / max(units.sum(), 1e-9))
+
+    def speculator_futures(self) -> float:
+        """CNY of index futures the speculators hold, IF, IC and IM summed, long positive."""
+        if self.speculators is None:
+            return 0.0
+        spec, held = self.futures, self.speculators.held()
+        value = self.indices.level[spec.underlying] * spec.multiplier  # (F,) CNY a contract
+        return float((held * value).sum())
 
     def liquidated_funds(self) -> int:
         return 0 if self.neutral is None else int(self.neutral.liquidated.sum())
@@ -305,10 +314,12 @@ class MarketModel(mesa.Model):
             capital = np.full(2, ac.carry_capital_bn * 1e9 * self.scale * 100 / 2)  # two desks
             carry = CarryArbitrageurs(self, ledger.open_accounts(capital), ac, self.scale)
             populations.append(carry)
+        self.speculators: Speculators | None = None
         sc = cfg.speculators
         if self.futures is not None and sc.capital_bn > 0:
             capital = np.full(sc.n_agents, sc.capital_bn * 1e11 * self.scale / sc.n_agents)
-            populations.append(Speculators(self, ledger.open_accounts(capital), sc))
+            self.speculators = Speculators(self, ledger.open_accounts(capital), sc)
+            populations.append(self.speculators)
         if cfg.national_team.enabled:
             cash = np.array([NationalTeam.cash_needed_fen(cfg.national_team, self.scale)])
             populations.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from types import SimpleNamespace
 
 import mesa
@@ -14,6 +15,7 @@ from agents.snowball import (
     OBSERVATION_DAYS,
     DeltaTable,
     SnowballIssuers,
+    _transition_weights,
     build_delta_table,
     observe_close,
 )
@@ -305,3 +307,12 @@ def test_per_agent_rows_match_vectorized():
     agents = issuers.agents.to_list()
     assert agents[0].hedge_target > 0
     assert agents[1].tranches.size == CFG.issue_span_days
+
+
+def test_a_vol_too_small_to_move_keeps_the_level_without_warnings():
+    """Found by the property test: a tiny vol squared the far nodes to inf (a numpy
+    overflow warning); their weight is zero, so the level stays put, silently."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        w = _transition_weights(1e-160, 0.01)
+    assert w.sum() == 1.0 and w[w.size // 2] == 1.0

@@ -85,6 +85,8 @@ def _ic_im_basis(**overrides) -> float:
         model.step()
         if model.day_index >= 14 and model.steps % model.steps_per_day == 0:
             seen.append(model.basis()[1:])
+    held = model.datacollector.get_model_vars_dataframe()["speculator_futures"]
+    assert (held.iloc[len(held) // 2 :] < 0).all() if model.speculators else not held.any()
     return float(np.mean(seen))
 
 
