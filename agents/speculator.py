@@ -65,7 +65,8 @@ class Speculators(Population):
             return
         past = self.closes[np.maximum(days - self.lookback, 0)]  # (n, K) close a window ago
         trend = level[None, :] / past - 1.0  # (n, K)
-        self.signal = np.clip(trend / self.cfg.full_signal, -1.0, 1.0)
+        full = self.cfg.full_signal
+        self.signal = np.clip(trend, -full, full) / full  # clipped first: no overflow
 
     def held(self) -> np.ndarray:
         """(F,) contracts all desks hold, per futures row, long positive."""

@@ -44,6 +44,7 @@ SMALL = {
     "retail.n_agents": (0, 300),
     "retail.degree": (1, 20),
     "retail.holdings": (1, 10),
+    "speculators.n_agents": (1, 20),
 }
 SIZES = (
     "universe.n_stocks",
@@ -51,6 +52,7 @@ SIZES = (
     "fundamental_traders.n_agents",
     "noise_traders.n_agents",
     "retail.n_agents",
+    "speculators.n_agents",
 )
 
 
@@ -88,7 +90,7 @@ def value_of(key: str) -> st.SearchStrategy:
 @st.composite
 def scenarios(draw: st.DrawFn) -> tuple[ScenarioConfig, int]:
     """A base scenario, a random subset of keys drawn in range, and a short window."""
-    base = draw(st.sampled_from(["calm", "jan2024"]))
+    base = draw(st.sampled_from(["calm", "jan2024", "jan2024-speculators"]))
     keys = draw(st.lists(st.sampled_from(sorted(RANGES)), max_size=12, unique=True))
     overrides = {k: draw(value_of(k)) for k in keys}
     for key in SIZES:  # the run time stays small when they are not drawn

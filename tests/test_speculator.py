@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,12 @@ def test_the_agent_engine_runs_the_same_rules():
     feed(model, specs, [model.indices.level[1] * 0.95**k for k in range(1, 9)])
     model.step()
     assert (model.ledger.futures_position(specs.accounts)[:, CONTRACTS] < 0).any()
+
+
+def test_a_vanishing_full_signal_is_all_in_without_overflow():
+    """Found by the property test: a trend over a subnormal ``full_signal`` overflowed."""
+    model, specs = build(**{"speculators.full_signal": 5e-324})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        feed(model, specs, [1000.0, 1001.0, 999.0])
+    assert (specs.signal == -1.0).all()
