@@ -252,7 +252,25 @@ def fig_basis(run: RunData) -> Figure:
     if not fig.data:
         return "no basis data: futures are off in this run"
     fig.add_hline(y=0.0, line={"color": "#999", "width": 1})
-    return _layout(fig, TITLE_BASIS, "annualized basis", yaxis_tickformat=".0%")
+    held = column(day, "speculator_futures")
+    if held is None or not held.any():
+        return _layout(fig, TITLE_BASIS, "annualized basis", yaxis_tickformat=".0%")
+    # The speculators' net position, where there are any: their sales against the discount.
+    fig.add_scatter(
+        x=_x(day),
+        y=held / 1e9,
+        name="speculators' futures (bn CNY)",
+        mode="lines",
+        line={"dash": "dot"},
+        yaxis="y2",
+    )
+    return _layout(
+        fig,
+        TITLE_BASIS,
+        "annualized basis",
+        yaxis_tickformat=".0%",
+        yaxis2=_right_axis("speculators' futures, bn CNY (long +)"),
+    )
 
 
 def fig_forced(run: RunData) -> Figure:

@@ -175,3 +175,14 @@ def test_crash_table_splits_each_tier_into_news_and_flows(runs):
     assert [r[0] for r in rows] == list(tiers)
     assert rows[0][1:] == ("-10.0%", "-14.0%", "+4.0%")
     assert rows[-1][1:] == ("-25.0%", "-14.0%", "-11.0%")
+
+
+def test_basis_chart_draws_the_speculators_position_only_where_they_trade(runs: list[Path]):
+    run = load_run(runs[0])
+    dates = ["2024-01-02", "2024-01-02", "2024-01-03", "2024-01-03"]
+    frame = pd.DataFrame({"date": dates, "ic_basis": [0.0, -0.1, -0.2, -0.3]})
+    run.model = frame.assign(speculator_futures=0.0)
+    assert [t.name for t in report.fig_basis(run).data] == ["IC (CSI 500)"]
+    run.model = frame.assign(speculator_futures=[0.0, -1e9, -2e9, -3e9])
+    spec = report.fig_basis(run).data[-1]
+    assert spec.yaxis == "y2" and list(spec.y) == [-1.0, -3.0]  # bn CNY at each close
