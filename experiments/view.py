@@ -75,6 +75,7 @@ SLIDERS: dict[str, tuple[str, float, float, float]] = {
     "snowball.notional_bn": ("Snowball notional (bn CNY, full scale)", 0.0, 400.0, 10.0),
     "retail.herding": ("Retail herding", 0.0, 1.0, 0.05),
     "national_team.late_bn": ("National team, total (bn CNY, full scale)", 0.0, 800.0, 10.0),
+    "speculators.capital_bn": ("Futures speculators (bn CNY, full scale)", 0.0, 300.0, 10.0),
 }
 T1_KEY = "lending.t1_date"
 T1_DATES = ("2024-01-08", "2024-01-15", "2024-01-22", "2024-01-29", "2024-02-05")
@@ -450,6 +451,7 @@ def config_summary(model: MarketModel) -> str:
         f"snowballs {c.snowball.notional_bn:.0f} bn",
         f"herding {c.retail.herding:.2f}",
         f"national team {c.national_team.late_bn:.0f} bn",
+        f"speculators {c.speculators.capital_bn:.0f} bn",
     ]
     return " · ".join(parts)
 
