@@ -5,7 +5,9 @@ lending curb, the rescue), at 400 stocks is run three times per seed: as is, wit
 nobody forced to sell (``neutral.forced_selling = false``), and without
 quant-neutral products. Forced selling must deepen the micro-cap fall, widen the
 gap between the smallest caps and the CSI 300 in the crash window, and come before
-further falls, and the products must account for much of the fall.
+further falls, and the products must account for much of the fall. The
+jan2024-speculators variant runs beside it: its trend followers must deepen the
+futures discount.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from experiments.scenarios import load_scenario
 
 SMALL = {"universe.n_stocks": 400, "retail.n_agents": 6000}
 SEEDS = (1, 2, 3)
-# The nine runs are shared by every test here: one xdist worker builds them once.
+# The runs are shared by every test here: one xdist worker builds them once.
 pytestmark = pytest.mark.xdist_group("episode")
 
 
@@ -112,3 +114,24 @@ def test_dma_products_lose_a_multiple_of_what_plain_ones_lose(runs):
         worst = episode_figures(with_fs)["neutral_worst_three_days"]
         assert worst["plain"]["change"] < 0.0, worst
         assert worst["dma"]["change"] < 2.0 * worst["plain"]["change"], worst
+
+
+@pytest.fixture(scope="module")
+def pessimists(runs):
+    """jan2024-speculators, seed by seed, beside jan2024 as is."""
+    cfg = load_scenario("jan2024-speculators", overrides=SMALL)
+    return [(base, run(cfg, seed).frame) for seed, (base, _, _) in zip(SEEDS, runs, strict=True)]
+
+
+def test_pessimists_in_the_futures_deepen_the_discount(pessimists):
+    """Trend followers selling futures in the fall, with the lending curb holding the
+    arbitrageurs back: late January's IC and IM basis and IC's worst close in the window
+    sit lower, by over 2 points a year, in every seed."""
+    for base, spec in pessimists:
+        a, b = episode_figures(base), episode_figures(spec)
+        for contract in ("ic_basis", "im_basis"):
+            late = a[contract]["late_january_mean"], b[contract]["late_january_mean"]
+            assert late[1] < late[0] - 0.02, (contract, late)
+        worst = a["ic_basis"]["worst_in_window"], b["ic_basis"]["worst_in_window"]
+        assert worst[1] < worst[0] - 0.02, worst
+        assert (spec["speculator_futures"] != 0).any() and not base["speculator_futures"].any()
