@@ -185,25 +185,23 @@ def _clear_compiled(stock, side, level, lots, ref_level, n_active, n_stocks, n_l
             acc += qty[0, s, j]
             supply[j] = acc
             best = max(best, min(demand[j], acc))
-        # Ties for the most volume: least imbalance, then nearest the reference level, then
-        # the lowest level. Demand falls with the level and supply rises, so counting the
-        # levels where each reaches the volume finds the marginal levels.
-        pick, pick_imb, pick_dist = -1, 0.0, 0
-        n_demand, n_supply = 0, 0
-        for j in range(n_levels):
-            n_demand += demand[j] >= best
-            n_supply += supply[j] >= best
-            if best > 0 and min(demand[j], supply[j]) == best:
+        # Demand falls with the level and supply rises, so the marginal levels (the last
+        # with demand >= volume, the first with supply >= volume) are found by bisection,
+        # and the levels that trade the most volume are exactly those between them.
+        buy_margin = _last_at_least(demand, best)
+        sell_margin = _first_at_least(supply, best)
+        if best > 0:
+            # Ties for the most volume: least imbalance, then nearest the reference level,
+            # then the lowest level.
+            pick, pick_imb, pick_dist = -1, 0.0, 0
+            for j in range(sell_margin, buy_margin + 1):
                 imb = abs(demand[j] - supply[j])
                 dist = abs(j - ref_level[s])
                 if pick < 0 or imb < pick_imb or (imb == pick_imb and dist < pick_dist):
                     pick, pick_imb, pick_dist = j, imb, dist
-        if best > 0:
             level_star[s] = pick
         vol = np.int64(np.rint(best))
         volume[s] = vol
-        buy_margin = n_demand - 1  # last level with demand >= volume
-        sell_margin = n_levels - n_supply  # first level with supply >= volume
         margin[s, 0], margin[s, 1] = sell_margin, buy_margin
         if vol > 0:
             above = np.int64(np.rint(demand[buy_margin + 1])) if buy_margin + 1 < n_levels else 0
@@ -240,6 +238,32 @@ def _clear_compiled(stock, side, level, lots, ref_level, n_active, n_stocks, n_l
                 filled[i] += 1
                 given[s, b] += 1
     return level_star, volume, filled, lock, qty
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _last_at_least(falling: np.ndarray, value: float) -> int:
+    """Last index where the non-increasing ``falling`` (L,) is at least ``value`` (-1: none)."""
+    lo, hi = 0, falling.shape[0]  # the answer + 1 lies in lo .. hi
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if falling[mid] >= value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _first_at_least(rising: np.ndarray, value: float) -> int:
+    """First index where the non-decreasing ``rising`` (L,) is at least ``value`` (L: none)."""
+    lo, hi = 0, rising.shape[0]  # the answer lies in lo .. hi
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if rising[mid] >= value:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def clear_numpy(

@@ -389,17 +389,18 @@ def _slice_value(
 
     The slice holds the keys of accounts ``first .. first + n_accounts - 1``; each position
     is added in key order, exactly as ``np.bincount(slot, shares * price / unit)`` adds
-    them (with ``unit`` 1 the division is exact: fen). Keys are sorted, so the account
-    is divided out once per account, not once per row.
+    them (with ``unit`` 1 the division is exact: fen, so it is skipped). Keys are sorted,
+    so the account steps up as the keys pass its end: no integer division (slow) at all.
     """
     value = np.zeros(n_accounts)
-    slot, first_key = 0, 0  # the slot of the current run of keys and its account's first key
+    slot, first_key = 0, first * n_stocks  # the slot of the current key and its first key
     for i in range(key.shape[0]):
-        if key[i] >= first_key + n_stocks or i == 0:
-            slot = key[i] // n_stocks - first
-            first_key = (slot + first) * n_stocks
+        while key[i] >= first_key + n_stocks:
+            slot += 1
+            first_key += n_stocks
         if shares[i] != 0:
-            value[slot] += shares[i] * price_fen[key[i] - first_key] / unit
+            fen = shares[i] * price_fen[key[i] - first_key]
+            value[slot] += fen if unit == 1.0 else fen / unit
     return value
 
 
@@ -410,7 +411,8 @@ def _held(
     """(account, stock, shares, sellable) of the rows of a table slice that hold shares.
 
     One pass instead of a divmod, a mask and four selections over the slice; keys are
-    sorted, so the account is divided out once per account, not once per row.
+    sorted, so the account is divided out once and then steps up as the keys pass its
+    end (integer division is slow).
     """
     n = 0
     for i in range(key.shape[0]):
@@ -419,11 +421,12 @@ def _held(
     stock = np.empty(n, np.int64)
     held = np.empty(n, np.int64)
     sellable = np.empty(n, np.int64)
-    a, first_key, j = 0, 0, 0  # the account of the current run of keys and its first key
+    a = key[0] // n_stocks if key.shape[0] else 0  # the account of the current key
+    first_key, j = a * n_stocks, 0  # its first key; the next output row
     for i in range(key.shape[0]):
-        if key[i] >= first_key + n_stocks or i == 0:
-            a = key[i] // n_stocks
-            first_key = a * n_stocks
+        while key[i] >= first_key + n_stocks:
+            a += 1
+            first_key += n_stocks
         if shares[i] != 0:
             account[j], stock[j] = a, key[i] - first_key
             held[j], sellable[j] = shares[i], shares[i] - bought_today[i]
