@@ -56,6 +56,9 @@ class InvariantChecker:
         # Futures positions set up before trading count as bought at the first mark.
         self.fut_setup = ledger.fut_pos * ledger.fut_mark[None, :] - ledger.fut_cost
         self.fut_received0 = ledger.variation_received.copy()
+        # Each account's cash and variation margin received at the end of the last step.
+        self.cash_before = ledger.cash.copy()
+        self.received_before = ledger.variation_received.copy()
         self.sellable_key = np.zeros(0, dtype=np.int64)
         self.sellable = np.zeros(0, dtype=np.int64)
         self.after_step(where="set-up")
@@ -80,6 +83,9 @@ class InvariantChecker:
         self._loans()
         self._futures_pnl()
         self._finite()
+        ledger = self.model.ledger
+        self.cash_before = ledger.cash.copy()
+        self.received_before = ledger.variation_received.copy()
 
     # -- reporting ------------------------------------------------------------------------
     def _fail(self, what: str) -> None:
@@ -116,14 +122,36 @@ class InvariantChecker:
             f = int(bad[0])
             self._fail(f"futures: contract {f} longs minus shorts = {int(net[f])} contracts")
 
+    def _spent_below_the_line(self) -> np.ndarray:
+        """Accounts below their credit line by their own doing.
+
+        Variation margin is paid whatever the line: a limit move in the futures can take
+        a hedged account below it at the mark (a margin call, which the account must
+        then meet by selling). So an account may sit below its line where, leaving out
+        this step's variation margin, its cash is within the line or has not fallen
+        since the last step; anything else is spending credit it does not have.
+        """
+        ledger = self.model.ledger
+        short = np.flatnonzero(ledger.cash < -ledger.credit)
+        if not short.size:
+            return short
+        known = short < self.cash_before.shape[0]  # accounts opened since count as within
+        row = np.where(known, short, 0)
+        before = np.where(known, self.cash_before[row], ledger.cash[short])
+        marks = ledger.variation_received[short] - np.where(
+            known, self.received_before[row], ledger.variation_received[short]
+        )
+        own = ledger.cash[short] - marks  # (k,) cash without this step's variation margin
+        return short[(own < -ledger.credit[short]) & (own < before)]
+
     def _accounts(self) -> None:
         model, ledger = self.model, self.model.ledger
-        short = np.flatnonzero(ledger.cash < -ledger.credit)
+        short = self._spent_below_the_line()
         if short.size:
             a = int(short[0])
             self._fail(
                 f"account {a}: cash {int(ledger.cash[a])} fen is below its credit line "
-                f"-{int(ledger.credit[a])} fen"
+                f"-{int(ledger.credit[a])} fen, and not by variation margin alone"
             )
         big = np.flatnonzero(np.abs(ledger.cash) >= HUGE)
         if big.size:

@@ -103,6 +103,27 @@ def test_cash_below_the_credit_line(small_model):
     broken(small_model, rf"account {poor}: cash -500 fen is below its credit line -0 fen")
 
 
+def test_variation_margin_may_cross_the_credit_line_but_spending_may_not():
+    """A limit move in the futures takes a hedged account below its line at the mark (a
+    margin call; found by the property test in a ten-stock market): that is allowed.
+    Spending more while below it is not."""
+    model = crash_model()
+    model.step()
+    ledger = model.ledger
+    a = int(np.flatnonzero(ledger.fut_pos[:, 2] < 0)[0])  # short IM
+    b = a + 1
+    ledger.cash[b] += ledger.cash[a]  # a's cash to nothing, and no credit: at its line
+    ledger.cash[a] = 0
+    ledger.credit[a] = 0
+    model.checker.after_step()  # the books as they stand are the baseline
+    ledger.mark_futures(ledger.fut_mark + np.array([0, 0, 50]))  # IM up 10 points
+    assert ledger.cash[a] < 0
+    model.checker.after_step()  # below the line by the mark alone
+    ledger.cash[a] -= 500
+    ledger.cash[b] += 500
+    broken(model, rf"account {a}: cash -\d+ fen is below its credit line -0 fen, and not by")
+
+
 def test_a_sale_beyond_what_t_plus_one_allows(small_model):
     small_model.step()
     checker, ledger, market = small_model.checker, small_model.ledger, small_model.market
