@@ -22,6 +22,7 @@ from experiments.outputs import (
     write_together,
 )
 from experiments.stylized import correlation, max_drawdown, stylized_facts
+from experiments.window_flows import WindowFlows
 from model.config import ScenarioConfig
 from model.market_model import MarketModel
 from model.universe import BOARD_NAMES, INDEX_NAMES, TIERS, assign_tiers
@@ -103,7 +104,14 @@ def run(
         from tqdm import tqdm
 
         bar = tqdm(total=model.total_steps, unit="step", desc=config.name, file=sys.stderr)
-    model.run(progress=(lambda m: bar.update(1)) if bar is not None else None)
+    flows = WindowFlows(model)
+
+    def observe(m: MarketModel) -> None:
+        flows(m)
+        if bar is not None:
+            bar.update(1)
+
+    model.run(progress=observe)
     if bar is not None:
         bar.close()
     frame = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
@@ -118,11 +126,19 @@ def run(
         "indices": index_stats(frame),
         "reflexivity": reflexivity(frame),
         "stylized_facts": stylized_facts(np.array(model.closes)),
-        "episode": episode_figures(frame) if covers_crash(frame) else None,
+        "episode": _episode(frame, flows.net_buying(model)),
         "parameters": config.to_dict(),
         "versions": versions(),
     }
     return RunResult(model, frame, summary)
+
+
+def _episode(frame: pd.DataFrame, net_buying: dict[str, float] | None) -> dict[str, Any] | None:
+    """The episode figures of a run that spans the crash window, with who traded the
+    micro-caps over it (``microcap_net_buying``, share of the members' float)."""
+    if not covers_crash(frame):
+        return None
+    return {**episode_figures(frame), "microcap_net_buying": net_buying}
 
 
 def add_amplification(result: RunResult, seed: int) -> None:

@@ -47,10 +47,14 @@ def test_a_run_over_the_crash_window_prints_its_drawdowns_and_flows(tmp_path, ca
     small = ["--set", "universe.n_stocks=60", "--set", "retail.n_agents=600"]
     argv = ["run", "jan2024", "--out", str(tmp_path / "ep"), "--quiet", *window, *small]
     assert main(argv) == 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("crash window"))
+    printed = capsys.readouterr().out.splitlines()
+    line = next(x for x in printed if x.startswith("crash window"))
     episode = json.loads((tmp_path / "ep" / "summary.json").read_text())["episode"]
     micro, flows = episode["crash_drawdown"]["microcap"], episode["flow_drawdown"]["microcap"]
     assert f"microcap {micro:+.1%} (flows {flows:+.1%})" in line
+    buying = next(x for x in printed if x.startswith("micro-cap net buying"))
+    noise = episode["microcap_net_buying"]["NoiseTraders"]
+    assert f"NoiseTraders {noise:+.1%}" in buying
 
 
 BAD = [

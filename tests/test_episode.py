@@ -31,13 +31,16 @@ def _micro_drawdown(frame) -> float:
 
 
 @pytest.fixture(scope="module")
-def runs():
+def results():
     base = load_scenario("jan2024", overrides=SMALL)
     calm = base.with_overrides({"neutral.forced_selling": False})
     without = base.with_overrides({"neutral.n_funds": 0})
-    return [
-        (run(base, seed).frame, run(calm, seed).frame, run(without, seed).frame) for seed in SEEDS
-    ]
+    return [tuple(run(config, seed) for config in (base, calm, without)) for seed in SEEDS]
+
+
+@pytest.fixture(scope="module")
+def runs(results):
+    return [tuple(result.frame for result in trio) for trio in results]
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +138,18 @@ def test_pessimists_in_the_futures_deepen_the_discount(pessimists):
         worst = a["ic_basis"]["worst_in_window"], b["ic_basis"]["worst_in_window"]
         assert worst[1] < worst[0] - 0.02, worst
         assert (spec["speculator_futures"] != 0).any() and not base["speculator_futures"].any()
+
+
+def test_forced_selling_makes_the_products_sellers_of_the_micro_caps_in_the_window(results):
+    """Net purchases of the micro-cap members over the crash window, by agent type: the
+    products buy less (or sell) when forced selling is on, in every seed, and every share
+    bought is a share someone sold."""
+    with_fs, calm = [], []
+    for base, no_forcing, _ in results:
+        a = base.summary["episode"]["microcap_net_buying"]
+        b = no_forcing.summary["episode"]["microcap_net_buying"]
+        assert abs(sum(a.values())) < 1e-4 and abs(sum(b.values())) < 1e-4
+        with_fs.append(a["NeutralFunds"])
+        calm.append(b["NeutralFunds"])
+    assert all(x < y for x, y in zip(with_fs, calm, strict=True)), (with_fs, calm)
+    assert np.mean(calm) - np.mean(with_fs) > 0.02, (with_fs, calm)  # two points of float
