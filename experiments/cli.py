@@ -176,7 +176,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         print(f"crash window drawdowns: {window}")
         buying = episode.get("microcap_net_buying") or {}
-        traded = ", ".join(f"{name} {share:+.1%}" for name, share in buying.items() if share)
+        traded = ", ".join(
+            f"{name} {share:+.1%}" for name, share in buying.items() if abs(share) >= 0.0005
+        )
         if traded:  # who bought and sold the micro-caps, share of their float
             print(f"micro-cap net buying in the window (share of float): {traded}")
     print(f"wrote model.parquet, prices.parquet, stocks.parquet, summary.json in {out}")

@@ -51,6 +51,7 @@ TITLE_SCATTER = "Return against size"
 TITLE_ATTRIBUTION = "Drawdown attribution"
 TITLE_OVERLAY = "Micro-cap index across runs"
 TITLE_CRASH = "Crash window: news and flows"
+TITLE_BUYERS = "Crash window: who traded the micro-caps"
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -500,6 +501,27 @@ def crash_table(run: RunData) -> str:
     )
 
 
+def buyers_table(run: RunData) -> str:
+    """Each agent type's net purchase of the micro-cap members over the crash window, from
+    summary.json; empty for a run that does not span the window or predates the field."""
+    buying = (run.summary.get("episode") or {}).get("microcap_net_buying")
+    if not buying:
+        return ""
+    rows = [[name, _pct(share)] for name, share in sorted(buying.items(), key=lambda kv: kv[1])]
+    explain = (
+        "Net purchase of the micro-cap index's members from the close before the crash "
+        "window to its last close, at the prices before it, as a share of their free float: "
+        "sellers first. Every share bought is a share sold, so the column sums to zero."
+    )
+    return "\n".join(
+        [
+            f"<h3>{TITLE_BUYERS}</h3>",
+            f'<p class="explain">{html.escape(explain)}</p>',
+            _table(["agent type", "net buying"], rows, "crash"),
+        ]
+    )
+
+
 def run_section(run: RunData, window: tuple[str, str] | None = None) -> str:
     """All per-run figures for one run."""
     figures: list[tuple[str, Callable[[], Figure]]] = [
@@ -510,7 +532,8 @@ def run_section(run: RunData, window: tuple[str, str] | None = None) -> str:
         (TITLE_LIMIT, lambda: fig_limit_down(run)),
         (TITLE_SCATTER, lambda: fig_scatter(run, window)),
     ]
-    body = "\n".join([crash_table(run), *(_figure_html(make(), title) for title, make in figures)])
+    tables = [crash_table(run), buyers_table(run)]
+    body = "\n".join([*tables, *(_figure_html(make(), title) for title, make in figures)])
     return f"<h2>Run: {html.escape(run.label)}</h2>\n<p>{html.escape(str(run.path))}</p>\n{body}"
 
 

@@ -186,3 +186,19 @@ def test_basis_chart_draws_the_speculators_position_only_where_they_trade(runs: 
     run.model = frame.assign(speculator_futures=[0.0, -1e9, -2e9, -3e9])
     spec = report.fig_basis(run).data[-1]
     assert spec.yaxis == "y2" and list(spec.y) == [-1.0, -3.0]  # bn CNY at each close
+
+
+def test_buyers_table_lists_sellers_first(runs):
+    """A run with the window's net buying gets the table, sellers first; one without, none."""
+    run = load_run(runs[0])
+    assert report.buyers_table(run) == ""  # a calm January: no episode figures
+    buying = {"NeutralFunds": -0.04, "FundamentalTraders": 0.05, "RetailChasers": -0.01}
+    summary = {"episode": {"microcap_net_buying": buying}}
+    table = report.buyers_table(report.RunData(**{**run.__dict__, "summary": summary}))
+    assert report.TITLE_BUYERS in table
+    rows = re.findall(r"<tr><td>(\w+)</td><td>([^<]+)</td>", table)
+    assert rows == [
+        ("NeutralFunds", "-4.0%"),
+        ("RetailChasers", "-1.0%"),
+        ("FundamentalTraders", "+5.0%"),
+    ]
