@@ -54,6 +54,7 @@ class Arbitrageurs(Population):
     """Long futures at a discount, short borrowed stock; capacity set by capital and lending."""
 
     agent_class = Arbitrageur
+    side = -1  # the side of par the trade opens on: below it, a discount
 
     def __init__(
         self,
@@ -67,11 +68,24 @@ class Arbitrageurs(Population):
         self.cfg = cfg
         self.contracts = np.asarray(contracts, dtype=np.int64)  # (K,) rows of futures arrays
         k = self.contracts.size
-        self.capital = np.full(self.n, cfg.capital_bn * scale * 1e9 / max(self.n, 1))  # (n,)
+        self.capital = self._capital(cfg, scale)  # (n,) CNY of notional per desk
         self.active = np.zeros((self.n, k), dtype=bool)  # (n, K) holding the trade open
         self.hedge_stock, self.hedge_leg, self.hedge_weight = self._hedge_baskets()
         self.buy_ins_cny = 0.0  # CNY bought in this step because loans were recalled
         self._step = -1
+
+    def _capital(self, cfg: ArbitrageConfig, scale: float) -> np.ndarray:
+        """(n,) CNY of notional per desk: ``capital_bn * scale`` split evenly."""
+        return np.full(self.n, cfg.capital_bn * scale * 1e9 / max(self.n, 1))
+
+    def _open_or_close(self, rows: np.ndarray) -> None:
+        """Open a contract's trade once its basis is ``threshold`` past par on this desk's
+        side, close it once back within half of that, hold it in between."""
+        past_par = self.side * self.model.basis()[self.contracts]  # (K,) annualized
+        thr = self.cfg.threshold
+        self.active[rows] = np.where(
+            past_par > thr, True, np.where(past_par < thr / 2, False, self.active[rows])
+        )
 
     def _hedge_baskets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(H,) stock, contract slot and cap weight within its contract of each short name.
@@ -95,11 +109,7 @@ class Arbitrageurs(Population):
     # -- read-outs --------------------------------------------------------------------------
     def contract_value(self) -> np.ndarray:
         """(K,) CNY per contract at today's index levels."""
-        spec = self.model.futures
-        return (
-            self.model.indices.level[spec.underlying[self.contracts]]
-            * spec.multiplier[self.contracts]
-        )
+        return self.model.futures.contract_value(self.model.indices.level)[self.contracts]
 
     def futures(self, rows: np.ndarray) -> np.ndarray:
         """(r, K) contracts held, long positive."""
@@ -121,11 +131,7 @@ class Arbitrageurs(Population):
         market.cancel_accounts(accounts)
         if model.futures is None or model.lending is None or self.hedge_stock.size == 0:
             return Orders.empty()
-        basis = model.basis()[self.contracts]  # (K,)
-        thr = self.cfg.threshold
-        self.active[rows] = np.where(
-            basis < -thr, True, np.where(basis > -thr / 2, False, self.active[rows])
-        )
+        self._open_or_close(rows)
         legs = self._legs(rows)
         active = self.active[rows].ravel()[legs.slot]  # (r*H,)
         self._hand_back(legs, active)
@@ -410,11 +416,13 @@ class CarryArbitrageurs(Arbitrageurs):
     contracts, less the futures margin.
     """
 
-    def __init__(self, model, accounts, cfg: ArbitrageConfig, scale: float) -> None:
-        super().__init__(model, accounts, cfg, scale)
-        margin = model.config.futures.margin
-        self.capital = np.full(self.n, cfg.carry_capital_bn * scale * 1e9 / max(self.n, 1))
-        self.capital /= 1.0 + margin  # (n,) CNY of notional, the margin set aside
+    side = 1  # above par: a premium
+
+    def _capital(self, cfg: ArbitrageConfig, scale: float) -> np.ndarray:
+        """(n,) CNY of notional per desk: ``carry_capital_bn * scale`` split evenly, less
+        the futures margin it must set aside."""
+        margin = self.model.config.futures.margin
+        return np.full(self.n, cfg.carry_capital_bn * scale * 1e9 / max(self.n, 1)) / (1 + margin)
 
     def decide(self, rows: np.ndarray) -> Orders:
         """Open, hold or unwind the carry trade of ``rows``."""
@@ -424,11 +432,8 @@ class CarryArbitrageurs(Arbitrageurs):
         market.cancel_accounts(accounts)
         if model.futures is None or self.hedge_stock.size == 0:
             return Orders.empty()
+        self._open_or_close(rows)
         thr = self.cfg.threshold
-        basis = model.basis()[self.contracts]  # (K,)
-        self.active[rows] = np.where(
-            basis > thr, True, np.where(basis < thr / 2, False, self.active[rows])
-        )
         value = self.contract_value()  # (K,)
         have = self.futures(rows)  # (r, K)
         full = np.floor(self.capital[rows, None] / self.contracts.size / value[None, :])

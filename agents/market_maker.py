@@ -229,8 +229,7 @@ class FuturesMakers(LadderMakers):
         self.fill_depth()
 
     def _contract_value(self, q: np.ndarray) -> np.ndarray:
-        spec = self.model.futures
-        return self.model.indices.level[spec.underlying[q]] * spec.multiplier[q]
+        return self.model.futures.contract_value(self.model.indices.level)[q]
 
     def target_depth(self, q: np.ndarray) -> np.ndarray:
         return self.depth_cny / self._contract_value(q)

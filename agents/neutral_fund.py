@@ -309,8 +309,7 @@ class NeutralFunds(Population):
         """Short IC and IM against the futures share of the long book."""
         model, market, c = self.model, self.market, self.cfg
         spec = model.futures
-        level = model.indices.level[spec.underlying[1:]]  # (2,) IC, IM underlying levels
-        value = level * spec.multiplier[1:]  # (2,) CNY per contract
+        value = spec.contract_value(model.indices.level)[1:]  # (2,) CNY per IC, IM contract
         held = model.ledger.futures_position(accounts)[:, 1:]  # (r, 2) contracts
         instrument = spec.instrument[1:]  # (2,)
         side, price, lots = _hedge_orders(

@@ -76,7 +76,7 @@ class Speculators(Population):
         """(r, K) contracts each desk wants to hold, long positive."""
         model, spec = self.model, self.model.futures
         equity = np.maximum(model.ledger.cash[self.accounts[rows]] / 100.0, 0.0)  # (r,) CNY
-        value = model.indices.level[spec.underlying[CONTRACTS]] * spec.multiplier[CONTRACTS]
+        value = spec.contract_value(model.indices.level)[CONTRACTS]  # (K,) CNY a contract
         notional = self.cfg.leverage * equity[:, None] / CONTRACTS.size  # (r, 1) CNY a contract
         return self.signal[rows] * notional / value[None, :]
 

@@ -62,6 +62,11 @@ class FuturesSpec:
     def multiplier(self) -> np.ndarray:
         return MULTIPLIER
 
+    @staticmethod
+    def contract_value(levels: np.ndarray) -> np.ndarray:
+        """(3,) CNY one contract of IF, IC, IM is worth at index ``levels`` (5,) points."""
+        return np.asarray(levels, dtype=np.float64)[UNDERLYING] * MULTIPLIER
+
     @property
     def tick_value_fen(self) -> np.ndarray:
         """(3,) fen gained per contract when the price moves one tick."""

@@ -185,9 +185,8 @@ class MarketModel(mesa.Model):
         """CNY of index futures the speculators hold, IF, IC and IM summed, long positive."""
         if self.speculators is None:
             return 0.0
-        spec, held = self.futures, self.speculators.held()
-        value = self.indices.level[spec.underlying] * spec.multiplier  # (F,) CNY a contract
-        return float((held * value).sum())
+        value = self.futures.contract_value(self.indices.level)  # (3,) CNY a contract
+        return float((self.speculators.held() * value).sum())
 
     def liquidated_funds(self) -> int:
         return 0 if self.neutral is None else int(self.neutral.liquidated.sum())
@@ -364,7 +363,7 @@ class MarketModel(mesa.Model):
     def _initial_futures(self, populations: list[Population]) -> None:
         """Hedgers start hedged; the futures makers hold what is left, so positions net out."""
         ledger, spec = self.ledger, self.futures
-        value = self.indices.level[spec.underlying] * spec.multiplier  # (3,) CNY per contract
+        value = spec.contract_value(self.indices.level)  # (3,) CNY per contract
         if self.neutral is not None:
             f = self.neutral
             target = f.target_exposure(f.rows) * (1.0 - f.lend_share)
