@@ -8,7 +8,8 @@ IF, IC and IM, a position that follows the underlying index's return over its
 own trailing window (``lookback_days`` on average, spread from half to one and
 a half times that): long in a rise, short in a fall, all in once the return
 reaches ``full_signal``, linear in between (until a desk has seen its whole
-window, over the days it has seen). All in is ``leverage`` times the
+window, over the days it has seen). Before ``start`` the desks watch but hold
+nothing: a knob for asking when the pessimists came. All in is ``leverage`` times the
 desk's equity, split evenly over the contracts. Each step a desk closes
 ``speed`` of the gap to that target with market orders.
 
@@ -67,6 +68,8 @@ class Speculators(Population):
         trend = level[None, :] / past - 1.0  # (n, K)
         full = self.cfg.full_signal
         self.signal = np.clip(trend, -full, full) / full  # clipped first: no overflow
+        if self.model.date < self.cfg.start:
+            self.signal[:] = 0.0
 
     def held(self) -> np.ndarray:
         """(F,) contracts all desks hold, per futures row, long positive."""

@@ -446,6 +446,7 @@ class SpeculatorConfig(Section):
     full_signal: float = _open(0.05, 0.0, 1.0, doc="trailing return at which a desk is all in")
     leverage: float = _num(1.0, 0.0, 5.0, doc="notional all in, per unit of equity")
     speed: float = _num(0.25, 0.0, 1.0, doc="share of the gap to the target traded per step")
+    start: dt.date = _date("1900-01-01")  # first day the desks take positions
 
 
 @_section("national_team")

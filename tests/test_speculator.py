@@ -56,6 +56,16 @@ def test_all_in_is_leverage_times_equity_split_over_the_contracts():
     np.testing.assert_allclose(notional, 2.0 * equity)
 
 
+def test_before_start_they_watch_but_hold_nothing():
+    model, specs = build(**{"speculators.start": "2024-01-22"})
+    feed(model, specs, [1000.0 * 0.9**k for k in range(12)])  # a crash before the start
+    assert model.date < specs.cfg.start
+    assert not specs.signal.any() and not np.rint(specs.target(specs.rows)).any()
+    model.day_index = model.days.index(specs.cfg.start)  # the first day: the trend counts
+    feed(model, specs, [1000.0 * 0.9**12])
+    assert (specs.signal == -1.0).all()
+
+
 def test_a_desk_without_equity_holds_nothing():
     model, specs = build()
     feed(model, specs, [1000.0 * 0.9**k for k in range(12)])
