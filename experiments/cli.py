@@ -175,6 +175,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
             for name, dd in episode["crash_drawdown"].items()
         )
         print(f"crash window drawdowns: {window}")
+        pace = episode["pace"]
+        worst = ", ".join(f"{name} {r:+.1%}" for name, r in pace["worst_session"].items())
+        locked = ""
+        if "limit_down_peak" in pace:
+            locked = (
+                f"; most stocks locked limit-down: {pace['limit_down_peak']} of "
+                f"{config.universe.n_stocks} ({pace['limit_down_peak_day']})"
+            )
+        print(f"worst session in the window: {worst}{locked}")
         buying = episode.get("microcap_net_buying") or {}
         traded = ", ".join(
             f"{name} {share:+.1%}" for name, share in buying.items() if abs(share) >= 0.0005

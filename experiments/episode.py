@@ -61,6 +61,28 @@ def worst_three_days(before: pd.DataFrame, since: pd.DataFrame) -> dict[str, dic
     return out
 
 
+def crash_pace(frame: pd.DataFrame) -> dict[str, Any]:
+    """How fast the window fell, from a run's per-step table: each index's worst session
+    (close to close, the first against the close before the window) and the most stocks
+    locked limit-down after any slice of a session in it, with the days. 2024's crash
+    came in days of -6% and worse with over a thousand stocks limit-down; a grind of
+    small days reaches the same depth another way."""
+    d = daily(frame).set_index("date")
+    closes = pd.concat([d.loc[d.index < CRASH_START].tail(1), d.loc[CRASH_START:CRASH_END]])
+    session = closes[list(INDEX_NAMES)].pct_change().iloc[1:]  # (days, 5) daily returns
+    pace: dict[str, Any] = {
+        "worst_session": {n: float(session[n].min()) for n in INDEX_NAMES},
+        "worst_session_day": {n: str(session[n].idxmin()) for n in INDEX_NAMES},
+    }
+    if "limit_down_count" in frame.columns:
+        dates = frame["date"].astype(str)
+        inside = frame.loc[(dates >= CRASH_START) & (dates <= CRASH_END)]
+        locked = inside.groupby(inside["date"].astype(str))["limit_down_count"].max()
+        pace["limit_down_peak"] = int(locked.max())
+        pace["limit_down_peak_day"] = str(locked.idxmax())
+    return pace
+
+
 def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
     """Size gradient, basis, forced-sale timing and rebound of the crash window."""
     d = daily(frame).set_index("date")  # the crash window is sliced by date
@@ -82,6 +104,7 @@ def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
         else None,
         "liquidated_funds_by_crash_end": int(window["liquidated_funds"].iloc[-1]),
         "first_cut_date": first_cut_date(d),
+        "pace": crash_pace(frame),
     }
     if all(f"{n}_news" in d.columns for n in INDEX_NAMES):  # tables of 2026-11 on
         # The same window on the news indices; what is left is the agents' doing.

@@ -52,6 +52,9 @@ def test_a_run_over_the_crash_window_prints_its_drawdowns_and_flows(tmp_path, ca
     episode = json.loads((tmp_path / "ep" / "summary.json").read_text())["episode"]
     micro, flows = episode["crash_drawdown"]["microcap"], episode["flow_drawdown"]["microcap"]
     assert f"microcap {micro:+.1%} (flows {flows:+.1%})" in line
+    pace = next(x for x in printed if x.startswith("worst session in the window"))
+    worst, locked = episode["pace"]["worst_session"]["microcap"], episode["pace"]["limit_down_peak"]
+    assert f"microcap {worst:+.1%}" in pace and f"limit-down: {locked} of 60 (" in pace
     buying = next(x for x in printed if x.startswith("micro-cap net buying"))
     name, share = max(episode["microcap_net_buying"].items(), key=lambda kv: abs(kv[1]))
     assert f"{name} {share:+.1%}" in buying and "+0.0%" not in buying and "-0.0%" not in buying

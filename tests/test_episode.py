@@ -13,11 +13,13 @@ futures discount.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from experiments.episode import daily, episode_figures, first_cut_date
+from experiments.episode import crash_pace, daily, episode_figures, first_cut_date
 from experiments.run import run
 from experiments.scenarios import load_scenario
+from model.universe import INDEX_NAMES
 
 SMALL = {"universe.n_stocks": 400, "retail.n_agents": 6000}
 SEEDS = (1, 2, 3)
@@ -153,3 +155,32 @@ def test_forced_selling_makes_the_products_sellers_of_the_micro_caps_in_the_wind
         calm.append(b["NeutralFunds"])
     assert all(x < y for x, y in zip(with_fs, calm, strict=True)), (with_fs, calm)
     assert np.mean(calm) - np.mean(with_fs) > 0.02, (with_fs, calm)  # two points of float
+
+
+def test_crash_pace_reads_closes_and_the_window_only():
+    # Four slices a day. Slices before the close sit at 500, which a pace read off
+    # every slice would take for a 50% fall. The CSI 1000's worst day is the first
+    # one, measured against the close before the window. Locks outside the window
+    # (40 before it, 50 after) must not count; inside it, 7 stocks lock mid-session.
+    days = ["2023-12-28", "2023-12-29", "2024-01-02", "2024-01-03", "2024-01-04", "2024-02-08"]
+    days += ["2024-02-19"]
+    micro = [1000, 1000, 990, 960, 902.4, 900, 700]  # 01-04: -6%
+    csi1000 = [1000, 1000, 930, 930, 920, 920, 600]  # 01-02: -7%
+    locks = {("2023-12-29", 3): 40, ("2024-01-03", 1): 7, ("2024-02-19", 3): 50}
+    rows = []
+    for i, day in enumerate(days):
+        for k in range(4):
+            close = k == 3
+            row = {n: 1000.0 if close else 500.0 for n in INDEX_NAMES}
+            row.update(
+                microcap=micro[i] if close else 500.0, csi1000=csi1000[i] if close else 500.0
+            )
+            rows.append({"date": day, **row, "limit_down_count": locks.get((day, k), 0)})
+    frame = pd.DataFrame(rows)
+    pace = crash_pace(frame)
+    assert pace["worst_session"]["microcap"] == pytest.approx(-0.06)
+    assert pace["worst_session_day"]["microcap"] == "2024-01-04"
+    assert pace["worst_session"]["csi1000"] == pytest.approx(-0.07)
+    assert pace["worst_session_day"]["csi1000"] == "2024-01-02"
+    assert pace["worst_session"]["csi300"] == 0.0
+    assert (pace["limit_down_peak"], pace["limit_down_peak_day"]) == (7, "2024-01-03")
