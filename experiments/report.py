@@ -486,17 +486,28 @@ def crash_table(run: RunData) -> str:
         return ""
     keys = ("crash_drawdown", "news_drawdown", "flow_drawdown")
     rows = [[name, *(_pct(episode[key][name]) for key in keys)] for name in INDEX_NAMES]
+    header = ["index", "drawdown", "news", "flows"]
     explain = (
         "Drawdown of each tier over the crash window (to its lowest close), of its news "
         "index (the same members on fundamental values), and the difference: what the "
         "agents' trading did. Flows that grow more negative from the CSI 300 to the "
         "micro-caps are the size gradient the agents made."
     )
+    pace = episode.get("pace")
+    if pace:  # how fast: each tier's worst session, and the most stocks locked limit-down
+        header.append("worst session")
+        for row, name in zip(rows, INDEX_NAMES, strict=True):
+            row.append(f"{_pct(pace['worst_session'][name])} ({pace['worst_session_day'][name]})")
+        if "limit_down_peak" in pace:
+            explain += (
+                f" At most {pace['limit_down_peak']} stocks were locked limit-down in one "
+                f"session of the window ({pace['limit_down_peak_day']})."
+            )
     return "\n".join(
         [
             f"<h3>{TITLE_CRASH}</h3>",
             f'<p class="explain">{html.escape(explain)}</p>',
-            _table(["index", "drawdown", "news", "flows"], rows, "crash"),
+            _table(header, rows, "crash"),
         ]
     )
 

@@ -175,6 +175,17 @@ def test_crash_table_splits_each_tier_into_news_and_flows(runs):
     assert [r[0] for r in rows] == list(tiers)
     assert rows[0][1:] == ("-10.0%", "-14.0%", "+4.0%")
     assert rows[-1][1:] == ("-25.0%", "-14.0%", "-11.0%")
+    assert "worst session" not in table  # a summary written before the pace was recorded
+    worst = dict(zip(tiers, (-0.01, -0.02, -0.03, -0.04, -0.07), strict=True))
+    pace = {"worst_session": worst, "worst_session_day": dict.fromkeys(tiers, "2024-02-05")}
+    pace |= {"limit_down_peak": 321, "limit_down_peak_day": "2024-02-06"}
+    episode["pace"] = pace
+    table = report.crash_table(report.RunData(**{**run.__dict__, "summary": {"episode": episode}}))
+    assert "<th>worst session</th>" in table and "-7.0% (2024-02-05)</td>" in table
+    assert (
+        "At most 321 stocks were locked limit-down in one session of the window (2024-02-06)"
+        in table
+    )
 
 
 def test_basis_chart_draws_the_speculators_position_only_where_they_trade(runs: list[Path]):
