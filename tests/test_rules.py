@@ -7,7 +7,7 @@ import copy
 import numpy as np
 
 from model import MarketModel
-from model.ledger import Ledger, key_order, search_from, search_near
+from model.ledger import Ledger, consecutive, key_order, search_from, search_near
 from model.orders import Orders
 from tests.conftest import SMALL
 
@@ -357,6 +357,16 @@ def test_cancel_share_is_a_masked_cancel_of_the_resting_orders(small_model):
     assert market.book.account.tolist() == kept.book.account.tolist()
     assert market.book.lots.tolist() == kept.book.lots.tolist()
     assert rng.random() == reference_rng.random()
+
+
+def test_consecutive_is_a_run_of_ids_each_one_more_than_the_last():
+    assert consecutive(np.arange(7, 20_007))
+    assert consecutive(np.array([3])) and not consecutive(np.zeros(0, np.int64))
+    for ids in ([0, 2, 1, 3], [1, 2, 2, 3], [3, 2, 1, 0], [0, 1, 3, 4], [5, 6, 7, 9]):
+        assert not consecutive(np.array(ids)), ids
+    swapped = np.arange(20_000)
+    swapped[[12_345, 12_346]] = swapped[[12_346, 12_345]]  # the right span, one swap far in
+    assert not consecutive(swapped)
 
 
 def test_search_from_is_searchsorted():
