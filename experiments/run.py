@@ -19,6 +19,7 @@ from experiments.outputs import (
     json_writer,
     output_error,
     parquet_writer,
+    wide_parquet_writer,
     write_together,
 )
 from experiments.stylized import correlation, max_drawdown, stylized_facts
@@ -201,7 +202,7 @@ def write_run(result: RunResult, out: Path) -> None:
     ensure_dir(out)
     writers = {
         "model.parquet": parquet_writer(result.frame),
-        "prices.parquet": parquet_writer(daily_closes(result.model)),
+        "prices.parquet": wide_parquet_writer(daily_closes(result.model)),
         "stocks.parquet": parquet_writer(stock_table(result.model)),
         "summary.json": json_writer(result.summary),
     }

@@ -1,5 +1,11 @@
 """The resting book's bulk edits, each one compiled pass over its columns.
 
+The passes that :func:`model.market._submit_compiled` calls (:func:`resting_rows`,
+:func:`within_limits`, :func:`append_admitted`) are compiled into it and called from
+nowhere else, tests included: numba's cache cannot serve one function both from its
+own entry and inside another's (its array results come back without their dtype), so
+they are tested through ``Market.submit``.
+
 Every step some 30,000 orders join the book, are cleared and mostly withdrawn the
 next step. In numpy each of these edits is a mask, then one gather or concatenate
 per column (six of them, with the grid levels); here each is a single pass that
@@ -35,7 +41,25 @@ def within_limits(
 
 
 @numba.njit(cache=True, nogil=True)
+def resting_rows(
+    account: np.ndarray, lots: np.ndarray, withdrawn: np.ndarray, blocks: np.ndarray
+) -> np.ndarray:
+    """(r,) ascending rows of the book (n,) that still rest: with lots, not ``withdrawn``
+    ((n,) bool, or empty: none) and not of an account in one of ``blocks`` ((k, 2): first
+    and last account of each, as :func:`withdraw_blocks`)."""
+    some = withdrawn.shape[0] == account.shape[0]
+    rows = np.empty(account.shape[0], np.int64)
+    r = 0
+    for i in range(account.shape[0]):
+        if lots[i] > 0 and not (some and withdrawn[i]) and not _in_blocks(account[i], blocks):
+            rows[r] = i
+            r += 1
+    return rows[:r]
+
+
+@numba.njit(cache=True, nogil=True)
 def append_admitted(
+    resting: np.ndarray,
     book_account: np.ndarray,
     book_stock: np.ndarray,
     book_side: np.ndarray,
@@ -51,64 +75,34 @@ def append_admitted(
     step: np.ndarray,
     n_active: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The book (m,) followed by the new orders (n,) with ``admitted`` (n,) lots > 0.
+    """The book's ``resting`` rows ((r,) of the (m,) book columns), followed by the new
+    orders (n,) with ``admitted`` (n,) lots > 0.
 
     Returns the six columns (account, stock, side, price, lots, grid level) of the
     new book; each new order's level is :meth:`model.kernel.Grid.level_of` on the
     day's grid (``lower``, ``step``, ``n_active``: (I,) each).
     """
-    m = book_account.shape[0]
+    r = resting.shape[0]
     k = 0
     for i in range(admitted.shape[0]):
         k += admitted[i] > 0
-    out_account = np.empty(m + k, np.int64)
-    out_stock = np.empty(m + k, np.int64)
-    out_side = np.empty(m + k, np.int8)
-    out_price = np.empty(m + k, np.int64)
-    out_lots = np.empty(m + k, np.int64)
-    out_level = np.empty(m + k, np.int64)
-    out_account[:m] = book_account
-    out_stock[:m] = book_stock
-    out_side[:m] = book_side
-    out_price[:m] = book_price
-    out_lots[:m] = book_lots
-    out_level[:m] = book_level
-    j = m
+    out_account = np.empty(r + k, np.int64)
+    out_stock = np.empty(r + k, np.int64)
+    out_side = np.empty(r + k, np.int8)
+    out_price = np.empty(r + k, np.int64)
+    out_lots = np.empty(r + k, np.int64)
+    out_level = np.empty(r + k, np.int64)
+    for j in range(r):
+        i = resting[j]
+        out_account[j], out_stock[j], out_side[j] = book_account[i], book_stock[i], book_side[i]
+        out_price[j], out_lots[j], out_level[j] = book_price[i], book_lots[i], book_level[i]
+    j = r
     for i in range(admitted.shape[0]):
         if admitted[i] > 0:
             s = stock[i]
             out_account[j], out_stock[j], out_side[j] = account[i], s, side[i]
             out_price[j], out_lots[j] = price[i], admitted[i]
             out_level[j] = level_at(lower[s], step[s], n_active[s], price[i], side[i])
-            j += 1
-    return out_account, out_stock, out_side, out_price, out_lots, out_level
-
-
-@numba.njit(cache=True, nogil=True)
-def keep_resting(
-    account: np.ndarray,
-    stock: np.ndarray,
-    side: np.ndarray,
-    price: np.ndarray,
-    level: np.ndarray,
-    lots_left: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The rows (n,) with ``lots_left`` > 0, with those lots: (account, stock, side,
-    price, lots, level) columns of what stays on the book."""
-    k = 0
-    for i in range(lots_left.shape[0]):
-        k += lots_left[i] > 0
-    out_account = np.empty(k, np.int64)
-    out_stock = np.empty(k, np.int64)
-    out_side = np.empty(k, np.int8)
-    out_price = np.empty(k, np.int64)
-    out_lots = np.empty(k, np.int64)
-    out_level = np.empty(k, np.int64)
-    j = 0
-    for i in range(lots_left.shape[0]):
-        if lots_left[i] > 0:
-            out_account[j], out_stock[j], out_side[j] = account[i], stock[i], side[i]
-            out_price[j], out_lots[j], out_level[j] = price[i], lots_left[i], level[i]
             j += 1
     return out_account, out_stock, out_side, out_price, out_lots, out_level
 
@@ -158,6 +152,15 @@ def split_fills(
     return s_account, s_stock, s_shares, s_price, f_account, f_contract, f_lots
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _in_blocks(account: int, blocks: np.ndarray) -> bool:
+    """Whether ``account`` is in one of ``blocks`` ((k, 2): first and last account of each)."""
+    j = 0
+    while j < blocks.shape[0] and not blocks[j, 0] <= account <= blocks[j, 1]:
+        j += 1
+    return j < blocks.shape[0]
+
+
 @numba.njit(cache=True, nogil=True)
 def withdraw_blocks(account: np.ndarray, blocks: np.ndarray, withdrawn: np.ndarray) -> np.ndarray:
     """(n,) bool: ``withdrawn`` (n,; or empty: none yet) plus the orders (``account``, (n,))
@@ -166,12 +169,7 @@ def withdraw_blocks(account: np.ndarray, blocks: np.ndarray, withdrawn: np.ndarr
     out = np.empty(account.shape[0], np.bool_)
     some = withdrawn.shape[0] == account.shape[0]
     for i in range(account.shape[0]):
-        hit = some and withdrawn[i]
-        j = 0
-        while not hit and j < blocks.shape[0]:
-            hit = blocks[j, 0] <= account[i] <= blocks[j, 1]
-            j += 1
-        out[i] = hit
+        out[i] = (some and withdrawn[i]) or _in_blocks(account[i], blocks)
     return out
 
 

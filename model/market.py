@@ -14,7 +14,7 @@ import numpy as np
 
 from model.book import (
     append_admitted,
-    keep_resting,
+    resting_rows,
     split_fills,
     withdraw_blocks,
     withdraw_share,
@@ -121,15 +121,9 @@ class Market:
         withdrawn = self._withdrawn_mask()
         if withdrawn is not None:
             book = self._book
-            *columns, self._book_level = keep_resting(
-                book.account,
-                book.stock,
-                book.side,
-                book.price,
-                self._book_level,
-                np.where(withdrawn, 0, book.lots),
-            )
-            self._book, self._withdrawn = Orders(*columns), None
+            rows = np.flatnonzero(~withdrawn & (book.lots > 0))  # off the step's path: numpy
+            self._book, self._withdrawn = book.select(rows), None
+            self._book_level = self._book_level[rows]
 
     # -- the day --------------------------------------------------------------------------
     def open_day(self) -> None:
@@ -148,73 +142,42 @@ class Market:
         return np.where(side > 0, self.grid.upper[stock], self.grid.lower[stock])
 
     def submit(self, orders: Orders) -> Orders:
-        """Admit what the accounts can honour, rest it on the book; return what was admitted."""
-        price, lots = within_limits(
-            orders.stock, orders.price, orders.lots, self.grid.lower, self.grid.upper
-        )
-        orders = Orders(orders.account, orders.stock, orders.side, price, lots)
+        """Admit what the accounts can honour, rest it on the book; return what was admitted.
+
+        One compiled pass (:func:`_submit_compiled`) drops the withdrawn orders from the
+        book, holds the new prices within today's limits, admits stock and futures orders
+        and appends the admitted: a step's submission used to be five passes, each
+        writing arrays the next one read.
+        """
         if not len(orders):
             return orders
-        lots = self._admit_stock(orders)
-        if self.futures is not None:
-            self._admit_futures(orders, lots)
-        book, grid = self.book, self.grid
-        *columns, level = append_admitted(
-            book.account,
-            book.stock,
-            book.side,
-            book.price,
-            book.lots,
-            self.book_level,
-            orders.account,
-            orders.stock,
-            orders.side,
-            orders.price,
-            lots,
+        book, grid, ledger = self._book, self.grid, self.ledger
+        withdrawn = _NONE if self._withdrawn is None else self._withdrawn
+        blocks = np.array(self._pending, dtype=np.int64).reshape(-1, 2)  # (k, 2) first, last
+        columns, n_kept = _submit_compiled(
+            *book.columns(),
+            self._book_level,
+            withdrawn,
+            blocks,
+            *orders.columns(),
             grid.lower,
+            grid.upper,
             grid.step,
             grid.n_active,
-        )
-        self.book, self.book_level = Orders(*columns), level
-        m = len(book)
-        return Orders(*(column[m:] for column in columns))  # the admitted: the book's tail
-
-    def _admit_stock(self, orders: Orders) -> np.ndarray:
-        """Lots admitted: sells within today's sellable shares, buys within cash and credit.
-
-        Futures rows of ``orders`` are passed through unchanged.
-        """
-        book, ledger = self.book, self.ledger
-        return _admit_stock_compiled(
-            *book.columns(),
-            *orders.columns(),
             ledger.key,
             ledger.shares,
             ledger.bought_today,
             ledger.cash + ledger.credit,
-            self.n_stocks,
-            self.lot,
-        )
-
-    def _admit_futures(self, orders: Orders, lots: np.ndarray) -> None:
-        """Contracts admitted, written into the futures rows of ``lots`` (n,): orders that
-        add exposure must be covered by margin.
-
-        Orders that reduce a position need no margin. Margin counts the positions held
-        and the exposure-adding orders already resting.
-        """
-        book, ledger = self.book, self.ledger
-        _admit_futures_compiled(
-            *book.columns(),
-            *orders.columns(),
-            lots,
             ledger.fut_pos,
             ledger.fut_mark,
             ledger.fut_tick_value,
-            ledger.cash + ledger.credit,
             self.n_stocks,
+            self.lot,
             self.futures_margin,
         )
+        *book_columns, level = columns
+        self.book, self.book_level = Orders(*book_columns), level
+        return Orders(*(column[n_kept:] for column in book_columns))  # the book's tail
 
     @property
     def n_resting(self) -> int:
@@ -341,7 +304,79 @@ class Market:
 
 
 @numba.njit(cache=True, nogil=True)
+def _submit_compiled(
+    book_account: np.ndarray,
+    book_stock: np.ndarray,
+    book_side: np.ndarray,
+    book_price: np.ndarray,
+    book_lots: np.ndarray,
+    book_level: np.ndarray,
+    withdrawn: np.ndarray,
+    blocks: np.ndarray,
+    account: np.ndarray,
+    stock: np.ndarray,
+    side: np.ndarray,
+    price: np.ndarray,
+    lots: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    step: np.ndarray,
+    n_active: np.ndarray,
+    key: np.ndarray,
+    shares: np.ndarray,
+    bought_today: np.ndarray,
+    buying_power: np.ndarray,
+    fut_pos: np.ndarray,
+    fut_mark: np.ndarray,
+    tick_value: np.ndarray,
+    n_stocks: int,
+    lot: int,
+    margin: float,
+) -> tuple[tuple[np.ndarray, ...], int]:
+    """:meth:`Market.submit` in one compiled call: the new book and how many of its rows rest
+    from before.
+
+    The book's rows still resting (:func:`model.book.resting_rows`: not withdrawn, not of
+    an account in a withdrawn block, with lots) are read where they lie instead of being
+    compacted first; the new orders' prices are held within the limits and their lots at
+    zero or more (:func:`model.book.within_limits`), stock orders admitted
+    (:func:`_admit_stock_compiled`), then futures orders (:func:`_admit_futures_compiled`),
+    and the resting rows and the admitted orders written out as the new book
+    (:func:`model.book.append_admitted`). Each part is what it was as a pass of its own.
+
+    Args:
+        book_*: (m,) the book as it lies, withdrawn rows included; book_level (m,) their
+            grid levels; withdrawn: (m,) bool, or empty for none; blocks: (k, 2) first
+            and last account of each block whose orders are withdrawn.
+        account, stock, side, price, lots: (n,) new orders, stocks and futures.
+        lower, upper, step, n_active: (I,) the day's grid.
+        key, shares, bought_today: (P,) the ledger's sorted holdings table.
+        buying_power: (A,) fen, cash plus credit; fut_pos: (A, F); fut_mark, tick_value: (F,).
+
+    Returns:
+        The new book's (account, stock, side, price, lots, level) columns, the resting
+        rows first, and the number of those rows.
+    """
+    resting = resting_rows(book_account, book_lots, withdrawn, blocks)  # (r,)
+    price, lots = within_limits(stock, price, lots, lower, upper)
+    book = (book_account, book_stock, book_side, book_price, book_lots)
+    admitted = _admit_stock_compiled(
+        resting, *book, account, stock, side, price, lots, key, shares, bought_today,
+        buying_power, n_stocks, lot,
+    )  # fmt: skip
+    _admit_futures_compiled(
+        resting, *book, account, stock, side, price, lots, admitted, fut_pos, fut_mark,
+        tick_value, buying_power, n_stocks, margin,
+    )  # fmt: skip
+    columns = append_admitted(
+        resting, *book, book_level, account, stock, side, price, admitted, lower, step, n_active
+    )
+    return columns, resting.shape[0]
+
+
+@numba.njit(cache=True, nogil=True)
 def _admit_stock_compiled(
+    resting: np.ndarray,
     book_account: np.ndarray,
     book_stock: np.ndarray,
     book_side: np.ndarray,
@@ -372,14 +407,15 @@ def _admit_stock_compiled(
     buys are taken in time order.
 
     Args:
-        book_*: (m,) the resting book; account, stock, side, price, lots: (n,) new orders
+        resting: (r,) the rows of the book still resting, ascending.
+        book_*: (m,) the book; account, stock, side, price, lots: (n,) new orders
             (rows with ``stock >= n_stocks`` are futures, returned unchanged).
         key, shares, bought_today: (P,) the ledger's sorted holdings table.
         buying_power: (A,) fen, cash plus credit.
     """
     admitted = lots.copy()  # (n,)
     claimed_fen = np.zeros(buying_power.shape[0], np.int64)  # (A,) per account
-    for i in range(book_account.shape[0]):
+    for i in resting:
         if book_stock[i] < n_stocks and book_side[i] > 0:
             claimed_fen[book_account[i]] += book_lots[i] * lot * book_price[i]
     for i in range(account.shape[0]):
@@ -392,7 +428,7 @@ def _admit_stock_compiled(
     m = book_account.shape[0]
     sell = np.empty(m + account.shape[0], np.int64)  # resting sells (i), then new (m + i)
     n_sells = 0
-    for i in range(m):
+    for i in resting:
         if book_stock[i] < n_stocks and book_side[i] < 0:
             sell[n_sells] = i
             n_sells += 1
@@ -437,6 +473,7 @@ def _adds_exposure(fut_pos: np.ndarray, account: int, contract: int, side: int) 
 
 @numba.njit(cache=True, nogil=True)
 def _admit_futures_compiled(
+    resting: np.ndarray,
     book_account: np.ndarray,
     book_stock: np.ndarray,
     book_side: np.ndarray,
@@ -470,7 +507,8 @@ def _admit_futures_compiled(
     ``cum - need - (cum at the group's first - its need)``.
 
     Args:
-        book_*: (m,) the resting book; account, instrument, side, price, lots: (n,) new
+        resting: (r,) the rows of the book still resting, ascending.
+        book_*: (m,) the book; account, instrument, side, price, lots: (n,) new
             orders (rows with ``instrument < n_stocks`` are stocks, and are left alone).
     """
     n = account.shape[0]
@@ -496,7 +534,7 @@ def _admit_futures_compiled(
     group_account = group_account[:n_groups]
 
     used = np.zeros(n_groups)  # (g,) fen of margin resting exposure-adding orders claim
-    for i in range(book_account.shape[0]):
+    for i in resting:
         f = book_stock[i] - n_stocks
         if f >= 0 and _adds_exposure(fut_pos, book_account[i], f, book_side[i]):
             g = np.searchsorted(group_account, book_account[i])

@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 
 import dask
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -25,6 +26,7 @@ import pytest
 from distributed import Client  # noqa: F401
 
 from experiments.cli import main
+from experiments.outputs import wide_parquet_writer
 from experiments.sweep import load_spec, load_summary, run_cell, run_sweep
 
 TINY = ["--set", "universe.n_stocks=20", "--set", "market.end=2023-01-06", "--quiet"]
@@ -125,6 +127,21 @@ def test_a_run_gives_the_same_bytes_every_time_checked_or_not(tmp_path: Path):
         assert all((out / name).read_bytes() == first for out in outs[1:]), name
     checked = [json.loads((out / "summary.json").read_text()) for out in outs]
     assert [s["invariants_checked"] for s in checked] == [True, True, False]
+
+
+def test_the_wide_parquet_writer_writes_the_bytes_of_to_parquet(tmp_path: Path):
+    """The daily closes' writer (pyarrow, column arrays) against pandas' ``to_parquet``:
+    the same file, byte for byte, NaN and infinities included."""
+    rng = np.random.default_rng(8)
+    closes = rng.random((30, 60)) * 100.0
+    closes[3, 5], closes[7, 9], closes[8, 1] = np.nan, np.inf, -0.0
+    frame = pd.DataFrame(closes, columns=[f"s{i}" for i in range(60)])
+    frame.insert(0, "date", [f"2024-01-{d:02d}" for d in range(1, 31)])
+    frame.to_parquet(tmp_path / "pandas.parquet", index=False)
+    wide_parquet_writer(frame)(str(tmp_path / "wide.parquet"))
+    assert (tmp_path / "wide.parquet").read_bytes() == (tmp_path / "pandas.parquet").read_bytes()
+    with pytest.raises(ValueError, match="float64"):
+        wide_parquet_writer(frame.astype({"s3": np.int64}))
 
 
 def test_a_cell_gives_the_same_bytes_on_every_run(reference, tmp_path: Path):

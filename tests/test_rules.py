@@ -7,7 +7,7 @@ import copy
 import numpy as np
 
 from model import MarketModel
-from model.ledger import Ledger, key_order, search_from, search_near
+from model.ledger import Ledger, consecutive, key_order, search_from, search_near
 from model.orders import Orders
 from tests.conftest import SMALL
 
@@ -89,6 +89,88 @@ def _numpy_admit_futures(market, orders: Orders) -> np.ndarray:
     return lots
 
 
+def _numpy_admit_stock(market, orders: Orders) -> np.ndarray:
+    """(n,) lots the numpy passes admitted for stock ``orders`` (all stocks): sells within
+    the holding's sellable shares, buys within the account's buying power, less what the
+    resting book and earlier new orders claim. The reference for the compiled admission."""
+    ledger, book, n_stocks, lot = market.ledger, market.book, market.n_stocks, market.lot
+    lots = orders.lots.copy()
+    sell, old_sell = orders.side < 0, book.side < 0
+    old_stock = book.stock < n_stocks
+    old_sell, old_buy = old_sell & old_stock, ~old_sell & old_stock
+    shares = _fit(
+        book.account[old_sell] * n_stocks + book.stock[old_sell],
+        book.lots[old_sell] * lot,
+        orders.account[sell] * n_stocks + orders.stock[sell],
+        orders.lots[sell] * lot,
+        lambda keys: ledger.sellable(keys // n_stocks, keys % n_stocks),
+    )
+    lots[sell] = (shares // lot).astype(np.int64)
+    buy = ~sell
+    fen = _fit(
+        book.account[old_buy],
+        book.lots[old_buy] * lot * book.price[old_buy],
+        orders.account[buy],
+        orders.lots[buy] * lot * orders.price[buy],
+        lambda accounts: _buying_power(market, accounts),
+    )
+    lots[buy] = (fen // (lot * orders.price[buy])).astype(np.int64)
+    return lots
+
+
+def _numpy_submit(market, orders: Orders) -> tuple[np.ndarray, Orders, np.ndarray]:
+    """What ``market.submit(orders)`` does, by the numpy passes it replaced: (n,) lots
+    admitted per new order, and the book and its (m,) grid levels after.
+
+    The book loses its withdrawn orders (masks, pending blocks of accounts) and those
+    without lots; the new prices are clipped to today's limits and lots floored at zero;
+    stock orders are admitted by :func:`_numpy_admit_stock`, futures orders by
+    :func:`_numpy_admit_futures`; the admitted join the book's tail at their grid levels.
+    """
+    ref = copy.deepcopy(market)  # the market itself stays as it is, for the compiled pass
+    book, grid = ref._book, ref.grid
+    gone = np.zeros(len(book), bool) if ref._withdrawn is None else ref._withdrawn.copy()
+    for first, last in ref._pending:
+        gone |= (book.account >= first) & (book.account <= last)
+    keep = ~gone & (book.lots > 0)
+    level = ref._book_level[keep]
+    ref.book, ref.book_level = book.select(keep), level
+    price = np.clip(orders.price, grid.lower[orders.stock], grid.upper[orders.stock])
+    orders = Orders(orders.account, orders.stock, orders.side, price, np.maximum(orders.lots, 0))
+    lots = orders.lots.copy()
+    is_stock = orders.stock < ref.n_stocks
+    lots[is_stock] = _numpy_admit_stock(ref, orders.select(is_stock))
+    fut = ~is_stock & (orders.lots > 0)
+    if fut.any():
+        lots[fut] = _numpy_admit_futures(ref, orders.select(fut))
+    admitted = orders.with_lots(lots)
+    new_level = grid.level_of(admitted.stock, admitted.price, admitted.side)
+    return lots, Orders.concat([ref.book, admitted]), np.concatenate([level, new_level])
+
+
+def _assert_submit_matches_numpy(market, orders: Orders) -> np.ndarray:
+    """Submit ``orders`` and check the admitted orders, the book and its levels against
+    :func:`_numpy_submit`; return the reference's (n,) admitted lots."""
+    lots, book, level = _numpy_submit(market, orders)
+    admitted = market.submit(orders)
+    for name in ("account", "stock", "side", "price", "lots"):
+        want = getattr(book, name)
+        assert getattr(market.book, name).tolist() == want.tolist(), name
+        assert getattr(admitted, name).tolist() == want[len(want) - len(admitted) :].tolist()
+    assert len(admitted) == int((lots > 0).sum())
+    assert market.book_level.tolist() == level.tolist()
+    return lots
+
+
+def _rest(market, orders: Orders, rng: np.random.Generator) -> None:
+    """Put ``orders`` on the book as resting orders, then withdraw some: a random fifth
+    by mask, and one account's as a pending block (as a population's cancel leaves it)."""
+    market.book = orders
+    market.book_level = market.grid.level_of(orders.stock, orders.price, orders.side)
+    market.cancel(rng.random(len(orders)) < 0.2)
+    market.cancel_accounts(orders.account[:1])
+
+
 def test_t_plus_one_shares_bought_today_sell_tomorrow(small_model):
     m = small_model
     m.step()  # day 0, slice 1: the book has market-maker quotes
@@ -151,51 +233,45 @@ def test_prices_and_fills_respect_ticks_lots_and_limits(small_model):
         assert np.all(shares % lot == 0) and np.all(shares >= 0)
 
 
-def test_compiled_stock_admission_matches_the_fit_reference(small_model):
-    """Random books and orders: the compiled pass admits what :func:`_fit` admits."""
+def test_compiled_submission_of_stocks_matches_the_numpy_passes(small_model):
+    """Random books with withdrawals, and new orders, some beyond the limits: the compiled
+    submission admits what :func:`_fit` admits and leaves the book the numpy passes did."""
     m = small_model
     for _ in range(6):
         m.step()
     market, ledger, rng = m.market, m.ledger, np.random.default_rng(3)
-    n_stocks, lot = market.n_stocks, market.lot
+    n_stocks = market.n_stocks
     account, stock = np.divmod(ledger.key, n_stocks)
+    cut = np.zeros(2, np.int64)  # (2,) buys, sells admitted less than they asked
+    beyond = 0  # new orders priced beyond the day's limits
     for _ in range(20):
         pick = rng.choice(rng.integers(0, account.size, 40), 400)  # shared pairs, some unheld
         stock_new = np.where(rng.random(400) < 0.8, stock[pick], rng.integers(0, n_stocks, 400))
+        ledger.cash[account[pick]] = rng.integers(0, 10**9, 400)  # buying power that binds
+        ledger.credit[account[pick]] = 0
         orders = Orders(
             account[pick],
             stock_new,
             np.where(rng.random(400) < 0.5, 1, -1),
-            market.last[stock_new] + rng.integers(-20, 20, 400),
-            rng.integers(1, 5000, 400),
+            market.last[stock_new] + rng.integers(-60, 60, 400),
+            rng.integers(-2, 5000, 400),  # a few none or below
         )
-        market.book = orders.select(np.arange(150))  # resting
+        _rest(market, orders.select(np.arange(150)).with_lots(orders.lots[:150] + 1), rng)
         new = orders.select(np.arange(150, 400))
-        expected = new.lots.copy()
-        sell, old_sell = new.side < 0, market.book.side < 0
-        shares = _fit(
-            market.book.account[old_sell] * n_stocks + market.book.stock[old_sell],
-            market.book.lots[old_sell] * lot,
-            new.account[sell] * n_stocks + new.stock[sell],
-            new.lots[sell] * lot,
-            lambda keys: ledger.sellable(keys // n_stocks, keys % n_stocks),
+        grid = market.grid
+        beyond += int(
+            ((new.price < grid.lower[new.stock]) | (new.price > grid.upper[new.stock])).sum()
         )
-        expected[sell] = (shares // lot).astype(np.int64)
-        buy, old_buy = ~sell, ~old_sell
-        fen = _fit(
-            market.book.account[old_buy],
-            market.book.lots[old_buy] * lot * market.book.price[old_buy],
-            new.account[buy],
-            new.lots[buy] * lot * new.price[buy],
-            lambda accounts: _buying_power(market, accounts),
-        )
-        expected[buy] = (fen // (lot * new.price[buy])).astype(np.int64)
-        assert market._admit_stock(new).tolist() == expected.tolist()
+        lots = _assert_submit_matches_numpy(market, new)
+        buy = new.side > 0
+        cut += [int((lots < new.lots)[buy].sum()), int((lots < new.lots)[~buy].sum())]
+    assert min(cut) > 100  # the cash binds buys, and the sellable shares sells
+    assert beyond > 50
 
 
-def test_compiled_futures_admission_matches_the_numpy_reference():
+def test_compiled_submission_of_futures_matches_the_numpy_passes():
     """Random futures books and orders, among stock orders, with positions both ways and
-    buying power that binds: the compiled pass admits what the numpy passes admitted."""
+    buying power that binds: the compiled submission admits what the numpy passes did."""
     m = MarketModel(rng=5, **{**SMALL, "futures.enabled": True})
     for _ in range(3):
         m.step()
@@ -218,15 +294,11 @@ def test_compiled_futures_admission_matches_the_numpy_reference():
             market.last[stock] + rng.integers(-5, 5, n),
             rng.integers(0, 8, n),
         )
-        market.book = orders.select(np.arange(100)).with_lots(orders.lots[:100])
+        _rest(market, orders.select(np.arange(100)).with_lots(orders.lots[:100]), rng)
         new = orders.select(np.arange(100, n))
-        lots = new.lots.copy()
-        market._admit_futures(new, lots)
+        lots = _assert_submit_matches_numpy(market, new)
         fut = (new.stock >= first) & (new.lots > 0)
-        want = _numpy_admit_futures(market, new.select(fut))
-        assert lots[fut].tolist() == want.tolist()
-        assert lots[~fut].tolist() == new.lots[~fut].tolist()
-        binding += int((want < new.lots[fut]).sum())
+        binding += int((lots[fut] < new.lots[fut]).sum())
     assert binding > 50
 
 
@@ -285,6 +357,16 @@ def test_cancel_share_is_a_masked_cancel_of_the_resting_orders(small_model):
     assert market.book.account.tolist() == kept.book.account.tolist()
     assert market.book.lots.tolist() == kept.book.lots.tolist()
     assert rng.random() == reference_rng.random()
+
+
+def test_consecutive_is_a_run_of_ids_each_one_more_than_the_last():
+    assert consecutive(np.arange(7, 20_007))
+    assert consecutive(np.array([3])) and not consecutive(np.zeros(0, np.int64))
+    for ids in ([0, 2, 1, 3], [1, 2, 2, 3], [3, 2, 1, 0], [0, 1, 3, 4], [5, 6, 7, 9]):
+        assert not consecutive(np.array(ids)), ids
+    swapped = np.arange(20_000)
+    swapped[[12_345, 12_346]] = swapped[[12_346, 12_345]]  # the right span, one swap far in
+    assert not consecutive(swapped)
 
 
 def test_search_from_is_searchsorted():
