@@ -25,9 +25,14 @@ def scenario_names() -> list[str]:
 
 
 def scenario_path(name: str) -> Path:
-    """Path of a scenario given by name or by path."""
+    """Path of a scenario given by name or by path.
+
+    A ``.toml`` name or an existing file is a path. Anything else is a shipped
+    scenario's name, even where a directory of that name exists (say, a run's
+    output written with ``--out calm``).
+    """
     candidate = Path(name)
-    if candidate.suffix == ".toml" or candidate.exists():
+    if candidate.suffix == ".toml" or candidate.is_file():
         if not candidate.is_file():
             raise ConfigError(f"scenario = {name!r}: no such file")
         return candidate

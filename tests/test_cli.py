@@ -79,6 +79,16 @@ BAD = [
 ]
 
 
+def test_a_scenario_name_wins_over_a_directory_of_that_name(tmp_path, monkeypatch):
+    """``--out calm`` leaves a directory ``calm``; running calm again from there still works."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "calm", "--seed", "1", "--quiet", *TINY]
+    assert main([*argv, "--out", "calm"]) == 0
+    assert (tmp_path / "calm").is_dir()
+    assert main([*argv, "--out", "calm-again"]) == 0
+    assert (tmp_path / "calm-again" / "summary.json").is_file()
+
+
 @pytest.mark.parametrize(("argv", "message"), BAD, ids=[m for _, m in BAD])
 def test_user_mistakes_get_one_line_and_exit_2(argv, message, capsys, tmp_path):
     code = (
