@@ -76,8 +76,8 @@ def crash_pace(frame: pd.DataFrame) -> dict[str, Any]:
     }
     if "limit_down_count" in frame.columns:
         dates = frame["date"].astype(str)
-        inside = frame.loc[(dates >= CRASH_START) & (dates <= CRASH_END)]
-        locked = inside.groupby(inside["date"].astype(str))["limit_down_count"].max()
+        inside = (dates >= CRASH_START) & (dates <= CRASH_END)
+        locked = frame["limit_down_count"][inside].groupby(dates[inside]).max()
         pace["limit_down_peak"] = int(locked.max())
         pace["limit_down_peak_day"] = str(locked.idxmax())
     return pace

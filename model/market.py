@@ -110,11 +110,14 @@ class Market:
         marked here in one pass when something next asks, not in a pass each.
         """
         if self._pending:
-            blocks = np.array(self._pending, dtype=np.int64)  # (k, 2) first, last account
             withdrawn = _NONE if self._withdrawn is None else self._withdrawn
-            self._withdrawn = withdraw_blocks(self._book.account, blocks, withdrawn)
+            self._withdrawn = withdraw_blocks(self._book.account, self._pending_blocks(), withdrawn)
             self._pending = []
         return self._withdrawn
+
+    def _pending_blocks(self) -> np.ndarray:
+        """(k, 2) first and last account of each block cancelled since the book was marked."""
+        return np.array(self._pending, dtype=np.int64).reshape(-1, 2)
 
     def _remove_withdrawn(self) -> None:
         """Drop the cancelled orders: once for a step's many cancels, not once per cancel."""
@@ -153,7 +156,7 @@ class Market:
             return orders
         book, grid, ledger = self._book, self.grid, self.ledger
         withdrawn = _NONE if self._withdrawn is None else self._withdrawn
-        blocks = np.array(self._pending, dtype=np.int64).reshape(-1, 2)  # (k, 2) first, last
+        blocks = self._pending_blocks()
         columns, n_kept = _submit_compiled(
             *book.columns(),
             self._book_level,
