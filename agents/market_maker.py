@@ -191,8 +191,7 @@ class MarketMakers(LadderMakers):
         """Depth a side in lots, a share of the cap, less when volatility runs high."""
         market, c = self.market, self.cfg
         lots = c.depth_pct_cap * market.caps()[q] * 100.0 / (market.last[q] * market.lot)
-        stress = np.maximum(market.vol_ratio()[q] - 1.0, 0.0)
-        return lots / (1.0 + c.vol_aversion * stress)
+        return lots / (1.0 + c.vol_aversion * market.vol_stress()[q])
 
     def begin_day(self) -> None:
         super().begin_day()

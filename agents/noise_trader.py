@@ -52,7 +52,7 @@ class NoiseTraders(Population):
         market.cancel_share(accounts, c.cancel_rate, rng)
 
         n_stocks = market.universe.n
-        attention = 1.0 + c.attention * np.maximum(market.vol_ratio() - 1.0, 0.0)  # (S,)
+        attention = 1.0 + c.attention * market.vol_stress()  # (S,)
         rate = c.orders_per_stock_step * n_stocks * attention.mean() / max(self.n, 1)
         counts = rng.poisson(rate, size=rows.shape[0])  # (r,)
         owner = np.repeat(np.arange(rows.shape[0]), counts)  # (n,) index into rows

@@ -301,6 +301,14 @@ class Market:
         """(S,) recent volatility over its long-run level; 1 in a quiet market."""
         return np.sqrt(self.var_fast / np.maximum(self.var_slow, 1e-12))
 
+    def vol_stress(self) -> np.ndarray:
+        """(S,) how far recent volatility runs above its long-run level; 0 in a quiet market.
+
+        Liquidity providers divide their size by ``1 + aversion * stress``: the
+        risk a position carries grows with volatility, so the same capital buys less.
+        """
+        return np.maximum(self.vol_ratio() - 1.0, 0.0)
+
     def caps(self) -> np.ndarray:
         """(S,) free-float caps in CNY at the last price."""
         return self.universe.caps(self.last[: self.n_stocks])
