@@ -20,6 +20,7 @@ from model.universe import INDEX_NAMES
 CRASH_START, CRASH_END = "2024-01-02", "2024-02-08"
 LATE_JANUARY = ("2024-01-15", "2024-01-31")
 AFTER_RESCUE = ("2024-02-19", "2024-02-29")
+BASIS_FIGURES = ("late_january_mean", "worst_in_window", "after_rescue_mean")
 
 
 def covers_crash(frame: pd.DataFrame) -> bool:
@@ -34,6 +35,18 @@ def first_cut_date(d: pd.DataFrame) -> str | None:
         return None
     cutting = (d["neutral_warned"] + d["neutral_stopped"]) > 0
     return str(cutting.idxmax()) if cutting.any() else None
+
+
+def first_stop_date(d: pd.DataFrame) -> str | None:
+    """First close (of a daily table indexed by date) by which a quant-neutral product
+    had crossed its stop line: when forced liquidation began, or None if it never did."""
+    stopped = d["liquidated_funds"] > 0
+    return str(stopped.idxmax()) if stopped.any() else None
+
+
+def in_window(date: str | None) -> bool:
+    """True for a date inside the crash window."""
+    return date is not None and CRASH_START <= date <= CRASH_END
 
 
 def in_size_order(drawdown: dict[str, float]) -> bool:
@@ -104,6 +117,7 @@ def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
         else None,
         "liquidated_funds_by_crash_end": int(window["liquidated_funds"].iloc[-1]),
         "first_cut_date": first_cut_date(d),
+        "first_stop_date": first_stop_date(d),
         "pace": crash_pace(frame),
     }
     if all(f"{n}_news" in d.columns for n in INDEX_NAMES):  # tables of 2026-11 on
@@ -118,11 +132,10 @@ def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
         figures["neutral_worst_three_days"] = worst
     for col in ("ic_basis", "im_basis"):
         if d[col].notna().any():
-            figures[col] = {
-                "late_january_mean": float(d.loc[LATE_JANUARY[0] : LATE_JANUARY[1], col].mean()),
-                "worst_in_window": float(window[col].min()),
-                "after_rescue_mean": float(d.loc[AFTER_RESCUE[0] : AFTER_RESCUE[1], col].mean()),
-            }
+            late = d.loc[LATE_JANUARY[0] : LATE_JANUARY[1], col].mean()
+            after = d.loc[AFTER_RESCUE[0] : AFTER_RESCUE[1], col].mean()
+            values = (late, window[col].min(), after)
+            figures[col] = dict(zip(BASIS_FIGURES, map(float, values), strict=True))
     sales = d["forced_sales"].to_numpy(dtype=float)
     ret = np.diff(np.log(d["microcap"].to_numpy(dtype=float)))
     corr = correlation(sales[:-1], ret)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from experiments.episode import BASIS_FIGURES, in_window
 from experiments.outputs import atomic_write, one_line
 from experiments.run import run
 from experiments.scenarios import load_scenario
@@ -35,6 +36,40 @@ def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
         row[f"{name}_total_return"] = float(stats["total_return"])
         row[f"{name}_max_drawdown"] = float(stats["max_drawdown"])
     row["forced_sale_share"] = float(summary["reflexivity"]["forced_sale_share"])
+    row.update(episode_headline(summary.get("episode")))
+    return row
+
+
+def episode_headline(episode: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The crash window's figures that a sweep over seeds counts or takes medians of.
+
+    Yes/no figures are 1.0 or 0.0, so a mean is a share; a run that does not span
+    the window has NaN throughout (and no date), so every row has the same columns.
+    """
+    nan = float("nan")
+    row: dict[str, Any] = {f"{name}_crash_drawdown": nan for name in INDEX_NAMES}
+    row.update(size_gradient=nan, flow_gradient=nan, first_stop_date=None)
+    row.update(first_stop_in_window=nan, microcap_rebound=nan)
+    row.update(microcap_worst_session=nan, limit_down_peak=nan)
+    row.update({f"{c}_{k}": nan for c in ("ic_basis", "im_basis") for k in BASIS_FIGURES})
+    if not episode:
+        return row
+    for name in INDEX_NAMES:
+        row[f"{name}_crash_drawdown"] = float(episode["crash_drawdown"][name])
+    row["size_gradient"] = float(episode["size_gradient"])
+    if "flow_gradient" in episode:
+        row["flow_gradient"] = float(episode["flow_gradient"])
+    stop = episode.get("first_stop_date")
+    row["first_stop_date"] = stop
+    row["first_stop_in_window"] = float(in_window(stop))
+    if episode.get("microcap_rebound") is not None:
+        row["microcap_rebound"] = float(episode["microcap_rebound"])
+    pace = episode.get("pace", {})
+    row["microcap_worst_session"] = float(pace.get("worst_session", {}).get("microcap", nan))
+    row["limit_down_peak"] = float(pace.get("limit_down_peak", nan))
+    for c in ("ic_basis", "im_basis"):
+        for k in BASIS_FIGURES:
+            row[f"{c}_{k}"] = float(episode.get(c, {}).get(k, nan))
     return row
 
 
@@ -46,6 +81,7 @@ def empty_headline() -> dict[str, Any]:
         row[f"{name}_total_return"] = nan
         row[f"{name}_max_drawdown"] = nan
     row["forced_sale_share"] = nan
+    row.update(episode_headline(None))
     return row
 
 

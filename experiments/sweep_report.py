@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from experiments.episode import BASIS_FIGURES, CRASH_END, CRASH_START
 from experiments.sweep_spec import canonical_json
 from experiments.sweep_store import load_summary, now, read_manifest
 
@@ -162,6 +163,73 @@ def _cell_table(summary: pd.DataFrame, keys: list[str]) -> str:
     return _table(header, rows[:500], "cells")
 
 
+def _episode_table(summary: pd.DataFrame, keys: list[str]) -> str:
+    """The crash window over seeds for each parameter point: how often the spiral's
+    signatures appear (counts of cells) and their medians. Empty for sweeps whose runs
+    do not span the window, or summaries written before these columns existed."""
+    from experiments.report import _pct, _table
+
+    if "size_gradient" not in summary.columns:
+        return ""
+    ok = summary[(summary["status"] == "ok") & summary["size_gradient"].notna()]
+    if ok.empty:
+        return ""
+    rows = []
+    grouped = ok.groupby(keys, sort=True) if keys else [((), ok)]
+    for value, part in grouped:
+        values = value if isinstance(value, tuple) else (value,)
+        n = len(part)
+
+        def count(col: str, part: pd.DataFrame = part, n: int = n) -> str:
+            return f"{int(part[col].sum())} of {n}" if part[col].notna().all() else "n/a"
+
+        def basis(col: str, part: pd.DataFrame = part) -> str:
+            return " / ".join(_pct(part[f"{col}_{k}"].median()) for k in BASIS_FIGURES)
+
+        rows.append(
+            [
+                *[str(v) for v in values],
+                str(n),
+                count("size_gradient"),
+                count("flow_gradient"),
+                count("first_stop_in_window"),
+                _pct(part["microcap_crash_drawdown"].median()),
+                _pct(part["csi300_crash_drawdown"].median()),
+                _pct(part[DD].median()),
+                basis("im_basis"),
+                basis("ic_basis"),
+                _pct(part["microcap_worst_session"].median()),
+                str(int(part["limit_down_peak"].max())),
+                _pct(part["microcap_rebound"].median()),
+            ]
+        )
+    header = [
+        *keys,
+        "seeds",
+        "full order",
+        "flows in order",
+        "first stop-out in window",
+        "micro-cap window (median)",
+        "CSI 300 window",
+        "micro-cap max DD",
+        "IM basis: late Jan / worst / after",
+        "IC basis: late Jan / worst / after",
+        "micro-cap worst session",
+        "most stocks limit-down",
+        "micro-cap rebound",
+    ]
+    return (
+        "<h2>The crash window over seeds</h2>\n"
+        f"<p class='note'>Window {CRASH_START} to {CRASH_END}. Full order: the window's "
+        "drawdowns run micro-cap, CSI 2000, 1000, 500, 300 from worst to best; flows in "
+        "order: the same for the drawdowns less their news indices'. First stop-out: a "
+        "product crossed its stop line inside the window. Basis: annualized, medians of "
+        "each run's late-January mean, worst close in the window and mean after the "
+        "rescue. Other figures are medians over seeds, but the limit-downs, a maximum."
+        "</p>\n" + _table(header, rows[:500], "episode")
+    )
+
+
 def _failed_table(summary: pd.DataFrame, keys: list[str]) -> str:
     from experiments.report import _table
 
@@ -232,6 +300,7 @@ def render_sweep(out: Path) -> str:
     for title, fig, explain in figures:
         sections.append(figure_section(title, fig, explain))
     sections += [
+        _episode_table(summary, keys),
         "<h2>Cells (mean over seeds)</h2>",
         _cell_table(summary, keys),
         _failed_table(summary, keys),

@@ -20,10 +20,9 @@ import pandas as pd
 
 from experiments.outputs import one_line, write_parquet
 from experiments.run import versions
-from experiments.sweep_cell import CELLS_DIR, read_cell_row
+from experiments.sweep_cell import CELLS_DIR, empty_headline, read_cell_row
 from experiments.sweep_spec import SweepSpec
 from model.config import ConfigError
-from model.universe import INDEX_NAMES
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.parquet"
@@ -170,10 +169,8 @@ class SummaryTable:
 
 def summary_frame(rows: list[dict[str, Any]], vary: tuple[str, ...]) -> pd.DataFrame:
     """Rows as a table with a fixed column order: parameters, seed, id, status, figures."""
-    head = [*vary, "seed", "cell_id", "status", "error", "wall_time_s", "steps"]
-    figures = [f"{n}_{w}" for n in INDEX_NAMES for w in ("total_return", "max_drawdown")]
-    columns = [*head, *figures, "forced_sale_share"]
-    frame = pd.DataFrame(rows, columns=columns)
+    head = [*vary, "seed", "cell_id", "status", "error", "wall_time_s"]
+    frame = pd.DataFrame(rows, columns=[*head, *empty_headline()])
     frame["error"] = frame["error"].fillna("").astype(str)
     return frame
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dask
+import numpy as np
 import pandas as pd
 import plotly.offline
 import pyarrow.parquet as pq
@@ -28,7 +29,8 @@ import pytest
 # delete the whole `distributed` section it had to create (KeyError in later Clients).
 from distributed import Client
 
-from experiments import sweep, sweep_run
+from experiments import sweep, sweep_cell, sweep_run
+from experiments.episode import episode_figures, in_window
 from experiments.sweep import (
     load_spec,
     load_summary,
@@ -39,6 +41,7 @@ from experiments.sweep import (
     sweep_report,
 )
 from model.config import ConfigError
+from model.universe import INDEX_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -239,6 +242,9 @@ def test_example_sweeps_parse():
     assert len(lev.cells) == 18 and lev.fixed["universe.n_stocks"] == 300
     seeds = load_spec(ROOT / "experiments/sweeps/seeds.toml")
     assert seeds.vary == () and seeds.seeds == tuple(range(1, 9)) and len(seeds.cells) == 8
+    readme = load_spec(ROOT / "experiments/sweeps/jan2024_20_seeds.toml")
+    assert (readme.scenario, readme.scale, readme.fixed) == ("jan2024", "default", {})
+    assert readme.seeds == tuple(range(1, 21)) and readme.vary == ()
 
 
 BAD_SPECS = [
@@ -389,6 +395,81 @@ def test_report_is_one_offline_page(serial_sweep, tmp_path: Path):
     assert not re.search(r"""<(script|link)[^>]*(src|href)\s*=\s*['"]?https?://""", page)
     assert sweep.TITLE_SPREAD in page and f"{sweep.TITLE_RESPONSE} noise_traders.attention" in page
     assert "Skipped: needs two varied parameters" in page  # only one key varies here
+
+
+EPISODE_TOML = """\
+scenario = "jan2024"
+seeds = [1, 2]
+
+[set]
+"universe.n_stocks" = 60
+"market.start" = 2023-12-01
+"retail.n_agents" = 400
+"noise_traders.n_agents" = 100
+"fundamental_traders.n_agents" = 10
+# Lines close under the starting NAV, so products stop out: in the window in seed 2,
+# after it in seed 1.
+"neutral.warning_line" = 0.97
+"neutral.stop_line" = 0.95
+"""
+
+
+def test_episode_headline_flattens_a_summary_episode():
+    drawdown = dict(zip(INDEX_NAMES, (-0.05, -0.08, -0.1, -0.2, -0.3), strict=True))
+    basis = {"late_january_mean": -0.2, "worst_in_window": -0.5, "after_rescue_mean": 0.01}
+    episode = {
+        "crash_drawdown": drawdown,
+        "size_gradient": True,
+        "flow_gradient": False,
+        "first_stop_date": "2024-02-05",
+        "microcap_rebound": 0.04,
+        "pace": {"worst_session": {"microcap": -0.06}, "limit_down_peak": 12},
+        "im_basis": basis,
+    }
+    row = sweep_cell.episode_headline(episode)
+    assert row["microcap_crash_drawdown"] == -0.3 and row["csi300_crash_drawdown"] == -0.05
+    assert (row["size_gradient"], row["flow_gradient"]) == (1.0, 0.0)
+    assert (row["first_stop_date"], row["first_stop_in_window"]) == ("2024-02-05", 1.0)
+    assert (row["microcap_worst_session"], row["limit_down_peak"]) == (-0.06, 12.0)
+    assert row["im_basis_worst_in_window"] == -0.5 and row["microcap_rebound"] == 0.04
+    assert np.isnan(row["ic_basis_worst_in_window"])  # no IC figures: NaN, same columns
+    late = sweep_cell.episode_headline({**episode, "first_stop_date": "2024-02-19"})
+    assert late["first_stop_in_window"] == 0.0
+    assert set(row) == set(sweep_cell.episode_headline(None))
+
+
+def test_a_seed_sweep_over_the_crash_counts_the_episode_figures(tmp_path: Path, serial_sweep):
+    """Each cell's row carries its run's crash-window figures, recomputed here from the
+    cell's own table, and the report counts them; a calm sweep's rows have none."""
+    spec = tmp_path / "episode.toml"
+    spec.write_text(EPISODE_TOML)
+    out = tmp_path / "out"
+    serial_run(spec, out)
+    run_sweep(spec, out=out)
+    summary = load_summary(out).set_index("cell_id")
+    for cid, table in cell_tables(out).items():
+        row = summary.loc[cid]
+        figures = episode_figures(table.drop(columns=["seed", "cell_id"]))
+        for name in INDEX_NAMES:
+            assert row[f"{name}_crash_drawdown"] == figures["crash_drawdown"][name]
+        assert row["size_gradient"] == float(figures["size_gradient"])
+        assert row["first_stop_date"] == figures["first_stop_date"]
+        assert row["first_stop_in_window"] == float(in_window(figures["first_stop_date"]))
+        assert row["im_basis_worst_in_window"] == figures["im_basis"]["worst_in_window"]
+        assert row["limit_down_peak"] == figures["pace"]["limit_down_peak"]
+    page = sweep_report(out, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "The crash window over seeds" in page
+    table = page[page.index('<table class="episode">') :]
+    table = table[: table.index("</table>")]
+    cells = re.findall(r"<td>([^<]*)</td>", table)
+    assert cells[0] == "2"  # seeds
+    assert cells[1] == f"{int(summary['size_gradient'].sum())} of 2"
+    assert cells[3] == f"{int(summary['first_stop_in_window'].sum())} of 2"
+    _, calm, _ = serial_sweep
+    assert load_summary(calm)["size_gradient"].isna().all()
+    assert (
+        "The crash window over seeds" not in sweep_report(calm, tmp_path / "calm.html").read_text()
+    )
 
 
 def test_failing_cells_are_recorded_and_the_rest_finish(tmp_path: Path):
