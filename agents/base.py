@@ -78,9 +78,12 @@ class Population:
         """``array[rows]`` (rows of a per-agent array), read-only: ``array`` itself when
         ``rows`` are every row in order, as the vectorized engine asks, with no copy (at
         full scale the neutral products' (500, 500) baskets and weights, each step)."""
-        if rows.shape[0] == self.n and consecutive(rows) and (self.n == 0 or rows[0] == 0):
-            return array
-        return array[rows]
+        return array if self.all_rows(rows) else array[rows]
+
+    def all_rows(self, rows: np.ndarray) -> bool:
+        """Whether ``rows`` are every row in order (as the vectorized engine asks), so
+        ``array[rows]`` is ``array`` itself and ``array[rows] = x`` is ``array[:] = x``."""
+        return rows.shape[0] == self.n and consecutive(rows) and (self.n == 0 or rows[0] == 0)
 
     def holdings_value(
         self, rows: np.ndarray, positions: tuple[np.ndarray, ...] | None = None
