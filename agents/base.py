@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import mesa
 import numpy as np
+from mesa.agentset import AgentSet
 
 from model.ledger import consecutive
 from model.orders import Orders
@@ -58,8 +59,12 @@ class Population:
         self.model = model
         self.accounts = np.asarray(accounts, dtype=np.int64)  # (n,) ledger account per row
         self.rows = np.arange(self.accounts.shape[0])
-        self.agents = self.agent_class.create_agents(
-            model, self.n, population=self, row=list(range(self.n))
+        # What ``agent_class.create_agents(model, n, population=self, row=...)`` builds, the
+        # same agents in the same order, without its per-agent unpacking of arguments
+        # (some 60 ms of a default run's 22,000 agents).
+        cls = self.agent_class
+        self.agents = AgentSet(
+            [cls(model, population=self, row=row) for row in range(self.n)], random=model.random
         )
 
     @property

@@ -37,6 +37,24 @@ def test_agents_are_mesa_agents_viewing_their_rows(small_model):
     assert set(maker.stocks.tolist()) <= set(held)
 
 
+def test_populations_hold_the_agents_create_agents_would_make(small_model):
+    """Each population's AgentSet: one agent of its class per row, in row order, numbered
+    on from the population before, as ``Agent.create_agents`` makes them."""
+    next_id = 1
+    for pop in small_model.populations:
+        agents = list(pop.agents)
+        assert type(pop.agents) is mesa.agent.AgentSet and len(agents) == pop.n
+        assert all(type(a) is pop.agent_class and a.population is pop for a in agents)
+        assert [a.row for a in agents] == list(range(pop.n))
+        assert [a.unique_id for a in agents] == list(range(next_id, next_id + pop.n))
+        next_id += pop.n
+    assert next_id - 1 == len(small_model.agents)
+    model = mesa.Model(rng=1)
+    pop = small_model.populations[0]
+    made = pop.agent_class.create_agents(model, 3, population=pop, row=[0, 1, 2])
+    assert [(a.unique_id, a.row) for a in made] == [(1, 0), (2, 1), (3, 2)]
+
+
 def test_datacollector_has_a_row_per_step_with_index_levels(small_model):
     small_model.run()
     df = small_model.datacollector.get_model_vars_dataframe()
