@@ -26,16 +26,22 @@ def barabasi_albert_edges(n: int, m: int, seed: int) -> np.ndarray:
     edges are identical. Requires ``1 <= m < n``.
     """
     rng = random.Random(seed)
-    # random.choice(seq) is seq[rng._randbelow(len(seq))]: the same draw without the two
-    # calls around it, which were half the time (the test against networkx guards this).
-    randbelow = rng._randbelow
+    # random.choice(seq) is seq[rng._randbelow(len(seq))], and _randbelow(size) draws
+    # getrandbits(size.bit_length()) until one is below size: the same draws written out
+    # here, without the calls around them, which were most of the time (the test against
+    # networkx guards this).
+    getrandbits = rng.getrandbits
     flat = [end for spoke in range(1, m + 1) for end in (0, spoke)]  # (source, target) pairs
     repeated = [0] * m + list(range(1, m + 1))  # each node once per edge it has
     for source in range(m + 1, n):
         targets: set[int] = set()
         size = len(repeated)
+        bits = size.bit_length()
         while len(targets) < m:
-            targets.add(repeated[randbelow(size)])
+            r = getrandbits(bits)
+            while r >= size:
+                r = getrandbits(bits)
+            targets.add(repeated[r])
         for target in targets:
             flat += (source, target)
         repeated.extend(targets)
