@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import mesa
 import numpy as np
+from mesa.agentset import AgentSet
 
 from model.ledger import consecutive
 from model.orders import Orders
@@ -58,8 +59,12 @@ class Population:
         self.model = model
         self.accounts = np.asarray(accounts, dtype=np.int64)  # (n,) ledger account per row
         self.rows = np.arange(self.accounts.shape[0])
-        self.agents = self.agent_class.create_agents(
-            model, self.n, population=self, row=list(range(self.n))
+        # What ``agent_class.create_agents(model, n, population=self, row=...)`` builds, the
+        # same agents in the same order, without its per-agent unpacking of arguments
+        # (some 60 ms of a default run's 22,000 agents).
+        cls = self.agent_class
+        self.agents = AgentSet(
+            [cls(model, population=self, row=row) for row in range(self.n)], random=model.random
         )
 
     @property
@@ -78,9 +83,12 @@ class Population:
         """``array[rows]`` (rows of a per-agent array), read-only: ``array`` itself when
         ``rows`` are every row in order, as the vectorized engine asks, with no copy (at
         full scale the neutral products' (500, 500) baskets and weights, each step)."""
-        if rows.shape[0] == self.n and consecutive(rows) and (self.n == 0 or rows[0] == 0):
-            return array
-        return array[rows]
+        return array if self.all_rows(rows) else array[rows]
+
+    def all_rows(self, rows: np.ndarray) -> bool:
+        """Whether ``rows`` are every row in order (as the vectorized engine asks), so
+        ``array[rows]`` is ``array`` itself and ``array[rows] = x`` is ``array[:] = x``."""
+        return rows.shape[0] == self.n and consecutive(rows) and (self.n == 0 or rows[0] == 0)
 
     def holdings_value(
         self, rows: np.ndarray, positions: tuple[np.ndarray, ...] | None = None

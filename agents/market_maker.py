@@ -95,16 +95,7 @@ class LadderMakers(Population):
         market.cancel_accounts(self.accounts[rows])  # a maker quoting nothing has no orders
 
         # What survived the last auction is still "on the book": take fills off, replenish.
-        account, traded, signed = self.taken(accounts)
-        maker = account - self.accounts[0]  # (m,) row of each fill's account, if a maker's
-        mine = (maker >= 0) & (maker < self.n)  # the accounts are one block
-        mine[mine] = chosen[maker[mine]]
-        slot = np.searchsorted(self.instrument, traded[mine])  # instruments are sorted
-        # (I, 2) lots taken off each instrument's bid and ask: one bincount over the flat
-        # (instrument, side) index, which sums exactly what np.add.at would, much faster.
-        flat = 2 * slot + (signed[mine] < 0)
-        taken = np.bincount(flat, np.abs(signed[mine]), minlength=self.depth.size)
-        taken = taken.reshape(self.depth.shape)
+        taken = _taken_off(*self.taken(accounts), self.accounts[0], chosen, self.instrument)
         # The rows' depth is worked on as one copy, gathered and scattered back once.
         depth = np.maximum(self.depth[q] - taken[q], 0.0)  # (n, 2)
         depth += self.replenish * (self.target_depth(q)[:, None] - depth)
@@ -124,6 +115,35 @@ class LadderMakers(Population):
                 k / self.rung.sum(),
             )
         )
+
+
+@numba.njit(cache=True, nogil=True)
+def _taken_off(
+    account: np.ndarray,
+    traded: np.ndarray,
+    signed: np.ndarray,
+    first_account: int,
+    chosen: np.ndarray,
+    instrument: np.ndarray,
+) -> np.ndarray:
+    """(Q, 2) lots taken off each quoted instrument's bid and ask by the fills (m,)
+    ``account``, ``traded`` instrument and ``signed`` lots (> 0: the maker bought, its bid
+    was hit) of the ``chosen`` (n,) makers, whose accounts are ``first_account ..
+    first_account + n - 1``; ``instrument`` (Q,) is sorted.
+
+    One pass where numpy took a mask, a search, a flat index and a weighted bincount over
+    the fills; the lots are added in fill order as the bincount's floats, so the sums are
+    the same.
+    """
+    taken = np.zeros((instrument.shape[0], 2))
+    n = chosen.shape[0]
+    for i in range(account.shape[0]):
+        maker = account[i] - first_account
+        if maker < 0 or maker >= n or not chosen[maker]:
+            continue
+        slot = np.searchsorted(instrument, traded[i])
+        taken[slot, 1 if signed[i] < 0 else 0] += abs(signed[i])
+    return taken
 
 
 @numba.njit(cache=True, nogil=True)

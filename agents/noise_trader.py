@@ -16,6 +16,7 @@ import numpy as np
 from agents.base import ArrayAgent, Population
 from agents.sampling import choice
 from model.config import NoiseTraderConfig
+from model.ledger import consecutive
 from model.orders import Orders
 
 
@@ -58,10 +59,9 @@ class NoiseTraders(Population):
         owner = np.repeat(np.arange(rows.shape[0]), counts)  # (n,) index into rows
         n = owner.shape[0]
         # The ledger does not change while agents decide: one look at the rows' positions.
-        positions = market.ledger.positions_of(accounts)
-        slot, h_stock, _, sellable = positions
-        tilt = c.rebalancing * (self.cash_share(rows, positions) - self.cash_target[rows])
-        buy = rng.random(n) < 0.5 * (1.0 + np.tanh(tilt))[owner]  # (n,)
+        slot, h_stock, sellable, tilt = self._positions_and_tilt(rows, accounts)
+        buy_u = rng.random(n)  # (n,) a buyer where below the row's tilted coin
+        coin = 0.5 * (1.0 + np.tanh(tilt))  # (r,) numpy's tanh, as the rule always had it
         stock = choice(rng, attention / attention.sum(), n)  # (n,) drawn by attention
         pick_u = rng.random(n)  # (n,) which position to sell or add to
         top_up_u = rng.random(n)  # (n,) whether a buyer adds to a position
@@ -70,9 +70,10 @@ class NoiseTraders(Population):
         limit_u = rng.random(n)  # (n,) whether the order goes at the limit price
         grid = market.grid
         orders = _noise_orders(
-            accounts[owner],
+            accounts,
             owner,
-            buy,
+            buy_u,
+            coin,
             stock,
             pick_u,
             top_up_u,
@@ -93,12 +94,91 @@ class NoiseTraders(Population):
         )
         return Orders(*orders)
 
+    def _positions_and_tilt(
+        self, rows: np.ndarray, accounts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(slot, stock, sellable) of the rows' positions (``Ledger.positions_of``) and (r,)
+        each row's tilt, ``rebalancing`` times its :meth:`cash_share` above its target.
+
+        A block of consecutive accounts (both engines ask for one) is one compiled pass
+        over its slice of the holdings table (:func:`_block_positions_and_tilt`), where
+        the positions, their values, the bincount and the shares took some ten numpy passes.
+        """
+        ledger, c = self.model.ledger, self.cfg
+        if not consecutive(accounts):
+            positions = ledger.positions_of(accounts)
+            slot, h_stock, _, sellable = positions
+            tilt = c.rebalancing * (self.cash_share(rows, positions) - self.cash_target[rows])
+            return slot, h_stock, sellable, tilt
+        n_stocks = ledger.n_stocks
+        key = ledger.key
+        lo, hi = np.searchsorted(key, [accounts[0] * n_stocks, (accounts[-1] + 1) * n_stocks])
+        return _block_positions_and_tilt(
+            key[lo:hi],
+            ledger.shares[lo:hi],
+            ledger.bought_today[lo:hi],
+            n_stocks,
+            accounts[0],
+            accounts.shape[0],
+            ledger.cash,
+            self.market.last,
+            self.cash_target[rows],
+            c.rebalancing,
+        )
+
+
+@numba.njit(cache=True, nogil=True)
+def _block_positions_and_tilt(
+    key: np.ndarray,
+    shares: np.ndarray,
+    bought_today: np.ndarray,
+    n_stocks: int,
+    first: int,
+    n_accounts: int,
+    cash: np.ndarray,
+    last: np.ndarray,
+    cash_target: np.ndarray,
+    rebalancing: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Positions and tilts of the accounts ``first .. first + n_accounts - 1``, from their
+    slice ``key``, ``shares``, ``bought_today`` (p,) of the sorted holdings table.
+
+    Returns (slot, stock, sellable) of the held rows, ``slot`` counting from ``first``, and
+    (n_accounts,) ``rebalancing * (cash share - cash_target)``: the cash share is cash
+    (CNY, at least 0) over cash plus the holdings at ``last``, each position's
+    ``shares * last / 100.0`` added in table order, as the bincount of
+    :meth:`NoiseTraders.cash_share` added them, so the floats are the same.
+    """
+    n = 0
+    for i in range(key.shape[0]):
+        n += shares[i] != 0
+    slot = np.empty(n, np.int64)
+    stock = np.empty(n, np.int64)
+    sellable = np.empty(n, np.int64)
+    held = np.zeros(n_accounts)  # (r,) CNY at last prices
+    a, first_key, j = 0, first * n_stocks, 0  # the slot of the current key and its first key
+    for i in range(key.shape[0]):
+        while key[i] >= first_key + n_stocks:
+            a += 1
+            first_key += n_stocks
+        if shares[i] != 0:
+            s = key[i] - first_key
+            slot[j], stock[j], sellable[j] = a, s, shares[i] - bought_today[i]
+            held[a] += shares[i] * last[s] / 100.0
+            j += 1
+    tilt = np.empty(n_accounts)
+    for a in range(n_accounts):
+        money = max(cash[first + a] / 100.0, 0.0)
+        tilt[a] = rebalancing * (money / max(money + held[a], 1.0) - cash_target[a])
+    return slot, stock, sellable, tilt
+
 
 @numba.njit(cache=True, nogil=True)
 def _noise_orders(
-    account: np.ndarray,
+    accounts: np.ndarray,
     owner: np.ndarray,
-    buy: np.ndarray,
+    buy_u: np.ndarray,
+    coin: np.ndarray,
     stock: np.ndarray,
     pick_u: np.ndarray,
     top_up_u: np.ndarray,
@@ -120,8 +200,9 @@ def _noise_orders(
     """The noise traders' orders (n,) from their draws, in one pass instead of some thirty
     numpy passes over them (the same floats, in the same order).
 
-    Order ``k`` belongs to ``owner[k]`` (ascending), whose positions are the rows of
-    ``slot`` (ascending), ``h_stock``, ``sellable`` (p,) with that slot. A seller sells
+    Order ``k`` belongs to ``owner[k]`` (ascending), a row of ``accounts`` (r,), whose
+    positions are the rows of ``slot`` (ascending), ``h_stock``, ``sellable`` (p,) with
+    that slot. It buys where ``buy_u[k]`` is below its row's ``coin`` (r,). A seller sells
     one of its positions (the ``pick_u``-th), if it may sell a lot of it today; a buyer
     buys the ``stock`` drawn, or half the time (``top_up_u``) adds to a position. The
     size is log-normal around ``order_pct_cap`` of the stock's cap (``size_z``), a lot
@@ -139,6 +220,9 @@ def _noise_orders(
     out_side = np.empty(n, np.int8)
     out_price = np.empty(n, np.int64)
     out_lots = np.empty(n, np.int64)
+    buy = np.empty(n, np.bool_)
+    for k in range(n):
+        buy[k] = buy_u[k] < coin[owner[k]]
     lo, hi, kept = 0, 0, 0  # the owner's positions are lo .. hi - 1
     for k in range(n):
         if k == 0 or owner[k] != owner[k - 1]:
@@ -167,7 +251,7 @@ def _noise_orders(
         price = price * np.exp(-side * offset[k])
         if limit_u[k] < market_order_share:
             price = upper[s] if side > 0 else lower[s]
-        out_account[kept], out_stock[kept], out_side[kept] = account[k], s, side
+        out_account[kept], out_stock[kept], out_side[kept] = accounts[owner[k]], s, side
         out_price[kept], out_lots[kept] = np.int64(price), np.int64(lots)
         kept += 1
     return (

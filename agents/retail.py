@@ -422,7 +422,7 @@ class RetailChasers(Population):
     def _mark(self, rows: np.ndarray) -> None:
         """Mark the rows' wealth to last prices, raise their peaks where it is new, and flag
         those beyond ``PANIC_DRAWDOWN`` (one compiled pass over the rows)."""
-        ledger, accounts = self.model.ledger, self.accounts[rows]
+        ledger, accounts = self.model.ledger, self.take(self.accounts, rows)
         held = ledger.value_fen(accounts, self.market.last)  # (r,) fen
         _mark_rows(rows, accounts, ledger.cash, held, self.wealth, self.peak_wealth, self.panicking)
 
@@ -440,10 +440,11 @@ class RetailChasers(Population):
         """
         self._roll()
         market, c = self.market, self.cfg
-        market.cancel_accounts(self.accounts[rows])  # any order: rows ascend in a run
+        market.cancel_accounts(self.take(self.accounts, rows))  # any order: rows ascend in a run
         self._mark(rows)
-        self.action[rows] = 0
-        self.selling[rows] = False
+        every = slice(None) if self.all_rows(rows) else rows  # no fancy index for all rows
+        self.action[every] = 0
+        self.selling[every] = False
         attention = np.clip(market.vol_ratio().mean(), 1.0, MAX_ATTENTION)
         active = self.rng.random(rows.shape[0]) < min(c.activity * attention, 1.0)
         return self._orders(rows[active]) if active.any() else Orders.empty()

@@ -26,21 +26,31 @@ def barabasi_albert_edges(n: int, m: int, seed: int) -> np.ndarray:
     edges are identical. Requires ``1 <= m < n``.
     """
     rng = random.Random(seed)
-    # random.choice(seq) is seq[rng._randbelow(len(seq))]: the same draw without the two
-    # calls around it, which were half the time (the test against networkx guards this).
-    randbelow = rng._randbelow
-    flat = [end for spoke in range(1, m + 1) for end in (0, spoke)]  # (source, target) pairs
-    repeated = [0] * m + list(range(1, m + 1))  # each node once per edge it has
+    # random.choice(seq) is seq[rng._randbelow(len(seq))], and _randbelow(size) draws
+    # getrandbits(size.bit_length()) until one is below size: the same draws written out
+    # here, without the calls around them, which were most of the time (the test against
+    # networkx guards this).
+    getrandbits = rng.getrandbits
+    # Each node once per edge it has: the star's ends, then per new node its m targets
+    # (in set order) and m times itself, so block k of 2m holds node m + k's targets.
+    repeated = [0] * m + list(range(1, m + 1))
     for source in range(m + 1, n):
         targets: set[int] = set()
         size = len(repeated)
+        bits = size.bit_length()
         while len(targets) < m:
-            targets.add(repeated[randbelow(size)])
-        for target in targets:
-            flat += (source, target)
+            r = getrandbits(bits)
+            while r >= size:
+                r = getrandbits(bits)
+            targets.add(repeated[r])
         repeated.extend(targets)
         repeated.extend([source] * m)
-    return np.array(flat, dtype=np.int64).reshape(-1, 2)
+    grown = np.asarray(repeated, dtype=np.int64).reshape(-1, 2 * m)[1:, :m]  # (n - m - 1, m)
+    edges = np.empty((m + grown.size, 2), dtype=np.int64)
+    edges[:m, 0], edges[:m, 1] = 0, np.arange(1, m + 1)  # the star on nodes 0..m
+    edges[m:, 0] = np.repeat(np.arange(m + 1, n), m)
+    edges[m:, 1] = grown.ravel()
+    return edges
 
 
 def to_networkx(n: int, m: int, edges: np.ndarray) -> nx.Graph:

@@ -11,7 +11,7 @@ import pytest
 
 from agents.base import ArrayAgent
 from agents.fundamental_trader import FundamentalTraders
-from agents.market_maker import MarketMaker
+from agents.market_maker import FuturesMakers, MarketMaker, MarketMakers, _taken_off
 from agents.noise_trader import NoiseTrader
 from experiments.scenarios import load_scenario, scenario_names
 from model import ConfigError, MarketModel
@@ -35,6 +35,24 @@ def test_agents_are_mesa_agents_viewing_their_rows(small_model):
     maker = m.agents_by_type[MarketMaker][0]
     held = maker.holdings()
     assert set(maker.stocks.tolist()) <= set(held)
+
+
+def test_populations_hold_the_agents_create_agents_would_make(small_model):
+    """Each population's AgentSet: one agent of its class per row, in row order, numbered
+    on from the population before, as ``Agent.create_agents`` makes them."""
+    next_id = 1
+    for pop in small_model.populations:
+        agents = list(pop.agents)
+        assert type(pop.agents) is mesa.agent.AgentSet and len(agents) == pop.n
+        assert all(type(a) is pop.agent_class and a.population is pop for a in agents)
+        assert [a.row for a in agents] == list(range(pop.n))
+        assert [a.unique_id for a in agents] == list(range(next_id, next_id + pop.n))
+        next_id += pop.n
+    assert next_id - 1 == len(small_model.agents)
+    model = mesa.Model(rng=1)
+    pop = small_model.populations[0]
+    made = pop.agent_class.create_agents(model, 3, population=pop, row=[0, 1, 2])
+    assert [(a.unique_id, a.row) for a in made] == [(1, 0), (2, 1), (3, 2)]
 
 
 def test_datacollector_has_a_row_per_step_with_index_levels(small_model):
@@ -176,3 +194,41 @@ def test_every_shipped_scenario_builds_and_trades_a_week(name: str):
     kinds = {type(p).__name__ for p in model.populations}
     if cfg.speculators.capital_bn > 0:
         assert {"Speculators", "CarryArbitrageurs"} <= kinds
+
+
+def _numpy_taken_off(makers, accounts: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """The makers' (Q, 2) lots taken, as the numpy passes found them before ``_taken_off``."""
+    account, traded, signed = makers.taken(accounts)
+    maker = account - makers.accounts[0]
+    mine = (maker >= 0) & (maker < makers.n)
+    mine[mine] = chosen[maker[mine]]
+    slot = np.searchsorted(makers.instrument, traded[mine])
+    flat = 2 * slot + (signed[mine] < 0)
+    taken = np.bincount(flat, np.abs(signed[mine]), minlength=makers.depth.size)
+    return taken.reshape(makers.depth.shape)
+
+
+def test_lots_taken_off_the_makers_match_the_numpy_passes():
+    """Stock and futures makers, all of them or some: the compiled pass adds up the lots
+    the last auction took off each ladder side, bit for bit as the bincount did."""
+    model = MarketModel(rng=3, **SMALL)
+    seen = 0
+    for _ in range(6):
+        model.step()
+        for makers in model.populations:
+            if not isinstance(makers, MarketMakers | FuturesMakers):
+                continue
+            for rows in (makers.rows, makers.rows[1:], makers.rows[:1]):
+                chosen = np.zeros(makers.n, dtype=bool)
+                chosen[rows] = True
+                q = np.flatnonzero(chosen[makers.maker_of])
+                accounts = makers.accounts[makers.maker_of[q]]
+                account, traded, signed = makers.taken(accounts)
+                got = _taken_off(
+                    account, traded, signed, makers.accounts[0], chosen, makers.instrument
+                )
+                want = _numpy_taken_off(makers, accounts, chosen)
+                np.testing.assert_array_equal(got, want)
+                assert got.dtype == want.dtype
+                seen += int((want > 0).sum())
+    assert seen > 0

@@ -85,3 +85,30 @@ def test_compiled_orders_match_the_numpy_rules_bit_for_bit(seed, steps):
     assert (got.lots == sellable // lot)[got.side < 0].any()  # sold out
     assert (got.price == market.limit_price(got.stock, got.side)).any()
     assert (got.price != market.limit_price(got.stock, got.side)).any()
+
+
+def test_positions_and_tilt_of_a_block_match_the_numpy_passes():
+    """The compiled pass over a block's slice of the holdings table gives the positions of
+    ``Ledger.positions_of`` and, bit for bit, the tilts of the bincount and numpy arithmetic
+    it replaced, for the whole population, a part of it and one trader."""
+    model = MarketModel(rng=7, **SMALL)
+    for _ in range(3):
+        model.step()
+    pop = next(p for p in model.populations if isinstance(p, NoiseTraders))
+    ledger, market, c = model.ledger, model.market, pop.cfg
+    # A position sold out today stays in the table with no shares until the night.
+    slot, stock, shares, _ = ledger.positions_of(pop.accounts[:5])
+    ledger.transfer(pop.accounts[slot[:1]], pop.accounts[-1:], stock[:1], shares[:1], locked=False)
+    pop.cash_target = np.random.default_rng(1).uniform(0.0, 1.0, pop.n)
+    ledger.cash[pop.accounts[1]] = -12_345  # drawing on credit: no cash share
+    for rows in (pop.rows, pop.rows[3:40], pop.rows[:1], pop.rows[7:8]):
+        accounts = pop.accounts[rows]
+        slot, stock, shares, sellable = ledger.positions_of(accounts)
+        held = np.bincount(slot, shares * market.last[stock] / 100.0, minlength=rows.shape[0])
+        cash = np.maximum(ledger.cash[accounts] / 100.0, 0.0)
+        tilt = c.rebalancing * (cash / np.maximum(cash + held, 1.0) - pop.cash_target[rows])
+        got = pop._positions_and_tilt(rows, accounts)
+        for got_column, want in zip(got, (slot, stock, sellable, tilt), strict=True):
+            np.testing.assert_array_equal(got_column, want)
+            assert got_column.dtype == want.dtype
+    assert (tilt != 0).all()
