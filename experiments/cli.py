@@ -181,6 +181,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """``unwind run``: one scenario and seed, its results written and summed up."""
+    from experiments.episode import CRASH_END, in_window
     from experiments.outputs import ensure_dir
     from experiments.run import run, write_run
     from experiments.scenarios import load_scenario, parse_set
@@ -223,6 +224,16 @@ def _run(args: argparse.Namespace) -> int:
                 f"{config.universe.n_stocks} ({pace['limit_down_peak_day']})"
             )
         print(f"worst session in the window: {worst}{locked}")
+        cut, stop = episode.get("first_cut_date"), episode.get("first_stop_date")
+        if cut or stop:  # when the quant-neutral products' unwind began
+            where = ""
+            if stop:
+                where = " (inside the window)" if in_window(stop) else " (outside the window)"
+            print(
+                f"quant-neutral products: first cut {cut or 'never'}, first stop-out "
+                f"{stop or 'never'}{where}; {episode['liquidated_funds_by_crash_end']} "
+                f"liquidated by {CRASH_END}"
+            )
         buying = episode.get("microcap_net_buying") or {}
         traded = ", ".join(
             f"{name} {share:+.1%}" for name, share in buying.items() if abs(share) >= 0.0005

@@ -45,7 +45,10 @@ def test_run_writes_model_table_and_summary(tmp_path):
 def test_a_run_over_the_crash_window_prints_its_drawdowns_and_flows(tmp_path, capsys):
     window = ["--set", "market.start=2023-12-25", "--set", "market.end=2024-02-09"]
     small = ["--set", "universe.n_stocks=60", "--set", "retail.n_agents=600"]
-    argv = ["run", "jan2024", "--out", str(tmp_path / "ep"), "--quiet", *window, *small]
+    # Every product starts at NAV 1 with its lines just under it, so they stop out early.
+    lines = ["--set", "neutral.nav0_spread=0", "--set", "neutral.warning_line=0.98"]
+    lines += ["--set", "neutral.stop_line=0.96"]
+    argv = ["run", "jan2024", "--out", str(tmp_path / "ep"), "--quiet", *window, *small, *lines]
     assert main(argv) == 0
     printed = capsys.readouterr().out.splitlines()
     line = next(x for x in printed if x.startswith("crash window"))
@@ -55,6 +58,11 @@ def test_a_run_over_the_crash_window_prints_its_drawdowns_and_flows(tmp_path, ca
     pace = next(x for x in printed if x.startswith("worst session in the window"))
     worst, locked = episode["pace"]["worst_session"]["microcap"], episode["pace"]["limit_down_peak"]
     assert f"microcap {worst:+.1%}" in pace and f"limit-down: {locked} of 60 (" in pace
+    products = next(x for x in printed if x.startswith("quant-neutral products"))
+    cut, stop = episode["first_cut_date"], episode["first_stop_date"]
+    where = "inside" if "2024-01-02" <= stop <= "2024-02-08" else "outside"
+    assert f"first cut {cut}, first stop-out {stop} ({where} the window)" in products
+    assert f"{episode['liquidated_funds_by_crash_end']} liquidated by 2024-02-08" in products
     buying = next(x for x in printed if x.startswith("micro-cap net buying"))
     name, share = max(episode["microcap_net_buying"].items(), key=lambda kv: abs(kv[1]))
     assert f"{name} {share:+.1%}" in buying and "+0.0%" not in buying and "-0.0%" not in buying
