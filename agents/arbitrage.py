@@ -125,7 +125,12 @@ class Arbitrageurs(Population):
 
     # -- orders -----------------------------------------------------------------------------
     def decide(self, rows: np.ndarray) -> Orders:
-        """Open, hold or unwind the basis trade of ``rows``.
+        """Open, hold or unwind the basis trade of ``rows``."""
+        return Orders.concat(self.decide_parts(rows))
+
+    def decide_parts(self, rows: np.ndarray) -> list[Orders]:
+        """Open, hold or unwind the basis trade of ``rows``: the stock orders, then the
+        futures orders.
 
         What the three steps read (loans, holdings, the desk's room, futures held, the
         contracts' value, last prices) is looked up once and again only after a step that
@@ -136,7 +141,7 @@ class Arbitrageurs(Population):
         accounts = self.accounts[rows]
         market.cancel_accounts(accounts)
         if model.futures is None or model.lending is None or self.hedge_stock.size == 0:
-            return Orders.empty()
+            return [Orders.empty()]
         self._open_or_close(rows)
         legs = self._legs(rows)
         book = _Book(
@@ -154,7 +159,7 @@ class Arbitrageurs(Population):
         if self._borrow(rows, legs, book):
             book = self._looked_up_again(legs, book)
             book.room = self._room_cny(legs, book.last)
-        return self._orders(rows, legs, book)
+        return self._order_parts(rows, legs, book)
 
     def _legs(self, rows: np.ndarray) -> _Legs:
         """The short names of ``rows``, flat (read-only; kept for every row in order, as the
@@ -231,6 +236,12 @@ class Arbitrageurs(Population):
         return room[legs.stock] * last / 100.0
 
     def _orders(self, rows: np.ndarray, legs: _Legs, book: _Book | None = None) -> Orders:
+        """:meth:`_order_parts` joined."""
+        return Orders.concat(self._order_parts(rows, legs, book))
+
+    def _order_parts(
+        self, rows: np.ndarray, legs: _Legs, book: _Book | None = None
+    ) -> list[Orders]:
         """Stock orders of the short names (r*H,), then futures orders (r*K,), of ``rows``.
 
         Stock: sell borrowed shares short; buy back what the futures no longer cover; buy
@@ -282,18 +293,16 @@ class Arbitrageurs(Population):
         bought_in = float(bought.sum()) / 100.0
         self.buy_ins_cny += bought_in
         self.model.lending.buy_ins += bought_in
-        return Orders.concat(
-            [
-                Orders(legs.account, legs.stock, stock_side, stock_price, stock_lots),
-                Orders(
-                    np.repeat(self.accounts[rows], instrument.size),
-                    np.tile(instrument, rows.size),
-                    side,
-                    price,
-                    lots,
-                ),
-            ]
-        )
+        return [
+            Orders(legs.account, legs.stock, stock_side, stock_price, stock_lots),
+            Orders(
+                np.repeat(self.accounts[rows], instrument.size),
+                np.tile(instrument, rows.size),
+                side,
+                price,
+                lots,
+            ),
+        ]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -491,6 +500,10 @@ class CarryArbitrageurs(Arbitrageurs):
         the futures margin it must set aside."""
         margin = self.model.config.futures.margin
         return np.full(self.n, cfg.carry_capital_bn * scale * 1e9 / max(self.n, 1)) / (1 + margin)
+
+    def decide_parts(self, rows: np.ndarray) -> list[Orders]:
+        """:meth:`decide`'s orders, one batch (not the basis trade's)."""
+        return [self.decide(rows)]
 
     def decide(self, rows: np.ndarray) -> Orders:
         """Open, hold or unwind the carry trade of ``rows``."""

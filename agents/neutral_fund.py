@@ -226,6 +226,10 @@ class NeutralFunds(Population):
 
     # -- orders ---------------------------------------------------------------------------
     def decide(self, rows: np.ndarray) -> Orders:
+        return Orders.concat(self.decide_parts(rows))
+
+    def decide_parts(self, rows: np.ndarray) -> list[Orders]:
+        """The basket's orders, the short leg's and the futures hedge's, in that order."""
         model, market, c = self.model, self.market, self.cfg
         accounts = self.accounts[rows]
         market.cancel_accounts(accounts)
@@ -277,7 +281,7 @@ class NeutralFunds(Population):
             parts.append(self._short_leg(rows, accounts, target))
         if model.futures is not None:
             parts.append(self._hedge(rows, accounts, target, urgent))
-        return Orders.concat(parts)
+        return parts
 
     def _short_leg(self, rows, accounts, target) -> Orders:
         """Sell borrowed shares short; buy in what a recall wants back and is no longer held.

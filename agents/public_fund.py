@@ -129,7 +129,11 @@ class PublicMicroCapFunds(Population):
             self._step, self.forced_sales = self.model.steps, 0.0
 
     def decide(self, rows: np.ndarray) -> Orders:
-        """Invest cash above the buffer; sell pro rata when cash is below it.
+        return Orders.concat(self.decide_parts(rows))
+
+    def decide_parts(self, rows: np.ndarray) -> list[Orders]:
+        """Invest cash above the buffer; sell pro rata when cash is below it; the mandate's
+        orders, then the exits'.
 
         Each fund's cash gap is worked out here; its orders over the basket come from
         one compiled pass (:func:`_mandate_orders`), which looks up what the fund holds.
@@ -163,7 +167,7 @@ class PublicMicroCapFunds(Population):
             market.lot,
         )
         self.forced_sales += forced_cny
-        return Orders.concat([Orders(*columns), self._exits(accounts)])
+        return [Orders(*columns), self._exits(accounts)]
 
     def _exits(self, accounts: np.ndarray) -> Orders:
         """Sell what has left the mandate, a ``1 / EXIT_DAYS`` share of a day's steps."""
