@@ -319,7 +319,9 @@ class NeutralFunds(Population):
         value = spec.contract_value(model.indices.level)[1:]  # (2,) CNY per IC, IM contract
         held = model.ledger.futures_position(accounts)[:, 1:]  # (r, 2) contracts
         instrument = spec.instrument[1:]  # (2,)
-        side, price, lots = _hedge_orders(
+        columns = _hedge_orders(
+            accounts,
+            instrument,
             target * (1.0 - self.lend_share[rows]),
             self.hedge_split,
             value,
@@ -330,7 +332,7 @@ class NeutralFunds(Population):
             1.0 / c.trade_days / model.steps_per_day,
             c.forced_discount,
         )
-        return Orders(np.repeat(accounts, 2), np.tile(instrument, rows.size), side, price, lots)
+        return Orders(*columns)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -417,6 +419,8 @@ def _short_orders(
 
 @numba.njit(cache=True, nogil=True)
 def _hedge_orders(
+    accounts: np.ndarray,
+    instrument: np.ndarray,
     futures_book: np.ndarray,
     split: np.ndarray,
     value: np.ndarray,
@@ -426,7 +430,7 @@ def _hedge_orders(
     hurry: float,
     pace: float,
     forced_discount: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, ...]:
     """Each product's IC and IM orders towards short ``split`` of its futures book.
 
     A step trades ``pace`` of the gap to the target in contracts (``hurry`` when urgent),
@@ -434,15 +438,18 @@ def _hedge_orders(
     ``forced_discount`` through it when urgent.
 
     Args:
+        accounts: (r,) int64 the products'; instrument: (2,) the IC and IM instruments.
         futures_book: (r,) CNY of long book hedged with futures; split: (2,) IC, IM shares.
         value: (2,) CNY per contract; held: (r, 2) contracts held, long positive.
         urgent: (r,) bool; last: (2,) ticks, the contracts' last prices.
 
     Returns:
-        (side, price, lots), (r * 2,) row by row, as ``Orders`` takes them (int8, prices cut
-        to whole ticks, int64).
+        (account, instrument, side, price, lots), (r * 2,) row by row, as ``Orders`` takes
+        them (int64, int64, int8, prices cut to whole ticks, int64).
     """
     n, k = held.shape
+    account = np.empty(n * k, np.int64)
+    stock = np.empty(n * k, np.int64)
     side = np.empty(n * k, np.int8)
     price = np.empty(n * k, np.int64)
     lots = np.empty(n * k, np.int64)
@@ -458,9 +465,10 @@ def _hedge_orders(
             s = np.int8(np.sign(trade))
             through = forced_discount if urgent[i] else 0.001  # share of last to pay or give
             p = last[j] * (1.0 + through * s)
+            account[i * k + j], stock[i * k + j] = accounts[i], instrument[j]
             side[i * k + j], price[i * k + j], lots[i * k + j] = (
                 s,
                 np.int64(p),
                 np.int64(abs(trade)),
             )
-    return side, price, lots
+    return account, stock, side, price, lots
