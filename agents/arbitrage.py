@@ -73,6 +73,7 @@ class Arbitrageurs(Population):
         self.hedge_stock, self.hedge_leg, self.hedge_weight = self._hedge_baskets()
         self.buy_ins_cny = 0.0  # CNY bought in this step because loans were recalled
         self._step = -1
+        self._all_legs: _Legs | None = None  # the legs of every row, once built
 
     def _capital(self, cfg: ArbitrageConfig, scale: float) -> np.ndarray:
         """(n,) CNY of notional per desk: ``capital_bn * scale`` split evenly."""
@@ -125,29 +126,60 @@ class Arbitrageurs(Population):
     # -- orders -----------------------------------------------------------------------------
     def decide(self, rows: np.ndarray) -> Orders:
         """Open, hold or unwind the basis trade of ``rows``."""
+        return Orders.concat(self.decide_parts(rows))
+
+    def decide_parts(self, rows: np.ndarray) -> list[Orders]:
+        """Open, hold or unwind the basis trade of ``rows``: the stock orders, then the
+        futures orders.
+
+        What the three steps read (loans, holdings, the desk's room, futures held, the
+        contracts' value, last prices) is looked up once and again only after a step that
+        changed it: a repayment or a loan (most steps have neither).
+        """
         self._new_step()
         model, market = self.model, self.market
         accounts = self.accounts[rows]
         market.cancel_accounts(accounts)
         if model.futures is None or model.lending is None or self.hedge_stock.size == 0:
-            return Orders.empty()
+            return [Orders.empty()]
         self._open_or_close(rows)
         legs = self._legs(rows)
+        book = _Book(
+            *self._loans(legs),
+            *model.ledger.holding_and_sellable(legs.account, legs.stock),
+            market.last[legs.stock],
+            None,
+            self.futures(rows),
+            self.contract_value(),
+        )
         active = self.active[rows].ravel()[legs.slot]  # (r*H,)
-        self._hand_back(legs, active)
-        self._borrow(rows, legs)
-        return self._orders(rows, legs)
+        if self._hand_back(legs, active, book):
+            book = self._looked_up_again(legs, book)
+        book.room = self._room_cny(legs, book.last)
+        if self._borrow(rows, legs, book):
+            book = self._looked_up_again(legs, book)
+            book.room = self._room_cny(legs, book.last)
+        return self._order_parts(rows, legs, book)
 
     def _legs(self, rows: np.ndarray) -> _Legs:
-        """The short names of ``rows``, flat."""
+        """The short names of ``rows``, flat (read-only; kept for every row in order, as the
+        vectorized engine asks each step: the accounts and hedge names never change)."""
+        every = self.all_rows(rows)
+        if every and self._all_legs is not None:
+            return self._all_legs
         r, h = rows.size, self.hedge_stock.size
-        return _Legs(
+        legs = _Legs(
             account=np.repeat(self.accounts[rows], h),
             stock=np.tile(self.hedge_stock, r),
             slot=np.repeat(np.arange(r), h) * self.contracts.size + np.tile(self.hedge_leg, r),
             weight=np.tile(self.hedge_weight, r),
             shape=(r, self.contracts.size),
         )
+        if every:
+            for column in (legs.account, legs.stock, legs.slot, legs.weight):
+                column.flags.writeable = False
+            self._all_legs = legs
+        return legs
 
     def _loans(self, legs: _Legs) -> tuple[np.ndarray, np.ndarray]:
         """(r*H,) shares owed and shares recalled per short name, zero where no loan."""
@@ -159,40 +191,57 @@ class Arbitrageurs(Population):
         found = desk.key[row] == key
         return np.where(found, desk.owed[row], 0), np.where(found, desk.recall_due[row], 0)
 
-    def _hand_back(self, legs: _Legs, active: np.ndarray) -> None:
-        """Repay recalled loans from what is held; repay everything held when unwinding."""
+    def _looked_up_again(self, legs: _Legs, book: _Book) -> _Book:
+        """``book`` with the loans and holdings read again (after a repayment or a loan)."""
         owed, due = self._loans(legs)
-        held = self.model.ledger.holding(legs.account, legs.stock)
-        give = np.minimum(np.where(active, np.minimum(held, due), held), owed)
+        held, sellable = self.model.ledger.holding_and_sellable(legs.account, legs.stock)
+        return _Book(owed, due, held, sellable, book.last, None, book.futures, book.value)
+
+    def _hand_back(self, legs: _Legs, active: np.ndarray, book: _Book) -> bool:
+        """Repay recalled loans from what is held; repay everything held when unwinding.
+        Whether anything was asked to be repaid."""
+        give = np.minimum(np.where(active, np.minimum(book.held, book.due), book.held), book.owed)
         if (give > 0).any():
             self.model.lending.repay(legs.account, legs.stock, give)
+            return True
+        return False
 
-    def _borrow(self, rows: np.ndarray, legs: _Legs) -> None:
-        """Borrow stock worth the futures not yet matched by a loan, and no more."""
+    def _borrow(self, rows: np.ndarray, legs: _Legs, book: _Book) -> bool:
+        """Borrow stock worth the futures not yet matched by a loan, and no more. Whether a
+        loan was asked for."""
         market, desk = self.market, self.model.lending
-        owed, due = self._loans(legs)
         shares = _borrow_shares(
             self.active[rows],
             legs.slot,
             legs.weight,
-            owed,
-            due,
-            market.last[legs.stock],
-            self._room_cny(legs),
-            self.futures(rows),
-            self.contract_value(),
+            book.owed,
+            book.due,
+            book.last,
+            book.room,
+            book.futures,
+            book.value,
         )
-        ask = (shares >= market.lot) & (due == 0)
+        ask = (shares >= market.lot) & (book.due == 0)
         if ask.any():
             desk.borrow(legs.account[ask], legs.stock[ask], shares[ask], self.model.date)
+            return True
+        return False
 
-    def _room_cny(self, legs: _Legs) -> np.ndarray:
-        """(r*H,) CNY the desk can still lend in each short name."""
-        desk, market = self.model.lending, self.market
+    def _room_cny(self, legs: _Legs, last: np.ndarray | None = None) -> np.ndarray:
+        """(r*H,) CNY the desk can still lend in each short name (``last``: the names' last
+        prices, if looked up already)."""
+        desk = self.model.lending
         room = np.maximum(desk.supply(self.model.date) - desk.owed_by_stock(), 0)  # (S,)
-        return room[legs.stock] * market.last[legs.stock] / 100.0
+        last = self.market.last[legs.stock] if last is None else last
+        return room[legs.stock] * last / 100.0
 
-    def _orders(self, rows: np.ndarray, legs: _Legs) -> Orders:
+    def _orders(self, rows: np.ndarray, legs: _Legs, book: _Book | None = None) -> Orders:
+        """:meth:`_order_parts` joined."""
+        return Orders.concat(self._order_parts(rows, legs, book))
+
+    def _order_parts(
+        self, rows: np.ndarray, legs: _Legs, book: _Book | None = None
+    ) -> list[Orders]:
         """Stock orders of the short names (r*H,), then futures orders (r*K,), of ``rows``.
 
         Stock: sell borrowed shares short; buy back what the futures no longer cover; buy
@@ -203,23 +252,37 @@ class Arbitrageurs(Population):
         Bids go up to the price of the exit band (basis ``-threshold / 2``) and offers
         down to the entry band (``-threshold``), so the desk never pushes the basis
         through its own bands; futures sold because loans were recalled go at the limit.
+        ``book``: what ``decide`` looked up (else it is looked up here).
         """
         market, spec, thr = self.market, self.model.futures, self.cfg.threshold
-        owed, due = self._loans(legs)
-        held, sellable = self.model.ledger.holding_and_sellable(legs.account, legs.stock)
+        if book is None:
+            book = self._looked_up_again(
+                legs,
+                _Book(
+                    None,
+                    None,
+                    None,
+                    None,
+                    market.last[legs.stock],
+                    None,
+                    self.futures(rows),
+                    self.contract_value(),
+                ),
+            )
+            book.room = self._room_cny(legs, book.last)
         instrument = spec.instrument[self.contracts]  # (K,)
         stock_side, stock_price, stock_lots, bought, side, price, lots = _basis_orders(
             self.active[rows],
             legs.slot,
-            owed,
-            due,
-            held,
-            sellable,
-            market.last[legs.stock],
+            book.owed,
+            book.due,
+            book.held,
+            book.sellable,
+            book.last,
             market.limit_price(legs.stock, 1),
-            self._room_cny(legs),
-            self.futures(rows),
-            self.contract_value(),
+            book.room,
+            book.futures,
+            book.value,
             self.capital[rows] / self.contracts.size,
             self.cfg.speed,
             np.floor(self.band_ticks(-thr / 2)),
@@ -230,18 +293,16 @@ class Arbitrageurs(Population):
         bought_in = float(bought.sum()) / 100.0
         self.buy_ins_cny += bought_in
         self.model.lending.buy_ins += bought_in
-        return Orders.concat(
-            [
-                Orders(legs.account, legs.stock, stock_side, stock_price, stock_lots),
-                Orders(
-                    np.repeat(self.accounts[rows], instrument.size),
-                    np.tile(instrument, rows.size),
-                    side,
-                    price,
-                    lots,
-                ),
-            ]
-        )
+        return [
+            Orders(legs.account, legs.stock, stock_side, stock_price, stock_lots),
+            Orders(
+                np.repeat(self.accounts[rows], instrument.size),
+                np.tile(instrument, rows.size),
+                side,
+                price,
+                lots,
+            ),
+        ]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -403,6 +464,22 @@ class _Legs:
         return self.shape[0] * self.shape[1]
 
 
+@dataclass
+class _Book:
+    """What a desk's step reads, per short name (r*H,) unless said: shares ``owed`` and
+    recalled (``due``), ``held`` and ``sellable``, ``last`` price (fen), the desk's ``room``
+    (CNY it can still lend), ``futures`` (r, K) held and the contracts' ``value`` (K,)."""
+
+    owed: np.ndarray | None
+    due: np.ndarray | None
+    held: np.ndarray | None
+    sellable: np.ndarray | None
+    last: np.ndarray
+    room: np.ndarray | None
+    futures: np.ndarray
+    value: np.ndarray
+
+
 class CarryArbitrageurs(Arbitrageurs):
     """Short futures at a premium, long the same names bought with cash: the mirror trade.
 
@@ -423,6 +500,10 @@ class CarryArbitrageurs(Arbitrageurs):
         the futures margin it must set aside."""
         margin = self.model.config.futures.margin
         return np.full(self.n, cfg.carry_capital_bn * scale * 1e9 / max(self.n, 1)) / (1 + margin)
+
+    def decide_parts(self, rows: np.ndarray) -> list[Orders]:
+        """:meth:`decide`'s orders, one batch (not the basis trade's)."""
+        return [self.decide(rows)]
 
     def decide(self, rows: np.ndarray) -> Orders:
         """Open, hold or unwind the carry trade of ``rows``."""

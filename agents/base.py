@@ -110,5 +110,10 @@ class Population:
         """Orders of ``rows`` this step. Subclasses write their rules here."""
         raise NotImplementedError
 
+    def decide_parts(self, rows: np.ndarray) -> list[Orders]:
+        """:meth:`decide`'s orders as the batches it joins, in order: the model joins every
+        population's batches in one go, so none is copied twice. One batch by default."""
+        return [self.decide(rows)]
+
     def begin_day(self) -> None:
         """Hook at the open of each trading day, before any orders."""

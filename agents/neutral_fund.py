@@ -31,6 +31,7 @@ import numpy as np
 from agents.base import ArrayAgent, Population
 from agents.basket_orders import basket_orders
 from model.config import NeutralFundConfig
+from model.ledger import search_near
 from model.orders import Orders
 
 NORMAL, WARNED, STOPPED = 0, 1, 2
@@ -225,6 +226,10 @@ class NeutralFunds(Population):
 
     # -- orders ---------------------------------------------------------------------------
     def decide(self, rows: np.ndarray) -> Orders:
+        return Orders.concat(self.decide_parts(rows))
+
+    def decide_parts(self, rows: np.ndarray) -> list[Orders]:
+        """The basket's orders, the short leg's and the futures hedge's, in that order."""
         model, market, c = self.model, self.market, self.cfg
         accounts = self.accounts[rows]
         market.cancel_accounts(accounts)
@@ -276,24 +281,26 @@ class NeutralFunds(Population):
             parts.append(self._short_leg(rows, accounts, target))
         if model.futures is not None:
             parts.append(self._hedge(rows, accounts, target, urgent))
-        return Orders.concat(parts)
+        return parts
 
     def _short_leg(self, rows, accounts, target) -> Orders:
-        """Sell borrowed shares short; buy in what a recall wants back and is no longer held."""
-        model, market, desk = self.model, self.market, self.model.lending
-        loan = desk.loan_rows(accounts)  # (l,) rows of the desk's arrays, in key order
-        borrower, stock = np.divmod(desk.key[loan], desk.n_stocks)
-        held, sellable = model.ledger.holding_and_sellable(borrower, stock)
+        """Sell borrowed shares short; buy in what a recall wants back and is no longer held.
+
+        One compiled pass finds the accounts' open loans on the desk, looks up what each
+        borrower holds of the stock, and writes the orders (:func:`_short_orders`).
+        """
+        model, market, desk, ledger = self.model, self.market, self.model.lending, self.model.ledger
         # Buy-ins are worked over liquidation_days, like any other forced trade.
         pace = 1.0 / (self.cfg.liquidation_days * model.steps_per_day)
-        side, price, lots, bought, value = _short_orders(
-            accounts,
-            borrower,
-            stock,
-            desk.owed[loan],
-            desk.recall_due[loan],
-            held,
-            sellable,
+        borrower, stock, side, price, lots, bought, value = _short_orders(
+            np.asarray(accounts, np.int64),
+            desk.key,
+            desk.owed,
+            desk.recall_due,
+            desk.n_stocks,
+            ledger.key,
+            ledger.shares,
+            ledger.bought_today,
             market.last,
             pace,
             market.lot,
@@ -312,7 +319,9 @@ class NeutralFunds(Population):
         value = spec.contract_value(model.indices.level)[1:]  # (2,) CNY per IC, IM contract
         held = model.ledger.futures_position(accounts)[:, 1:]  # (r, 2) contracts
         instrument = spec.instrument[1:]  # (2,)
-        side, price, lots = _hedge_orders(
+        columns = _hedge_orders(
+            accounts,
+            instrument,
             target * (1.0 - self.lend_share[rows]),
             self.hedge_split,
             value,
@@ -323,67 +332,95 @@ class NeutralFunds(Population):
             1.0 / c.trade_days / model.steps_per_day,
             c.forced_discount,
         )
-        return Orders(np.repeat(accounts, 2), np.tile(instrument, rows.size), side, price, lots)
+        return Orders(*columns)
 
 
 @numba.njit(cache=True, nogil=True)
 def _short_orders(
     accounts: np.ndarray,
-    borrower: np.ndarray,
-    stock: np.ndarray,
-    owed: np.ndarray,
-    due: np.ndarray,
-    held: np.ndarray,
-    sellable: np.ndarray,
+    loan_key: np.ndarray,
+    loan_owed: np.ndarray,
+    loan_due: np.ndarray,
+    n_stocks: int,
+    table_key: np.ndarray,
+    table_shares: np.ndarray,
+    table_bought: np.ndarray,
     last: np.ndarray,
     pace: float,
     lot: int,
     forced_discount: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The short leg's order per open loan, in one pass over the loans.
+) -> tuple[np.ndarray, ...]:
+    """The short leg's order per open loan of ``accounts``, in one pass over the loans.
+
+    The loans are the desk's rows with shares owed in each account's slice of the keys,
+    in key order (:meth:`LendingDesk.loan_rows`); what the borrower holds of the stock,
+    and may sell now, is looked up in the ledger's table, each search starting at the
+    last answer (the loans' keys ascend, and a loan's key is the position's key).
 
     What is owed and not recalled stays short: the shares held beyond the recall are
     sold (no lower than last, the uptick rule); what a recall wants back and is not held
     is bought in, ``pace`` of it a step, paying up to ``forced_discount`` over last.
 
     Args:
-        accounts: (r,) int64 sorted borrowers' accounts; borrower, stock: (l,) int64 of each
-            loan, sorted by account. owed, due: (l,) int64 shares owed and recalled.
-        held, sellable: (l,) int64 shares of the stock the borrower holds, and may sell now.
-        last: (S,) int64 fen, last prices.
+        accounts: (r,) int64 sorted, distinct borrowers' accounts. loan_key, loan_owed,
+            loan_due: (L,) int64 the desk's loans, sorted by key ``borrower * n_stocks +
+            stock``, shares owed and recalled. table_key, table_shares, table_bought: (P,)
+            int64 the ledger's positions, sorted by the same key. last: (S,) int64 fen.
 
     Returns:
-        (side, price, lots) per loan as ``Orders`` takes them (int8, fen cut to whole fen,
-        int64; no lots where nothing is to trade), the (l,) fen ``buy * last`` bought in,
-        and the (r,) CNY of each account's loans that stay short, summed in loan order.
+        (borrower, stock) (l,) int64 of each loan; (side, price, lots) per loan as
+        ``Orders`` takes them (int8, fen cut to whole fen, int64; no lots where nothing is
+        to trade); the (l,) fen ``buy * last`` bought in; and the (r,) CNY of each
+        account's loans that stay short, summed in loan order.
     """
-    n = borrower.shape[0]
+    r = accounts.shape[0]
+    lo = np.empty(r, np.int64)
+    hi = np.empty(r, np.int64)
+    n = 0
+    for i in range(r):
+        lo[i] = np.searchsorted(loan_key, accounts[i] * n_stocks)
+        hi[i] = np.searchsorted(loan_key, (accounts[i] + 1) * n_stocks)
+        for j in range(lo[i], hi[i]):
+            n += loan_owed[j] > 0
+    borrower = np.empty(n, np.int64)
+    stock = np.empty(n, np.int64)
     side = np.empty(n, np.int8)
     price = np.empty(n, np.int64)
     lots = np.empty(n, np.int64)
     bought = np.empty(n)  # (l,) fen
-    value = np.zeros(accounts.shape[0])  # (r,) CNY
-    slot = 0
-    for k in range(n):
-        while accounts[slot] != borrower[k]:
-            slot += 1
-        p = last[stock[k]]
-        value[slot] += (owed[k] - due[k]) * p / 100.0
-        buy = np.ceil(max(due[k] - held[k], 0) * pace)
-        bought[k] = buy * p
-        if buy > 0:
-            side[k] = 1
-            lots[k] = np.int64(-(-buy // lot))
-            price[k] = np.int64(p * (1.0 + forced_discount))
-        else:
-            side[k] = -1
-            lots[k] = min(sellable[k], max(held[k] - due[k], 0)) // lot
-            price[k] = p
-    return side, price, lots, bought, value
+    value = np.zeros(r)  # (r,) CNY
+    k, at = 0, 0
+    for i in range(r):
+        for j in range(lo[i], hi[i]):
+            if loan_owed[j] <= 0:
+                continue
+            key = loan_key[j]
+            at = search_near(table_key, key, at)
+            held, sellable = 0, 0
+            if at < table_key.shape[0] and table_key[at] == key:
+                held, sellable = table_shares[at], table_shares[at] - table_bought[at]
+            owed, due = loan_owed[j], loan_due[j]
+            borrower[k], stock[k] = accounts[i], key - accounts[i] * n_stocks
+            p = last[stock[k]]
+            value[i] += (owed - due) * p / 100.0
+            buy = np.ceil(max(due - held, 0) * pace)
+            bought[k] = buy * p
+            if buy > 0:
+                side[k] = 1
+                lots[k] = np.int64(-(-buy // lot))
+                price[k] = np.int64(p * (1.0 + forced_discount))
+            else:
+                side[k] = -1
+                lots[k] = min(sellable, max(held - due, 0)) // lot
+                price[k] = p
+            k += 1
+    return borrower, stock, side, price, lots, bought, value
 
 
 @numba.njit(cache=True, nogil=True)
 def _hedge_orders(
+    accounts: np.ndarray,
+    instrument: np.ndarray,
     futures_book: np.ndarray,
     split: np.ndarray,
     value: np.ndarray,
@@ -393,7 +430,7 @@ def _hedge_orders(
     hurry: float,
     pace: float,
     forced_discount: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, ...]:
     """Each product's IC and IM orders towards short ``split`` of its futures book.
 
     A step trades ``pace`` of the gap to the target in contracts (``hurry`` when urgent),
@@ -401,15 +438,18 @@ def _hedge_orders(
     ``forced_discount`` through it when urgent.
 
     Args:
+        accounts: (r,) int64 the products'; instrument: (2,) the IC and IM instruments.
         futures_book: (r,) CNY of long book hedged with futures; split: (2,) IC, IM shares.
         value: (2,) CNY per contract; held: (r, 2) contracts held, long positive.
         urgent: (r,) bool; last: (2,) ticks, the contracts' last prices.
 
     Returns:
-        (side, price, lots), (r * 2,) row by row, as ``Orders`` takes them (int8, prices cut
-        to whole ticks, int64).
+        (account, instrument, side, price, lots), (r * 2,) row by row, as ``Orders`` takes
+        them (int64, int64, int8, prices cut to whole ticks, int64).
     """
     n, k = held.shape
+    account = np.empty(n * k, np.int64)
+    stock = np.empty(n * k, np.int64)
     side = np.empty(n * k, np.int8)
     price = np.empty(n * k, np.int64)
     lots = np.empty(n * k, np.int64)
@@ -425,9 +465,10 @@ def _hedge_orders(
             s = np.int8(np.sign(trade))
             through = forced_discount if urgent[i] else 0.001  # share of last to pay or give
             p = last[j] * (1.0 + through * s)
+            account[i * k + j], stock[i * k + j] = accounts[i], instrument[j]
             side[i * k + j], price[i * k + j], lots[i * k + j] = (
                 s,
                 np.int64(p),
                 np.int64(abs(trade)),
             )
-    return side, price, lots
+    return account, stock, side, price, lots

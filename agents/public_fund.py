@@ -28,10 +28,12 @@ initial holdings are bought with the funds' own cash at the opening prices.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from agents.base import ArrayAgent, Population
 from model.config import PublicFundConfig
+from model.ledger import search_near
 from model.orders import Orders
 
 TRAILING_DAYS = 20  # window of the return that flows chase
@@ -127,19 +129,19 @@ class PublicMicroCapFunds(Population):
             self._step, self.forced_sales = self.model.steps, 0.0
 
     def decide(self, rows: np.ndarray) -> Orders:
-        """Invest cash above the buffer; sell pro rata when cash is below it."""
+        return Orders.concat(self.decide_parts(rows))
+
+    def decide_parts(self, rows: np.ndarray) -> list[Orders]:
+        """Invest cash above the buffer; sell pro rata when cash is below it; the mandate's
+        orders, then the exits'.
+
+        Each fund's cash gap is worked out here; its orders over the basket come from
+        one compiled pass (:func:`_mandate_orders`), which looks up what the fund holds.
+        """
         self._new_step()
         model, market, ledger = self.model, self.market, self.model.ledger
         accounts = self.accounts[rows]
         market.cancel_accounts(accounts)
-        basket = self.basket[rows]  # (r, B)
-        r, b = basket.shape
-        account = np.repeat(accounts, b)  # (r*B,)
-        stock = basket.ravel()  # (r*B,)
-        price = market.last[stock].astype(np.float64)  # (r*B,) fen
-        held, sellable = ledger.holding_and_sellable(account, stock)  # (r*B,) shares each
-        held = held.reshape(r, b)
-        value = held * price.reshape(r, b) / 100.0  # (r, B) CNY
         assets = np.maximum(self.equity(rows), 0.0)  # (r,)
         free_cash = ledger.cash[accounts] / 100.0 - self.payable[rows]
         gap = free_cash - self.cfg.cash_buffer * assets  # (r,) > 0: cash to invest
@@ -149,25 +151,23 @@ class PublicMicroCapFunds(Population):
         act = forced | (np.abs(gap) > tol)
         steps_left = model.steps_per_day - (model.steps - 1) % model.steps_per_day
         trade = np.where(act, gap / steps_left, 0.0)  # (r,) CNY this step, < 0: sell
-
-        # Buys go to the underweight stocks; sells are pro rata to what is held.
-        want = (1.0 - self.cfg.cash_buffer) * assets[:, None] / b  # (r, 1) CNY per stock
-        under = np.maximum(want - value, 0.0)  # (r, B)
-        buy_cny = under * (np.maximum(trade, 0.0) / np.maximum(under.sum(axis=1), 1e-9))[:, None]
-        sell_cny = value * (np.maximum(-trade, 0.0) / np.maximum(value.sum(axis=1), 1e-9))[:, None]
-        buy_cny = np.minimum(buy_cny, under)
-        lot_cny = (market.lot * price / 100.0).reshape(r, b)  # (r, B) CNY per lot
-        sellable_lots = sellable.reshape(r, b) // market.lot
-        sell_lots = np.minimum(np.ceil(sell_cny / lot_cny), sellable_lots)
-        buy_lots = np.floor(buy_cny / lot_cny)
-        side = np.where(sell_lots > 0, -1, 1).astype(np.int8)  # (r, B)
-        lots = np.where(side < 0, sell_lots, buy_lots)
-        forced_sell = forced[:, None] & (side < 0)
-        self.forced_sales += float((lots * lot_cny)[forced_sell].sum())
-        near = price.reshape(r, b) * (1.0 + NEAR * side)
-        order_price = np.where(forced_sell, market.limit_price(basket, side), near)
-        mandate = Orders(account, stock, side.ravel(), order_price.ravel(), lots.ravel())
-        return Orders.concat([mandate, self._exits(accounts)])
+        *columns, forced_cny = _mandate_orders(
+            accounts,
+            self.take(self.basket, rows),
+            assets,
+            trade,
+            forced,
+            market.last,
+            market.grid.lower,
+            ledger.key,
+            ledger.shares,
+            ledger.bought_today,
+            ledger.n_stocks,
+            self.cfg.cash_buffer,
+            market.lot,
+        )
+        self.forced_sales += forced_cny
+        return [Orders(*columns), self._exits(accounts)]
 
     def _exits(self, accounts: np.ndarray) -> Orders:
         """Sell what has left the mandate, a ``1 / EXIT_DAYS`` share of a day's steps."""
@@ -180,3 +180,160 @@ class PublicMicroCapFunds(Population):
         lots = np.minimum(np.ceil(lots_left * pace), lots_left)
         price = market.last[stock] * (1.0 - NEAR)
         return Orders(account, stock, np.full(stock.size, -1, np.int8), price, lots)
+
+
+@numba.njit(cache=True, nogil=True)
+def _block_sum(a: np.ndarray, lo: int, n: int) -> float:
+    """numpy's pairwise sum of a run of at most 128 of ``a`` from ``lo``: under 8 one by
+    one; else eight running sums, joined in pairs, then the rest one by one."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    while i < n - n % 8:
+        r0, r1, r2, r3 = r0 + a[lo + i], r1 + a[lo + i + 1], r2 + a[lo + i + 2], r3 + a[lo + i + 3]
+        r4, r5, r6, r7 = (
+            r4 + a[lo + i + 4],
+            r5 + a[lo + i + 5],
+            r6 + a[lo + i + 6],
+            r7 + a[lo + i + 7],
+        )
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@numba.njit(cache=True, nogil=True)
+def _pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:
+    """numpy's pairwise sum of ``a[lo : lo + n]`` (float64), as ``ndarray.sum`` adds a
+    contiguous run: runs of up to 128 by :func:`_block_sum`, longer ones split in two
+    halves (the first a multiple of 8 long) and their sums added.
+
+    The halving is walked with a stack, not by recursion: numba's cache does not load a
+    recursive function back safely.
+    """
+    node_lo = np.empty(128, np.int64)  # pending runs; depth is about 2 log2(n / 128)
+    node_n = np.empty(128, np.int64)
+    node_split = np.zeros(128, np.bool_)  # both halves summed: add them
+    sums = np.empty(128)
+    top, done = 0, 0
+    node_lo[0], node_n[0] = lo, n
+    while top >= 0:
+        at, m, split = node_lo[top], node_n[top], node_split[top]
+        top -= 1
+        if m <= 128:
+            sums[done] = _block_sum(a, at, m)
+            done += 1
+        elif split:
+            sums[done - 2] = sums[done - 2] + sums[done - 1]
+            done -= 1
+        else:
+            half = m // 2
+            half -= half % 8
+            node_lo[top + 1], node_n[top + 1], node_split[top + 1] = at, m, True
+            node_lo[top + 2], node_n[top + 2], node_split[top + 2] = at + half, m - half, False
+            node_lo[top + 3], node_n[top + 3], node_split[top + 3] = at, half, False
+            top += 3
+    return sums[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def _maximum(a: float, b: float) -> float:
+    """``np.maximum`` of two floats (the first if NaN)."""
+    return a if a >= b or a != a else b
+
+
+@numba.njit(cache=True, nogil=True)
+def _minimum(a: float, b: float) -> float:
+    """``np.minimum`` of two floats (the first if NaN)."""
+    return a if a <= b or a != a else b
+
+
+@numba.njit(cache=True, nogil=True)
+def _mandate_orders(
+    accounts: np.ndarray,
+    basket: np.ndarray,
+    assets: np.ndarray,
+    trade: np.ndarray,
+    forced: np.ndarray,
+    last: np.ndarray,
+    lower: np.ndarray,
+    table_key: np.ndarray,
+    table_shares: np.ndarray,
+    table_bought: np.ndarray,
+    n_stocks: int,
+    cash_buffer: float,
+    lot: int,
+) -> tuple:
+    """The funds' orders over their baskets, one per (fund, stock), row by row, in one pass.
+
+    Buys go to the underweight stocks, ``trade`` (r,) CNY (> 0) spread by how far each is
+    below ``(1 - cash_buffer) * assets / B``; sells (``trade`` < 0) are pro rata to what is
+    held, and no more than is sellable now. A ``forced`` (r,) fund sells at the limit
+    down, and what it sells counts as forced sales. What each fund holds of each stock
+    is looked up in the ledger's table (``table_key`` sorted, ``table_shares``,
+    ``table_bought``: (P,) int64), each search from the last answer.
+
+    The numpy passes this replaced, one (r, B) array after another, are kept in
+    ``tests/test_public_fund.py``, which holds the pass to them; the per-fund sums and
+    the forced sales are added as numpy adds them (:func:`_pairwise_sum`): the same floats.
+
+    Returns:
+        (account, stock, side, price, lots) (r * B,) as ``Orders`` takes them (int8 sides,
+        prices and lots cut to whole numbers; cells without lots included), and the CNY
+        of forced sales.
+    """
+    r, b = basket.shape
+    cells = r * b
+    out_account = np.empty(cells, np.int64)
+    out_stock = np.empty(cells, np.int64)
+    out_side = np.empty(cells, np.int8)
+    out_price = np.empty(cells, np.int64)
+    out_lots = np.empty(cells, np.int64)
+    price = np.empty(b)  # (B,) fen, the row's
+    value = np.empty(b)  # (B,) CNY held
+    under = np.empty(b)  # (B,) CNY below the target
+    sellable = np.empty(b, np.int64)
+    forced_cny = np.empty(cells)  # the forced sales, in cell order
+    f, at = 0, 0
+    for i in range(r):
+        want = (1.0 - cash_buffer) * assets[i] / b  # CNY per stock
+        for j in range(b):
+            s = basket[i, j]
+            k = accounts[i] * n_stocks + s
+            at = search_near(table_key, k, at)
+            held, sellable[j] = 0, 0
+            if at < table_key.shape[0] and table_key[at] == k:
+                held, sellable[j] = table_shares[at], table_shares[at] - table_bought[at]
+            price[j] = np.float64(last[s])
+            value[j] = held * price[j] / 100.0
+            under[j] = _maximum(want - value[j], 0.0)
+        buy_scale = _maximum(trade[i], 0.0) / _maximum(0.0 + _pairwise_sum(under, 0, b), 1e-9)
+        sell_scale = _maximum(-trade[i], 0.0) / _maximum(0.0 + _pairwise_sum(value, 0, b), 1e-9)
+        for j in range(b):
+            s = basket[i, j]
+            buy_cny = _minimum(under[j] * buy_scale, under[j])
+            sell_cny = value[j] * sell_scale
+            lot_cny = lot * price[j] / 100.0  # CNY per lot
+            sell_lots = _minimum(np.ceil(sell_cny / lot_cny), np.float64(sellable[j] // lot))
+            buy_lots = np.floor(buy_cny / lot_cny)
+            side = -1 if sell_lots > 0 else 1
+            lots = sell_lots if side < 0 else buy_lots
+            forced_sell = forced[i] and side < 0
+            if forced_sell:
+                forced_cny[f] = lots * lot_cny
+                f += 1
+            near = price[j] * (1.0 + NEAR * side)
+            c = i * b + j
+            out_account[c], out_stock[c], out_side[c] = accounts[i], s, side
+            out_price[c] = lower[s] if forced_sell else np.int64(near)
+            out_lots[c] = np.int64(lots)
+    total = 0.0 + _pairwise_sum(forced_cny, 0, f)
+    return out_account, out_stock, out_side, out_price, out_lots, total

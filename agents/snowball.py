@@ -376,17 +376,29 @@ class SnowballIssuers(Population):
 
         chosen = np.zeros(self.n, dtype=bool)  # (n,) which books are among rows
         chosen[rows] = True
-        mine = chosen[self.tranche_underlying]  # (m,) tranches of these books
         contracts = self._contracts()  # (m,) once: the levels stay put while agents decide
-        dumped = self._record_dump(mine, contracts)  # (2,) released by knock-ins this step
-        self.pending_dump += dumped
-        target = self.hedge_target(contracts)[rows]  # (r,)
+        x = self._levels()[self.tranche_underlying] / self.tranche_s0  # (m,)
         held = model.ledger.futures_position(accounts)[np.arange(rows.size), FUTURES_ROWS[rows]]
-        gap = np.rint(target) - held  # (r,) contracts
-        lots = np.ceil(self.cfg.hedge_lag * np.abs(gap))
-        side = np.sign(gap).astype(np.int64)
         instrument = np.asarray(model.futures.instrument)[FUTURES_ROWS[rows]]
-        self._book_forced_sales(rows, instrument, side, lots, held - np.rint(target))
+        # The knock-in dumps, the hedge targets, the trades and the forced sales: one pass
+        # (:func:`_hedge_step`; the numpy rules are kept in tests/test_snowball.py).
+        self.tranche_contracts, side, lots, forced_cny = _hedge_step(
+            chosen,
+            contracts,
+            x,
+            self.tranche_underlying,
+            self.tranche_alive,
+            self.tranche_knocked_in,
+            self.tranche_contracts,
+            self.cfg.knock_in,
+            self.pending_dump,
+            rows,
+            held,
+            self.cfg.hedge_lag,
+            np.asarray(market.last)[instrument].astype(np.float64) * TICK_POINTS,
+            np.asarray(model.futures.multiplier)[FUTURES_ROWS[rows]],
+        )
+        self.forced_sales_cny += forced_cny
         orders = Orders(
             account=accounts,
             stock=instrument,
@@ -396,36 +408,72 @@ class SnowballIssuers(Population):
         )
         return orders.select(orders.lots > 0)
 
-    def _record_dump(self, mine: np.ndarray, contracts: np.ndarray) -> np.ndarray:
-        """(2,) hedge contracts released since the last step by tranches at or past knock-in.
 
-        A tranche's hedge falls as soon as the index trades through its barrier (the
-        table's delta anticipates the close) and again when the close confirms the
-        knock-in; both falls are the dump. Updates each tranche's contract record.
-        ``contracts`` (m,) is :meth:`_contracts` at the current levels.
-        """
-        now = np.where(mine, contracts, 0.0)  # (m,) contracts of the tranches of ``mine``
-        x = self._levels()[self.tranche_underlying] / self.tranche_s0
-        past_barrier = (
-            mine & self.tranche_alive & (self.tranche_knocked_in | (x < self.cfg.knock_in))
-        )
-        drop = np.fmax(self.tranche_contracts - now, 0.0)  # (m,) 0 where there is no record
-        released = np.where(past_barrier, drop, 0.0)
-        self.tranche_contracts = np.where(mine, now, self.tranche_contracts)
-        return np.bincount(self.tranche_underlying, released, minlength=2)
+@numba.njit(cache=True, nogil=True)
+def _hedge_step(
+    chosen: np.ndarray,
+    contracts: np.ndarray,
+    x: np.ndarray,
+    underlying: np.ndarray,
+    alive: np.ndarray,
+    knocked_in: np.ndarray,
+    recorded: np.ndarray,
+    knock_in: float,
+    pending_dump: np.ndarray,
+    rows: np.ndarray,
+    held: np.ndarray,
+    hedge_lag: float,
+    points: np.ndarray,
+    multiplier: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A step of the ``chosen`` (2,) books: knock-in dumps, hedge targets, trades and the
+    forced sales among them, in one pass over the tranches and one over the rows.
 
-    def _book_forced_sales(
-        self,
-        rows: np.ndarray,
-        instrument: np.ndarray,
-        side: np.ndarray,
-        lots: np.ndarray,
-        excess: np.ndarray,
-    ) -> None:
-        """Count the sells that unload knock-in dumps, in CNY at the last futures price."""
-        self.pending_dump[rows] = np.clip(self.pending_dump[rows], 0.0, np.maximum(excess, 0.0))
-        forced = np.where(side < 0, np.minimum(lots, self.pending_dump[rows]), 0.0)  # (r,)
-        self.pending_dump[rows] -= forced
-        points = np.asarray(self.market.last, dtype=np.float64)[instrument] * TICK_POINTS
-        value = forced * points * np.asarray(self.model.futures.multiplier)[FUTURES_ROWS[rows]]
-        self.forced_sales_cny += float(value.sum())
+    What :meth:`SnowballIssuers._record_dump`, :meth:`~SnowballIssuers.hedge_target` and
+    :meth:`~SnowballIssuers._book_forced_sales` did in numpy, with their floats (the
+    per-book sums in tranche order, as ``np.bincount`` adds them).
+
+    Args:
+        contracts, x: (m,) each tranche's hedge in contracts and its index level over its
+            initial one; underlying: (m,) its book; alive, knocked_in: (m,) bool.
+        recorded: (m,) contracts recorded at the last step (NaN: none); knock_in: barrier.
+        pending_dump: (2,) contracts of dumps not yet sold, updated in place.
+        rows: (r,) books deciding; held: (r,) int64 contracts they hold; points: (r,)
+            index points of their contract's last price; multiplier: (r,) CNY a point.
+
+    Returns:
+        The new (m,) record, the rows' (r,) int64 side and float lots of their orders
+        (market orders towards ``hedge_lag`` of the gap), and the CNY of forced sales.
+    """
+    m, n = contracts.shape[0], pending_dump.shape[0]
+    record = np.empty(m)
+    released = np.zeros(n)  # (n,) contracts released by tranches past the barrier
+    target = np.zeros(n)  # (n,) contracts to hold
+    for t in range(m):
+        mine = chosen[underlying[t]]
+        now = contracts[t] if mine else 0.0
+        past_barrier = mine and alive[t] and (knocked_in[t] or x[t] < knock_in)
+        drop = recorded[t] - now
+        drop = drop if drop >= 0.0 else 0.0  # np.fmax(drop, 0.0): 0 where no record (NaN)
+        released[underlying[t]] += drop if past_barrier else 0.0
+        record[t] = now if mine else recorded[t]
+        target[underlying[t]] += contracts[t] if alive[t] else 0.0
+    for b in range(n):
+        pending_dump[b] += released[b]
+    r = rows.shape[0]
+    side = np.empty(r, np.int64)
+    lots = np.empty(r)
+    forced_cny = 0.0
+    for i in range(r):
+        goal = np.rint(target[rows[i]])
+        gap = goal - held[i]  # contracts
+        lots[i] = np.ceil(hedge_lag * abs(gap))
+        side[i] = np.int64(np.sign(gap))
+        # Sells that unload knock-in dumps are forced sales, in CNY at the last price.
+        excess = held[i] - goal
+        dump = pending_dump[rows[i]]
+        dump = min(max(dump, 0.0), excess if excess >= 0.0 else 0.0)  # np.clip
+        forced = min(lots[i], dump) if side[i] < 0 else 0.0
+        pending_dump[rows[i]] = dump - forced
+        forced_cny += forced * points[i] * multiplier[i]
+    return record, side, lots, forced_cny

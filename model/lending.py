@@ -41,9 +41,19 @@ class LendingDesk:
         # Shares ever lent and returned per stock: owed must always be their difference.
         self.lent_total = np.zeros(self.n_stocks, dtype=np.int64)
         self.returned_total = np.zeros(self.n_stocks, dtype=np.int64)
+        self._supply_day: dt.date | None = None  # the day ``_supply`` is of
+        self._supply = np.zeros(0)
 
     def supply(self, day: dt.date) -> np.ndarray:
-        """(S,) shares lendable in total on ``day`` under the policy timeline."""
+        """(S,) shares lendable in total on ``day`` under the policy timeline (read-only: the
+        last day's is kept, as the desk and the arbitrageurs ask for it several times a step)."""
+        if day != self._supply_day:
+            supply = self._supply_on(day)
+            supply.flags.writeable = False
+            self._supply_day, self._supply = day, supply
+        return self._supply
+
+    def _supply_on(self, day: dt.date) -> np.ndarray:
         c = self.cfg
         inst = self.institutional.copy()
         restricted = self.restricted

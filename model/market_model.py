@@ -425,7 +425,7 @@ class MarketModel(mesa.Model):
         if self.engine == "vectorized":
             batches = []
             for population in self.populations:
-                batches.append(population.decide(population.rows))
+                batches.extend(population.decide_parts(population.rows))
             # One admission pass for everybody's orders: earlier agent types keep time priority.
             self.market.submit(Orders.concat(batches))
         else:

@@ -286,6 +286,12 @@ def test_compiled_short_leg_and_hedge_match_the_numpy_rules_bit_for_bit(model):
         borrower, stock = np.divmod(desk.key[gone], desk.n_stocks)
         give = np.maximum(ledger.holding(borrower, stock) - keep, 0)
         ledger.transfer(borrower, np.full(gone.size, desk.lender), stock, give, locked=False)
+    # Some loans repaid in full (their rows stay on the desk, owing nothing), and half of
+    # some borrowed positions bought today (not sellable until tomorrow).
+    desk.owed[loan[2::7]], desk.recall_due[loan[2::7]] = 0, 0
+    borrower, stock = np.divmod(desk.key[loan[3::5]], desk.n_stocks)
+    at = ledger.rows_of(borrower, stock)
+    ledger.bought_today[at[at >= 0]] = ledger.shares[at[at >= 0]] // 2
     target = f.target_exposure(rows) * np.linspace(0.0, 1.5, rows.size)
     urgent = np.arange(rows.size) % 2 == 0
     kept = copy.deepcopy((f.lend_share, f.forced_sales, desk.buy_ins))
@@ -307,6 +313,16 @@ def test_compiled_short_leg_and_hedge_match_the_numpy_rules_bit_for_bit(model):
     assert got_buy_ins > 0 and (got.side > 0).any() and (got.side < 0).any()
     assert ((got.side < 0) & (got.lots > 0)).any() and ((got.side < 0) & (got.lots == 0)).any()
     assert 0 < f.lend_share.max() <= 1.0
+    # Some of the products (accounts not one block), with their loans among the others'.
+    sub = rows[[0, 2, 3, rows.size - 1]]
+    kept = copy.deepcopy((f.lend_share, f.forced_sales, desk.buy_ins))
+    got_sub = f._short_leg(sub, accounts[sub], target[sub])
+    got_sub_state = f.lend_share.copy(), f.forced_sales, desk.buy_ins
+    f.lend_share, f.forced_sales, desk.buy_ins = copy.deepcopy(kept)
+    _assert_same_orders(got_sub, _numpy_short_leg(f, sub, accounts[sub], target[sub]))
+    np.testing.assert_array_equal(got_sub_state[0], f.lend_share)
+    assert got_sub_state[1:] == (f.forced_sales, desk.buy_ins)
+    assert 0 < len(got_sub) < len(got)
 
     want_hedge = _numpy_hedge(f, rows, accounts, hedge_target, urgent)
     _assert_same_orders(got_hedge, want_hedge)

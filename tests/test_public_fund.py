@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.public_fund import PublicMicroCapFunds
+from agents.public_fund import NEAR, TOLERANCE, PublicMicroCapFunds
 from model import MarketModel
+from model.orders import Orders
 
 BASE = {
     "universe.n_stocks": 80,
@@ -141,3 +142,87 @@ def test_the_model_repicks_the_mandate_when_it_rebalances_the_micro_caps(monkeyp
     assert len(calls) == 2
     smallest = np.sort(np.argsort(calls[-1], kind="stable")[: funds.basket.shape[1]])
     assert np.array_equal(funds.basket[0], smallest)
+
+
+def _numpy_decide(funds: PublicMicroCapFunds, rows: np.ndarray) -> tuple[Orders, float]:
+    """``PublicMicroCapFunds.decide``'s orders as numpy passes worked them out (without the
+    cancel), and the forced sales they add."""
+    model, market, ledger = funds.model, funds.market, funds.model.ledger
+    accounts = funds.accounts[rows]
+    basket = funds.basket[rows]  # (r, B)
+    r, b = basket.shape
+    account = np.repeat(accounts, b)  # (r*B,)
+    stock = basket.ravel()  # (r*B,)
+    price = market.last[stock].astype(np.float64)  # (r*B,) fen
+    held, sellable = ledger.holding_and_sellable(account, stock)  # (r*B,) shares each
+    held = held.reshape(r, b)
+    value = held * price.reshape(r, b) / 100.0  # (r, B) CNY
+    assets = np.maximum(funds.equity(rows), 0.0)  # (r,)
+    free_cash = ledger.cash[accounts] / 100.0 - funds.payable[rows]
+    gap = free_cash - funds.cfg.cash_buffer * assets  # (r,) > 0: cash to invest
+    tol = TOLERANCE * assets
+    forced = ((funds.flow[rows] < 0) & (gap < -tol)) | (funds.payable[rows] > 0)
+    act = forced | (np.abs(gap) > tol)
+    steps_left = model.steps_per_day - (model.steps - 1) % model.steps_per_day
+    trade = np.where(act, gap / steps_left, 0.0)  # (r,) CNY this step, < 0: sell
+    want = (1.0 - funds.cfg.cash_buffer) * assets[:, None] / b  # (r, 1) CNY per stock
+    under = np.maximum(want - value, 0.0)  # (r, B)
+    buy_cny = under * (np.maximum(trade, 0.0) / np.maximum(under.sum(axis=1), 1e-9))[:, None]
+    sell_cny = value * (np.maximum(-trade, 0.0) / np.maximum(value.sum(axis=1), 1e-9))[:, None]
+    buy_cny = np.minimum(buy_cny, under)
+    lot_cny = (market.lot * price / 100.0).reshape(r, b)  # (r, B) CNY per lot
+    sellable_lots = sellable.reshape(r, b) // market.lot
+    sell_lots = np.minimum(np.ceil(sell_cny / lot_cny), sellable_lots)
+    buy_lots = np.floor(buy_cny / lot_cny)
+    side = np.where(sell_lots > 0, -1, 1).astype(np.int8)  # (r, B)
+    lots = np.where(side < 0, sell_lots, buy_lots)
+    forced_sell = forced[:, None] & (side < 0)
+    forced_sales = float((lots * lot_cny)[forced_sell].sum())
+    near = price.reshape(r, b) * (1.0 + NEAR * side)
+    order_price = np.where(forced_sell, market.limit_price(basket, side), near)
+    mandate = Orders(account, stock, side.ravel(), order_price.ravel(), lots.ravel())
+    return Orders.concat([mandate, funds._exits(accounts)]), forced_sales
+
+
+def _assert_decides_as_numpy(funds: PublicMicroCapFunds, rows: np.ndarray) -> Orders:
+    want, want_forced = _numpy_decide(funds, rows)
+    funds.forced_sales = 0.0
+    got = funds.decide(rows)
+    for name in ("account", "stock", "side", "price", "lots"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        assert getattr(got, name).dtype == getattr(want, name).dtype
+    assert funds.forced_sales == want_forced
+    return got
+
+
+def test_compiled_mandate_orders_match_the_numpy_rules_bit_for_bit():
+    """Funds investing all their cash, then, holding their baskets, one given more cash to
+    invest and the others selling under redemptions (forced, at the limit), some of what
+    they hold bought today: the same orders and forced sales as the numpy passes, for all
+    the funds and for some."""
+    model, funds = build(endow=False, **{"public_funds.flow_sensitivity": 0.0})
+    model.step()  # all cash: buying
+    calm = _assert_decides_as_numpy(funds, funds.rows)
+    assert ((calm.side > 0) & (calm.lots > 0)).any()
+    model, funds = build(**{"public_funds.flow_sensitivity": 0.5})
+    step_day(model, funds)
+    funds.nav_history = [funds.nav * 1.5]  # as if down a third: redemptions
+    for _ in range(model.steps_per_day + 1):
+        model.step()
+    ledger, lot = model.ledger, model.market.lot
+    # Of some positions all but a lot bought today, of one all of it (not sellable yet).
+    at = ledger.rows_of(np.repeat(funds.accounts, 40), funds.basket.ravel())[::3]
+    at = at[at >= 0]
+    ledger.bought_today[at] = np.maximum(ledger.shares[at] - lot, 0)
+    ledger.bought_today[at[0]] = ledger.shares[at[0]]
+    funds.payable[[0, 2]] += 0.2 * funds.equity(funds.rows[[0, 2]])  # selling everywhere
+    funds.payable[1], funds.flow[1] = 0.0, 0.0
+    ledger.external_cash(funds.accounts[1:2], np.array([10**12]))  # cash to invest
+    sold = _assert_decides_as_numpy(funds, funds.rows)
+    assert funds.forced_sales > 0
+    mine = sold.account[: funds.basket.size]
+    limit = model.market.limit_price(sold.stock, sold.side)
+    assert ((sold.side < 0) & (sold.lots > 0) & (sold.price == limit)).any()
+    assert ((mine == funds.accounts[1]) & (sold.side > 0) & (sold.lots > 0)).any()
+    _assert_decides_as_numpy(funds, np.array([2]))
+    _assert_decides_as_numpy(funds, np.array([0, 1]))

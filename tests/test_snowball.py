@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ import pytest
 
 from agents.snowball import (
     DELTA_BOUNDS,
+    FUTURES_ROWS,
     OBSERVATION_DAYS,
     DeltaTable,
     SnowballIssuers,
@@ -20,6 +22,8 @@ from agents.snowball import (
     observe_close,
 )
 from model.config import SnowballConfig
+from model.futures import TICK_POINTS
+from model.orders import Orders
 
 CFG = SnowballConfig(notional_bn=100.0)
 KI = CFG.knock_in
@@ -316,3 +320,91 @@ def test_a_vol_too_small_to_move_keeps_the_level_without_warnings():
         warnings.simplefilter("error")
         w = _transition_weights(1e-160, 0.01)
     assert w.sum() == 1.0 and w[w.size // 2] == 1.0
+
+
+def _numpy_record_dump(issuers: SnowballIssuers, mine: np.ndarray, contracts: np.ndarray):
+    """``SnowballIssuers._record_dump`` as it was in numpy passes."""
+    now = np.where(mine, contracts, 0.0)  # (m,) contracts of the tranches of ``mine``
+    x = issuers._levels()[issuers.tranche_underlying] / issuers.tranche_s0
+    past_barrier = (
+        mine & issuers.tranche_alive & (issuers.tranche_knocked_in | (x < issuers.cfg.knock_in))
+    )
+    drop = np.fmax(issuers.tranche_contracts - now, 0.0)  # (m,) 0 where there is no record
+    released = np.where(past_barrier, drop, 0.0)
+    issuers.tranche_contracts = np.where(mine, now, issuers.tranche_contracts)
+    return np.bincount(issuers.tranche_underlying, released, minlength=2)
+
+
+def _numpy_decide(issuers: SnowballIssuers, rows: np.ndarray) -> Orders:
+    """``SnowballIssuers.decide`` as it was in numpy passes (without the cancels), with
+    ``_book_forced_sales``."""
+    model, market = issuers.model, issuers.market
+    accounts = issuers.accounts[rows]
+    chosen = np.zeros(issuers.n, dtype=bool)
+    chosen[rows] = True
+    mine = chosen[issuers.tranche_underlying]
+    contracts = issuers._contracts()
+    issuers.pending_dump += _numpy_record_dump(issuers, mine, contracts)
+    target = issuers.hedge_target(contracts)[rows]  # (r,)
+    held = model.ledger.futures_position(accounts)[np.arange(rows.size), FUTURES_ROWS[rows]]
+    gap = np.rint(target) - held  # (r,) contracts
+    lots = np.ceil(issuers.cfg.hedge_lag * np.abs(gap))
+    side = np.sign(gap).astype(np.int64)
+    instrument = np.asarray(model.futures.instrument)[FUTURES_ROWS[rows]]
+    excess = held - np.rint(target)
+    dump = issuers.pending_dump
+    dump[rows] = np.clip(dump[rows], 0.0, np.maximum(excess, 0.0))
+    forced = np.where(side < 0, np.minimum(lots, dump[rows]), 0.0)  # (r,)
+    dump[rows] -= forced
+    points = np.asarray(market.last, dtype=np.float64)[instrument] * TICK_POINTS
+    value = forced * points * np.asarray(model.futures.multiplier)[FUTURES_ROWS[rows]]
+    issuers.forced_sales_cny += float(value.sum())
+    orders = Orders(accounts, instrument, side, market.limit_price(instrument, side), lots)
+    return orders.select(orders.lots > 0)
+
+
+def _assert_decides_as_numpy(issuers: SnowballIssuers, rows: np.ndarray) -> Orders:
+    issuers.forced_sales_cny, issuers._forced_step = 0.0, issuers.model.steps  # no reset
+    kept = copy.deepcopy(
+        (issuers.pending_dump, issuers.tranche_contracts, issuers.forced_sales_cny)
+    )
+    got = issuers.decide(rows)
+    got_state = copy.deepcopy(
+        (issuers.pending_dump, issuers.tranche_contracts, issuers.forced_sales_cny)
+    )
+    issuers.pending_dump, issuers.tranche_contracts, issuers.forced_sales_cny = kept
+    want = _numpy_decide(issuers, rows)
+    for name in ("account", "stock", "side", "price", "lots"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        assert getattr(got, name).dtype == getattr(want, name).dtype
+    np.testing.assert_array_equal(got_state[0], issuers.pending_dump)
+    np.testing.assert_array_equal(got_state[1], issuers.tranche_contracts)
+    assert got_state[2] == issuers.forced_sales_cny
+    return got
+
+
+def test_compiled_hedge_step_matches_the_numpy_rules_bit_for_bit():
+    """Books hedging up, then dumping after a knock-in (some tranches ended, some without a
+    record, one book's dump beyond what it holds over its target), all rows and one at a
+    time: the same orders, dumps pending, records and forced sales."""
+    model, issuers = _issuers()
+    _uniform_book(issuers, model)
+    model.futures.multiplier = np.array([300, 200, 250])  # IC and IM apart
+    model.set_level(760.0)
+    model.steps = 1
+    up = _assert_decides_as_numpy(issuers, issuers.rows)
+    assert (up.side > 0).all()
+    model.ledger.futures[:, 1:] = np.rint(issuers.hedge_target())
+    model.set_level(740.0)
+    model.day_index += 1
+    issuers.begin_day()
+    issuers.tranche_alive[::5] = False  # ended
+    issuers.tranche_contracts[1::7] = np.nan  # no record yet
+    issuers.pending_dump[1] = 1e6  # more than the book holds over its target
+    model.steps = 2
+    down = _assert_decides_as_numpy(issuers, issuers.rows)
+    assert (down.side < 0).all() and issuers.forced_sales_cny > 0
+    model.set_level(735.0)
+    model.steps = 3
+    _assert_decides_as_numpy(issuers, np.array([1]))
+    _assert_decides_as_numpy(issuers, np.array([0]))
