@@ -294,3 +294,16 @@ def test_makers_deciding_together_take_slices_to_the_same_orders():
             assert a.market._pending == b.market._pending
             futures += isinstance(mine, FuturesMakers)
     assert futures > 0
+
+
+def test_recorded_basis_is_the_basis_after_each_step():
+    """The data collector's three basis columns: ``basis()`` after the step, worked out once."""
+    model = MarketModel(rng=2, **SMALL, **{"futures.enabled": True})
+    seen = []
+    for _ in range(5):
+        model.step()
+        seen.append(model.basis())
+    frame = model.datacollector.get_model_vars_dataframe()
+    basis = frame[["if_basis", "ic_basis", "im_basis"]].to_numpy()
+    assert np.isfinite(basis).all() and len(np.unique(basis[:, 1])) > 1
+    np.testing.assert_array_equal(basis, seen)
