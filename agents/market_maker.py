@@ -90,16 +90,20 @@ class LadderMakers(Population):
         chosen = np.zeros(self.n, dtype=bool)  # (makers,) which are among rows
         chosen[rows] = True
         q = np.flatnonzero(chosen[self.maker_of])  # (n,) quoted instruments of rows
-        instrument = self.instrument[q]
-        accounts = self.accounts[self.maker_of[q]]
-        market.cancel_accounts(self.accounts[rows])  # a maker quoting nothing has no orders
+        # When every instrument is quoted (all rows decide), q is 0 .. Q-1 and the gathers
+        # over it are slices: a (Q, 2) fancy gather or scatter costs some 25 us.
+        every = q.shape[0] == self.instrument.shape[0]
+        at = slice(None) if every else q
+        instrument = self.instrument[at]
+        accounts = self.accounts[self.maker_of[at]]
+        market.cancel_accounts(self.take(self.accounts, rows))  # quoting nothing: no orders
 
         # What survived the last auction is still "on the book": take fills off, replenish.
         taken = _taken_off(*self.taken(accounts), self.accounts[0], chosen, self.instrument)
         # The rows' depth is worked on as one copy, gathered and scattered back once.
-        depth = np.maximum(self.depth[q] - taken[q], 0.0)  # (n, 2)
+        depth = np.maximum(self.depth[at] - taken[at], 0.0)  # (n, 2)
         depth += self.replenish * (self.target_depth(q)[:, None] - depth)
-        self.depth[q] = depth
+        self.depth[at] = depth
 
         ref = self.reference(q, accounts)  # (n,)
         k = self.rung  # (K,)

@@ -134,6 +134,7 @@ class MarketModel(mesa.Model):
         self.closes: list[np.ndarray] = []  # daily closes, fen, one (S,) array per day
         self.forced_sales = 0.0  # CNY sold under duress in the last step
         self.forced_sales_total = 0.0
+        self._recorded_basis: tuple[int, np.ndarray] | None = None
         self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
         check = env_default() if check is None else check
         self.checker: InvariantChecker | None = InvariantChecker(self) if check else None
@@ -149,7 +150,7 @@ class MarketModel(mesa.Model):
             reporters[f"{name}_news"] = lambda m, i=i: float(m.indices.news[i])
         reporters["turnover"] = lambda m: m.market.turnover
         for k, name in enumerate(FUTURES_NAMES):
-            reporters[f"{name.lower()}_basis"] = lambda m, k=k: m.basis()[k]
+            reporters[f"{name.lower()}_basis"] = lambda m, k=k: m.recorded_basis()[k]
         reporters["forced_sales"] = "forced_sales"
         reporters["neutral_nav"] = lambda m: m.neutral_nav()
         reporters["neutral_nav_plain"] = lambda m: m.neutral_nav(dma=False)
@@ -168,6 +169,14 @@ class MarketModel(mesa.Model):
             return np.full(3, np.nan)
         n = self.universe.n
         return self.futures.basis(self.market.last[n:], self.indices.level, self.day_index)
+
+    def recorded_basis(self) -> np.ndarray:
+        """:meth:`basis` as of this step's record: worked out once for the three columns
+        (the data collector asks it right after the step, nothing moving in between)."""
+        seen = self._recorded_basis
+        if seen is None or seen[0] != self.steps:
+            seen = self._recorded_basis = (self.steps, self.basis())
+        return seen[1]
 
     def neutral_nav(self, dma: bool | None = None) -> float:
         """Unit-weighted NAV per unit of the quant-neutral products: all of them, or only

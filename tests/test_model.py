@@ -11,10 +11,17 @@ import pytest
 
 from agents.base import ArrayAgent
 from agents.fundamental_trader import FundamentalTraders
-from agents.market_maker import FuturesMakers, MarketMaker, MarketMakers, _taken_off
+from agents.market_maker import (
+    FuturesMakers,
+    MarketMaker,
+    MarketMakers,
+    _taken_off,
+    ladder_orders,
+)
 from agents.noise_trader import NoiseTrader
 from experiments.scenarios import load_scenario, scenario_names
 from model import ConfigError, MarketModel
+from model.orders import Orders
 from tests.conftest import SMALL
 
 
@@ -232,3 +239,71 @@ def test_lots_taken_off_the_makers_match_the_numpy_passes():
                 assert got.dtype == want.dtype
                 seen += int((want > 0).sum())
     assert seen > 0
+
+
+def _gathered_decide(makers, rows: np.ndarray):
+    """The makers' ``decide`` as it was before the slices: every array gathered at ``q``."""
+    market = makers.market
+    chosen = np.zeros(makers.n, dtype=bool)
+    chosen[rows] = True
+    q = np.flatnonzero(chosen[makers.maker_of])
+    instrument = makers.instrument[q]
+    accounts = makers.accounts[makers.maker_of[q]]
+    market.cancel_accounts(makers.accounts[rows])
+    taken = _taken_off(*makers.taken(accounts), makers.accounts[0], chosen, makers.instrument)
+    depth = np.maximum(makers.depth[q] - taken[q], 0.0)
+    depth += makers.replenish * (makers.target_depth(q)[:, None] - depth)
+    makers.depth[q] = depth
+    ref = makers.reference(q, accounts)
+    k = makers.rung
+    shown = depth * makers.side_scale(q, accounts)
+    return Orders(
+        *ladder_orders(
+            accounts,
+            instrument,
+            ref,
+            shown,
+            1.0 - makers.spacing * k,
+            1.0 + makers.spacing * k,
+            k / makers.rung.sum(),
+        )
+    )
+
+
+def test_makers_deciding_together_take_slices_to_the_same_orders():
+    """When every maker decides, ``decide`` reads the depth and the instruments as slices:
+    the same orders, depth and news as the gathers at every quoted instrument, and the
+    same as before for some makers alone."""
+    a, b = (MarketModel(rng=3, **SMALL, **{"futures.enabled": True}) for _ in range(2))
+    futures = 0
+    for step in range(8):
+        for model in (a, b):
+            model.step()
+        for mine, theirs in zip(a.populations, b.populations, strict=True):
+            if not isinstance(mine, MarketMakers | FuturesMakers):
+                continue
+            rows = mine.rows if step % 3 else mine.rows[1:]
+            got = mine.decide(rows)
+            want = _gathered_decide(theirs, np.array(rows))
+            for g, w in zip(got.columns(), want.columns(), strict=True):
+                np.testing.assert_array_equal(g, w)
+                assert g.dtype == w.dtype
+            np.testing.assert_array_equal(mine.depth, theirs.depth)
+            if isinstance(mine, MarketMakers):
+                np.testing.assert_array_equal(mine.news, theirs.news)
+            assert a.market._pending == b.market._pending
+            futures += isinstance(mine, FuturesMakers)
+    assert futures > 0
+
+
+def test_recorded_basis_is_the_basis_after_each_step():
+    """The data collector's three basis columns: ``basis()`` after the step, worked out once."""
+    model = MarketModel(rng=2, **SMALL, **{"futures.enabled": True})
+    seen = []
+    for _ in range(5):
+        model.step()
+        seen.append(model.basis())
+    frame = model.datacollector.get_model_vars_dataframe()
+    basis = frame[["if_basis", "ic_basis", "im_basis"]].to_numpy()
+    assert np.isfinite(basis).all() and len(np.unique(basis[:, 1])) > 1
+    np.testing.assert_array_equal(basis, seen)
