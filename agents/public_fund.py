@@ -139,18 +139,10 @@ class PublicMicroCapFunds(Population):
         one compiled pass (:func:`_mandate_orders`), which looks up what the fund holds.
         """
         self._new_step()
-        model, market, ledger = self.model, self.market, self.model.ledger
+        market, ledger = self.market, self.model.ledger
         accounts = self.accounts[rows]
         market.cancel_accounts(accounts)
-        assets = np.maximum(self.equity(rows), 0.0)  # (r,)
-        free_cash = ledger.cash[accounts] / 100.0 - self.payable[rows]
-        gap = free_cash - self.cfg.cash_buffer * assets  # (r,) > 0: cash to invest
-        tol = TOLERANCE * assets
-        # Selling is forced when redemptions pushed cash below the buffer or are still owed.
-        forced = ((self.flow[rows] < 0) & (gap < -tol)) | (self.payable[rows] > 0)
-        act = forced | (np.abs(gap) > tol)
-        steps_left = model.steps_per_day - (model.steps - 1) % model.steps_per_day
-        trade = np.where(act, gap / steps_left, 0.0)  # (r,) CNY this step, < 0: sell
+        assets, trade, forced = self.cash_gap_trades(rows)
         *columns, forced_cny = _mandate_orders(
             accounts,
             self.take(self.basket, rows),
@@ -168,6 +160,22 @@ class PublicMicroCapFunds(Population):
         )
         self.forced_sales += forced_cny
         return [Orders(*columns), self._exits(accounts)]
+
+    def cash_gap_trades(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(r,) assets (CNY), the CNY each fund trades this step (< 0: sells) to close the gap
+        between its free cash and its buffer over the day's remaining steps, and whether
+        that selling is forced (redemptions pushed cash below the buffer or are still owed).
+        """
+        model, ledger = self.model, self.model.ledger
+        assets = np.maximum(self.equity(rows), 0.0)  # (r,)
+        free_cash = ledger.cash[self.accounts[rows]] / 100.0 - self.payable[rows]
+        gap = free_cash - self.cfg.cash_buffer * assets  # (r,) > 0: cash to invest
+        tol = TOLERANCE * assets
+        forced = ((self.flow[rows] < 0) & (gap < -tol)) | (self.payable[rows] > 0)
+        act = forced | (np.abs(gap) > tol)
+        steps_left = model.steps_per_day - (model.steps - 1) % model.steps_per_day
+        trade = np.where(act, gap / steps_left, 0.0)  # (r,) CNY this step, < 0: sell
+        return assets, trade, forced
 
     def _exits(self, accounts: np.ndarray) -> Orders:
         """Sell what has left the mandate, a ``1 / EXIT_DAYS`` share of a day's steps."""

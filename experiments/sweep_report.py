@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,16 @@ def fig_spread(ok: pd.DataFrame) -> Any:
     )
 
 
+def _points(ok: pd.DataFrame, keys: list[str]) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
+    """(values of the varied keys, that point's cells) for each parameter point; one point
+    of every cell when nothing varies."""
+    if not keys:
+        yield (), ok
+        return
+    for value, part in ok.groupby(keys, sort=True):
+        yield (value if isinstance(value, tuple) else (value,)), part
+
+
 def _cell_table(summary: pd.DataFrame, keys: list[str]) -> str:
     """Mean and spread over seeds of the headline figures for each parameter point."""
     from experiments.report import _pct, _table
@@ -135,10 +146,8 @@ def _cell_table(summary: pd.DataFrame, keys: list[str]) -> str:
     ok = summary[summary["status"] == "ok"]
     if ok.empty:
         return "<p class='note'>No cell finished.</p>"
-    grouped = ok.groupby(keys, sort=True) if keys else [((), ok)]
     rows = []
-    for value, part in grouped:
-        values = value if isinstance(value, tuple) else (value,)
+    for values, part in _points(ok, keys):
         dd = part[DD]
         rows.append(
             [
@@ -175,9 +184,7 @@ def _episode_table(summary: pd.DataFrame, keys: list[str]) -> str:
     if ok.empty:
         return ""
     rows = []
-    grouped = ok.groupby(keys, sort=True) if keys else [((), ok)]
-    for value, part in grouped:
-        values = value if isinstance(value, tuple) else (value,)
+    for values, part in _points(ok, keys):
         n = len(part)
 
         def count(col: str, part: pd.DataFrame = part, n: int = n) -> str:

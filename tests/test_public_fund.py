@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.public_fund import NEAR, TOLERANCE, PublicMicroCapFunds
+from agents.public_fund import NEAR, PublicMicroCapFunds
 from model import MarketModel
 from model.orders import Orders
 
@@ -147,7 +147,7 @@ def test_the_model_repicks_the_mandate_when_it_rebalances_the_micro_caps(monkeyp
 def _numpy_decide(funds: PublicMicroCapFunds, rows: np.ndarray) -> tuple[Orders, float]:
     """``PublicMicroCapFunds.decide``'s orders as numpy passes worked them out (without the
     cancel), and the forced sales they add."""
-    model, market, ledger = funds.model, funds.market, funds.model.ledger
+    market, ledger = funds.market, funds.model.ledger
     accounts = funds.accounts[rows]
     basket = funds.basket[rows]  # (r, B)
     r, b = basket.shape
@@ -157,14 +157,7 @@ def _numpy_decide(funds: PublicMicroCapFunds, rows: np.ndarray) -> tuple[Orders,
     held, sellable = ledger.holding_and_sellable(account, stock)  # (r*B,) shares each
     held = held.reshape(r, b)
     value = held * price.reshape(r, b) / 100.0  # (r, B) CNY
-    assets = np.maximum(funds.equity(rows), 0.0)  # (r,)
-    free_cash = ledger.cash[accounts] / 100.0 - funds.payable[rows]
-    gap = free_cash - funds.cfg.cash_buffer * assets  # (r,) > 0: cash to invest
-    tol = TOLERANCE * assets
-    forced = ((funds.flow[rows] < 0) & (gap < -tol)) | (funds.payable[rows] > 0)
-    act = forced | (np.abs(gap) > tol)
-    steps_left = model.steps_per_day - (model.steps - 1) % model.steps_per_day
-    trade = np.where(act, gap / steps_left, 0.0)  # (r,) CNY this step, < 0: sell
+    assets, trade, forced = funds.cash_gap_trades(rows)  # the rule's cash side, unchanged
     want = (1.0 - funds.cfg.cash_buffer) * assets[:, None] / b  # (r, 1) CNY per stock
     under = np.maximum(want - value, 0.0)  # (r, B)
     buy_cny = under * (np.maximum(trade, 0.0) / np.maximum(under.sum(axis=1), 1e-9))[:, None]
