@@ -17,6 +17,7 @@ import numba
 import numpy as np
 
 BUY, SELL = np.int8(1), np.int8(-1)
+ALL = slice(None)  # every instrument: the grid's arrays as they are, not gathered at an arange
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,9 @@ class Grid:
             self.lower[:, None] + j[None, :] * self.step[:, None], self.upper[:, None]
         )
 
-    def price_of(self, stock: np.ndarray, level: np.ndarray) -> np.ndarray:
-        """Price in fen of ``level`` of ``stock`` (element-wise)."""
+    def price_of(self, stock: np.ndarray | slice, level: np.ndarray) -> np.ndarray:
+        """Price in fen of ``level`` of ``stock`` (element-wise; ``ALL`` for every
+        instrument, read as a view rather than gathered)."""
         return np.minimum(self.lower[stock] + level * self.step[stock], self.upper[stock])
 
     def level_of(self, stock: np.ndarray, price: np.ndarray, side: np.ndarray) -> np.ndarray:
@@ -70,8 +72,9 @@ class Grid:
             np.asarray(side),
         )
 
-    def nearest_level(self, stock: np.ndarray, price: np.ndarray) -> np.ndarray:
-        """Level closest to ``price`` (the reference for tie-breaks)."""
+    def nearest_level(self, stock: np.ndarray | slice, price: np.ndarray) -> np.ndarray:
+        """Level closest to ``price`` (the reference for tie-breaks) of ``stock`` (``ALL``
+        for every instrument, as :meth:`price_of`)."""
         level = np.rint((price - self.lower[stock]) / self.step[stock]).astype(np.int64)
         return np.clip(level, 0, self.n_active[stock] - 1)
 
@@ -134,7 +137,6 @@ def clear(
         ref_level: (S,) level of the last price, the final tie-break.
     """
     n_stocks = grid.n_stocks
-    rows = np.arange(n_stocks)
     level_star, volume, filled, lock, qty = _clear_compiled(
         np.asarray(stock, np.int64),
         np.asarray(side, np.int8),
@@ -147,7 +149,7 @@ def clear(
     )
     return Clearing(
         level=level_star,
-        price=grid.price_of(rows, level_star),
+        price=grid.price_of(ALL, level_star),
         volume=volume,
         filled=filled,
         lock=lock,

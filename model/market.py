@@ -21,7 +21,7 @@ from model.book import (
     within_limits,
 )
 from model.futures import FuturesSpec
-from model.kernel import Clearing, Grid, clear
+from model.kernel import ALL, Clearing, Grid, clear
 from model.ledger import Ledger, consecutive, key_order, search_from
 from model.orders import Orders
 from model.universe import Universe
@@ -236,7 +236,7 @@ class Market:
     def clear(self) -> Clearing:
         """One call auction in every instrument; settle fills; unfilled orders keep resting."""
         book, grid, n_stocks = self.book, self.grid, self.n_stocks
-        ref = grid.nearest_level(np.arange(grid.n_stocks), self.last)
+        ref = grid.nearest_level(ALL, self.last)
         result = clear(grid, book.stock, book.side, self.book_level, book.lots, ref)
         *stock_fills, fut_account, contract, fut_lots = split_fills(
             book.account, book.stock, book.side, result.filled, result.price, n_stocks, self.lot
