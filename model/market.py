@@ -21,7 +21,7 @@ from model.book import (
     within_limits,
 )
 from model.futures import FuturesSpec
-from model.kernel import ALL, Clearing, Grid, clear
+from model.kernel import Clearing, Grid, clear
 from model.ledger import Ledger, consecutive, key_order, search_from
 from model.orders import Orders
 from model.universe import Universe
@@ -63,6 +63,7 @@ class Market:
         self.limit = limit  # (I,) daily limit per instrument
         self.prev_close = price0.copy()  # (I,) fen for stocks, ticks for futures
         self.last = price0.copy()  # (I,) last clearing price
+        self._instruments = np.arange(self.last.shape[0])  # (I,) every instrument's index
         self.grid = Grid.from_close(self.prev_close, self.limit, n_levels)
         self._book = Orders.empty()
         self._book_level = np.zeros(0, dtype=np.int64)
@@ -236,7 +237,7 @@ class Market:
     def clear(self) -> Clearing:
         """One call auction in every instrument; settle fills; unfilled orders keep resting."""
         book, grid, n_stocks = self.book, self.grid, self.n_stocks
-        ref = grid.nearest_level(ALL, self.last)
+        ref = grid.nearest_level(self._instruments, self.last)
         result = clear(grid, book.stock, book.side, self.book_level, book.lots, ref)
         *stock_fills, fut_account, contract, fut_lots = split_fills(
             book.account, book.stock, book.side, result.filled, result.price, n_stocks, self.lot
