@@ -35,6 +35,7 @@ from agents.base import ArrayAgent, Population
 from model.config import PublicFundConfig
 from model.ledger import search_near
 from model.orders import Orders
+from model.pairwise import pairwise_sum
 
 TRAILING_DAYS = 20  # window of the return that flows chase
 MAX_FLOW = 0.10  # largest daily flow, share of assets, either way
@@ -191,68 +192,6 @@ class PublicMicroCapFunds(Population):
 
 
 @numba.njit(cache=True, nogil=True)
-def _block_sum(a: np.ndarray, lo: int, n: int) -> float:
-    """numpy's pairwise sum of a run of at most 128 of ``a`` from ``lo``: under 8 one by
-    one; else eight running sums, joined in pairs, then the rest one by one."""
-    if n < 8:
-        res = 0.0
-        for i in range(n):
-            res += a[lo + i]
-        return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = 8
-    while i < n - n % 8:
-        r0, r1, r2, r3 = r0 + a[lo + i], r1 + a[lo + i + 1], r2 + a[lo + i + 2], r3 + a[lo + i + 3]
-        r4, r5, r6, r7 = (
-            r4 + a[lo + i + 4],
-            r5 + a[lo + i + 5],
-            r6 + a[lo + i + 6],
-            r7 + a[lo + i + 7],
-        )
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[lo + i]
-        i += 1
-    return res
-
-
-@numba.njit(cache=True, nogil=True)
-def _pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:
-    """numpy's pairwise sum of ``a[lo : lo + n]`` (float64), as ``ndarray.sum`` adds a
-    contiguous run: runs of up to 128 by :func:`_block_sum`, longer ones split in two
-    halves (the first a multiple of 8 long) and their sums added.
-
-    The halving is walked with a stack, not by recursion: numba's cache does not load a
-    recursive function back safely.
-    """
-    node_lo = np.empty(128, np.int64)  # pending runs; depth is about 2 log2(n / 128)
-    node_n = np.empty(128, np.int64)
-    node_split = np.zeros(128, np.bool_)  # both halves summed: add them
-    sums = np.empty(128)
-    top, done = 0, 0
-    node_lo[0], node_n[0] = lo, n
-    while top >= 0:
-        at, m, split = node_lo[top], node_n[top], node_split[top]
-        top -= 1
-        if m <= 128:
-            sums[done] = _block_sum(a, at, m)
-            done += 1
-        elif split:
-            sums[done - 2] = sums[done - 2] + sums[done - 1]
-            done -= 1
-        else:
-            half = m // 2
-            half -= half % 8
-            node_lo[top + 1], node_n[top + 1], node_split[top + 1] = at, m, True
-            node_lo[top + 2], node_n[top + 2], node_split[top + 2] = at + half, m - half, False
-            node_lo[top + 3], node_n[top + 3], node_split[top + 3] = at, half, False
-            top += 3
-    return sums[0]
-
-
-@numba.njit(cache=True, nogil=True)
 def _maximum(a: float, b: float) -> float:
     """``np.maximum`` of two floats (the first if NaN)."""
     return a if a >= b or a != a else b
@@ -291,7 +230,8 @@ def _mandate_orders(
 
     The numpy passes this replaced, one (r, B) array after another, are kept in
     ``tests/test_public_fund.py``, which holds the pass to them; the per-fund sums and
-    the forced sales are added as numpy adds them (:func:`_pairwise_sum`): the same floats.
+    the forced sales are added as numpy adds them (:func:`~model.pairwise.pairwise_sum`): the
+    same floats.
 
     Returns:
         (account, stock, side, price, lots) (r * B,) as ``Orders`` takes them (int8 sides,
@@ -323,8 +263,8 @@ def _mandate_orders(
             price[j] = np.float64(last[s])
             value[j] = held * price[j] / 100.0
             under[j] = _maximum(want - value[j], 0.0)
-        buy_scale = _maximum(trade[i], 0.0) / _maximum(0.0 + _pairwise_sum(under, 0, b), 1e-9)
-        sell_scale = _maximum(-trade[i], 0.0) / _maximum(0.0 + _pairwise_sum(value, 0, b), 1e-9)
+        buy_scale = _maximum(trade[i], 0.0) / _maximum(0.0 + pairwise_sum(under, 0, b), 1e-9)
+        sell_scale = _maximum(-trade[i], 0.0) / _maximum(0.0 + pairwise_sum(value, 0, b), 1e-9)
         for j in range(b):
             s = basket[i, j]
             buy_cny = _minimum(under[j] * buy_scale, under[j])
@@ -343,5 +283,5 @@ def _mandate_orders(
             out_account[c], out_stock[c], out_side[c] = accounts[i], s, side
             out_price[c] = lower[s] if forced_sell else np.int64(near)
             out_lots[c] = np.int64(lots)
-    total = 0.0 + _pairwise_sum(forced_cny, 0, f)
+    total = 0.0 + pairwise_sum(forced_cny, 0, f)
     return out_account, out_stock, out_side, out_price, out_lots, total

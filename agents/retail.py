@@ -96,6 +96,24 @@ def _row_products(
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _panic_sales_fen(
+    account: np.ndarray, signed: np.ndarray, price: np.ndarray, first: int, panicking: np.ndarray
+) -> float:
+    """Fen sold in the fills ``account``, ``signed``, ``price`` (m,) by the population's
+    panicking rows (accounts ``first`` .. ``first + len(panicking) - 1``).
+
+    One pass over the fills where a row lookup, two masks and a dot product were four;
+    the sum is in integers, so its order does not matter.
+    """
+    total = 0
+    for i in range(account.shape[0]):
+        row = account[i] - first
+        if signed[i] < 0 and 0 <= row < panicking.shape[0] and panicking[row]:
+            total += -signed[i] * price[i]
+    return float(total)
+
+
 def attachments(degree: int) -> int:
     """Edges each new node brings in a Barabasi-Albert graph of mean degree about ``degree``."""
     return max((degree + 1) // 2, 1)
@@ -523,10 +541,10 @@ class RetailChasers(Population):
         are the sales the lead may count as forced or panic selling.
         """
         account, _, signed, price = self.market.last_fills
-        row = self.rows_of(account)  # (m,)
-        mine = (row >= 0) & (signed < 0)
-        mine[mine] = self.panicking[row[mine]]
-        return float(np.dot(-signed[mine], price[mine])) / 100.0
+        if self.n == 0:
+            return 0.0
+        first = int(self.accounts[0])  # accounts are contiguous
+        return _panic_sales_fen(account, signed, price, first, self.panicking) / 100.0
 
     def sample_graph(self, n: int, source: int | None = None) -> nx.Graph:
         """A connected patch of up to ``n`` investors for the browser view.

@@ -11,8 +11,10 @@ what the agents' trading did, so a tier's fall can be split into news and flows.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
+from model.pairwise import pairwise_sum
 from model.universe import INDEX_NAMES, TIERS, assign_tiers
 
 BASE = 1000.0
@@ -44,15 +46,54 @@ class Indices:
     def _chain(
         self, level: np.ndarray, float_shares: np.ndarray, old: np.ndarray, new: np.ndarray
     ) -> None:
-        """Multiply ``level`` (5,) in place by each index's return from ``old`` to ``new``."""
-        n_tiers = len(TIERS)
-        cap_old = float_shares * old.astype(np.float64)
-        cap_gain = float_shares * (new - old).astype(np.float64)
-        in_csi = self.tier < n_tiers
-        base = np.bincount(self.tier[in_csi], cap_old[in_csi], minlength=n_tiers)
-        gain = np.bincount(self.tier[in_csi], cap_gain[in_csi], minlength=n_tiers)
-        level[:n_tiers] *= 1.0 + gain / np.maximum(base, 1e-300)
-        level[n_tiers] *= 1.0 + np.mean(new[self.micro] / old[self.micro] - 1.0)
+        """Multiply ``level`` (5,) in place by each index's return from ``old`` to ``new``.
+
+        One compiled pass (:func:`_chain_levels`), where a dozen numpy calls were: it runs
+        on every step.
+        """
+        _chain_levels(
+            level,
+            self.tier,
+            self.micro,
+            np.asarray(float_shares, np.int64),
+            np.asarray(old, np.float64),  # prices (int64 fen, exact) or values (float)
+            np.asarray(new, np.float64),
+            len(TIERS),
+        )
 
     def as_dict(self) -> dict[str, float]:
         return {name: float(v) for name, v in zip(INDEX_NAMES, self.level, strict=True)}
+
+
+@numba.njit(cache=True, nogil=True)
+def _chain_levels(
+    level: np.ndarray,
+    tier: np.ndarray,
+    micro: np.ndarray,
+    float_shares: np.ndarray,
+    old: np.ndarray,
+    new: np.ndarray,
+    n_tiers: int,
+) -> None:
+    """Chain-link ``level`` (5,) in place from ``old`` to ``new`` (S,) fen.
+
+    The CSI tiers by cap-weighted gain over base, each added in stock order (as the
+    bincounts added them); the micro-cap index by the mean return of the ``micro`` (S,)
+    stocks, added as ``np.mean`` adds (:func:`~model.pairwise.pairwise_sum`): the same
+    floats. Whole fen are exact as floats, so ``new - old`` is numpy's integer difference.
+    """
+    base = np.zeros(n_tiers)
+    gain = np.zeros(n_tiers)
+    ret = np.empty(tier.shape[0])  # micro-cap returns, the first n_micro used
+    n_micro = 0
+    for s in range(tier.shape[0]):
+        t = tier[s]
+        if t < n_tiers:
+            base[t] += float_shares[s] * old[s]
+            gain[t] += float_shares[s] * (new[s] - old[s])
+        if micro[s]:
+            ret[n_micro] = new[s] / old[s] - 1.0
+            n_micro += 1
+    for t in range(n_tiers):
+        level[t] *= 1.0 + gain[t] / max(base[t], 1e-300)
+    level[n_tiers] *= 1.0 + (0.0 + pairwise_sum(ret, 0, n_micro)) / n_micro

@@ -71,9 +71,32 @@ class Grid:
         )
 
     def nearest_level(self, stock: np.ndarray, price: np.ndarray) -> np.ndarray:
-        """Level closest to ``price`` (the reference for tie-breaks)."""
-        level = np.rint((price - self.lower[stock]) / self.step[stock]).astype(np.int64)
-        return np.clip(level, 0, self.n_active[stock] - 1)
+        """Level closest to ``price`` (int64 fen) of ``stock`` (the reference for tie-breaks).
+
+        One compiled pass (:func:`_nearest_level`): the auction asks it for every instrument
+        each step, where numpy's gathers, division, rounding and clip were six passes.
+        """
+        return _nearest_level(
+            self.lower,
+            self.step,
+            self.n_active,
+            np.asarray(stock, np.int64),
+            np.asarray(price, np.int64),
+        )
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest_level(
+    lower: np.ndarray, step: np.ndarray, n_active: np.ndarray, stock: np.ndarray, price: np.ndarray
+) -> np.ndarray:
+    """(n,) :meth:`Grid.nearest_level`: ``np.rint`` of the offset over the step (half to
+    even, the true division's float), clipped to the stock's active levels."""
+    level = np.empty(stock.shape[0], np.int64)
+    for i in range(stock.shape[0]):
+        s = stock[i]
+        nearest = np.int64(np.rint((price[i] - lower[s]) / step[s]))
+        level[i] = min(max(nearest, 0), n_active[s] - 1)
+    return level
 
 
 @numba.njit(cache=True, nogil=True)
@@ -134,20 +157,22 @@ def clear(
         ref_level: (S,) level of the last price, the final tie-break.
     """
     n_stocks = grid.n_stocks
-    rows = np.arange(n_stocks)
-    level_star, volume, filled, lock, qty = _clear_compiled(
+    level_star, price, volume, filled, lock, qty = _clear_compiled(
         np.asarray(stock, np.int64),
         np.asarray(side, np.int8),
         np.asarray(level, np.int64),
         np.asarray(lots, np.int64),
         np.asarray(ref_level, np.int64),
         np.asarray(grid.n_active, np.int64),
+        np.asarray(grid.lower, np.int64),
+        np.asarray(grid.step, np.int64),
+        np.asarray(grid.upper, np.int64),
         n_stocks,
         grid.n_levels,
     )
     return Clearing(
         level=level_star,
-        price=grid.price_of(rows, level_star),
+        price=price,
         volume=volume,
         filled=filled,
         lock=lock,
@@ -157,11 +182,14 @@ def clear(
 
 
 @numba.njit(cache=True, nogil=True)
-def _clear_compiled(stock, side, level, lots, ref_level, n_active, n_stocks, n_levels):
+def _clear_compiled(
+    stock, side, level, lots, ref_level, n_active, lower, step, upper, n_stocks, n_levels
+):
     """The auction of :func:`clear_numpy`, one stock at a time: a pass over its levels.
 
     The same rules in loops: the book per level, cumulative demand and supply, the
-    volume-maximizing level with its tie-breaks, each side's marginal level and what
+    volume-maximizing level with its tie-breaks and its price on the grid (``lower``,
+    ``step``, ``upper``, as :meth:`Grid.price_of`), each side's marginal level and what
     the orders at it share, then pro rata fills and the leftover lots earliest first.
     """
     n = stock.shape[0]
@@ -169,6 +197,7 @@ def _clear_compiled(stock, side, level, lots, ref_level, n_active, n_stocks, n_l
     for i in range(n):
         qty[1 if side[i] > 0 else 0, stock[i], level[i]] += lots[i]
     level_star = ref_level.copy()
+    price = np.empty(n_stocks, np.int64)
     volume = np.zeros(n_stocks, np.int64)
     lock = np.zeros(n_stocks, np.int8)
     margin = np.zeros((n_stocks, 2), np.int64)  # marginal level per side [sell, buy]
@@ -200,6 +229,7 @@ def _clear_compiled(stock, side, level, lots, ref_level, n_active, n_stocks, n_l
                 if pick < 0 or imb < pick_imb or (imb == pick_imb and dist < pick_dist):
                     pick, pick_imb, pick_dist = j, imb, dist
             level_star[s] = pick
+        price[s] = min(lower[s] + level_star[s] * step[s], upper[s])
         vol = np.int64(np.rint(best))
         volume[s] = vol
         margin[s, 0], margin[s, 1] = sell_margin, buy_margin
@@ -237,7 +267,7 @@ def _clear_compiled(stock, side, level, lots, ref_level, n_active, n_stocks, n_l
             if given[s, b] < owed[s, b]:
                 filled[i] += 1
                 given[s, b] += 1
-    return level_star, volume, filled, lock, qty
+    return level_star, price, volume, filled, lock, qty
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

@@ -155,3 +155,50 @@ def test_compiled_kernel_equals_the_numpy_reference_on_a_large_book():
         fast, slow = clear(*case), clear_numpy(*case)
         for field in ("level", "volume", "filled", "lock", "bid_qty"):
             assert np.array_equal(getattr(fast, field), getattr(slow, field)), field
+
+
+def _numpy_nearest_level(grid: Grid, stock: np.ndarray, price: np.ndarray) -> np.ndarray:
+    """``Grid.nearest_level`` as it was in numpy passes: the reference for the compiled pass."""
+    level = np.rint((price - grid.lower[stock]) / grid.step[stock]).astype(np.int64)
+    return np.clip(level, 0, grid.n_active[stock] - 1)
+
+
+def test_compiled_nearest_level_matches_the_numpy_passes():
+    """Prices on, between and halfway between levels (ties to even), beyond either limit,
+    for every stock in order and for stocks in any order with repeats."""
+    rng = np.random.default_rng(0)
+    for n_levels in (5, 21, 101):
+        prev = rng.integers(50, 5000, 300)
+        grid = Grid.from_close(prev, rng.choice([0.05, 0.1, 0.2], 300), n_levels)
+        every = np.arange(300)
+        for stock in (every, rng.integers(0, 300, 2000)):
+            span = grid.upper[stock] - grid.lower[stock]
+            price = grid.lower[stock] + rng.integers(-span // 4 - 2, span + span // 4 + 3)
+            half = grid.lower[stock] + (2 * rng.integers(0, n_levels, stock.size) + 1) * (
+                grid.step[stock] // 2
+            )  # on a half step wherever the step is even
+            for p in (price, half):
+                want = _numpy_nearest_level(grid, stock, p)
+                np.testing.assert_array_equal(grid.nearest_level(stock, p), want)
+    assert (want == 0).any() and (want == grid.n_active[stock] - 1).any()
+
+
+def test_compiled_kernel_prices_stocks_cleared_at_a_capped_top_level():
+    """Where the grid's top level lies beyond the limit-up price (a span the step does not
+    divide), an auction cleared there prices at the limit, as ``Grid.price_of`` caps it."""
+    rng = np.random.default_rng(1)
+    n_stocks, n_levels = 200, 5
+    grid = Grid.from_close(rng.integers(30, 300, n_stocks), np.full(n_stocks, 0.10), n_levels)
+    top = grid.n_active - 1  # (S,)
+    stocks = np.arange(n_stocks)
+    stock = np.concatenate([stocks, stocks, rng.integers(0, n_stocks, 1000)])
+    side = np.concatenate([np.ones(n_stocks), -np.ones(n_stocks), rng.choice([1, -1], 1000)])
+    level = np.concatenate([top, top, rng.integers(0, n_levels, 1000)])
+    level = np.minimum(level, top[stock])
+    lots = np.concatenate([np.full(2 * n_stocks, 50), rng.integers(1, 5, 1000)])
+    args = (grid, stock, side.astype(np.int8), level, lots, np.zeros(n_stocks, np.int64))
+    fast, slow = clear(*args), clear_numpy(*args)
+    for field in ("level", "price", "volume", "filled", "lock"):
+        assert np.array_equal(getattr(fast, field), getattr(slow, field)), field
+    capped = (fast.level == top) & (grid.lower + top * grid.step > grid.upper)
+    assert capped.sum() > 10 and (fast.price[capped] == grid.upper[capped]).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import mesa
@@ -21,6 +22,7 @@ from agents.market_maker import (
 from agents.noise_trader import NoiseTrader
 from experiments.scenarios import load_scenario, scenario_names
 from model import ConfigError, MarketModel
+from model.indices import Indices
 from model.orders import Orders
 from tests.conftest import SMALL
 
@@ -307,3 +309,82 @@ def test_recorded_basis_is_the_basis_after_each_step():
     basis = frame[["if_basis", "ic_basis", "im_basis"]].to_numpy()
     assert np.isfinite(basis).all() and len(np.unique(basis[:, 1])) > 1
     np.testing.assert_array_equal(basis, seen)
+
+
+def _numpy_chain(indices, level, float_shares, old, new) -> None:
+    """``Indices._chain`` as it was in numpy passes: the reference for the compiled pass."""
+    n_tiers = 4
+    cap_old = float_shares * old.astype(np.float64)
+    cap_gain = float_shares * (new - old).astype(np.float64)
+    in_csi = indices.tier < n_tiers
+    base = np.bincount(indices.tier[in_csi], cap_old[in_csi], minlength=n_tiers)
+    gain = np.bincount(indices.tier[in_csi], cap_gain[in_csi], minlength=n_tiers)
+    level[:n_tiers] *= 1.0 + gain / np.maximum(base, 1e-300)
+    level[n_tiers] *= 1.0 + np.mean(new[indices.micro] / old[indices.micro] - 1.0)
+
+
+@pytest.mark.parametrize("n_stocks, microcap_count", [(1000, 400), (5000, 1500), (60, 400)])
+def test_compiled_index_chain_matches_the_numpy_passes(n_stocks, microcap_count):
+    """Prices (int64 fen) and fundamental values (float fen), a tier left empty, micro-caps
+    under 8 and beyond 128: the same levels to the bit, step after step."""
+    rng = np.random.default_rng(n_stocks)
+    float_shares = rng.integers(1, 10**6, n_stocks) * 100
+    caps = rng.lognormal(20, 1.5, n_stocks)
+    indices = Indices(caps, microcap_count)
+    want = indices.level.copy()
+    prices = rng.integers(100, 10**5, n_stocks)
+    values = prices * rng.lognormal(0, 0.01, n_stocks)
+    for _ in range(20):
+        new_prices = np.maximum(prices + rng.integers(-500, 500, n_stocks), 1)
+        new_values = values * rng.lognormal(0, 0.02, n_stocks)
+        indices.update(float_shares, prices, new_prices)
+        _numpy_chain(indices, want, float_shares, prices, new_prices)
+        np.testing.assert_array_equal(indices.level, want)
+        news = indices.news.copy()
+        indices.update_news(float_shares, values, new_values)
+        _numpy_chain(indices, news, float_shares, values, new_values)
+        np.testing.assert_array_equal(indices.news, news)
+        prices, values = new_prices, new_values
+    assert (want != 1000.0).all()
+
+
+def _numpy_book_mid(market, result) -> np.ndarray:
+    """``Market._book_mid`` as it was in numpy passes: the reference for the compiled pass."""
+    fut = slice(market.n_stocks, None)
+    n_levels = market.n_levels
+    has_bid = result.bid_qty[fut] > 0
+    has_ask = result.ask_qty[fut] > 0
+    best_bid = n_levels - 1 - np.argmax(has_bid[:, ::-1], axis=1)
+    best_ask = np.argmax(has_ask, axis=1)
+    contract = np.arange(market.n_stocks, market.grid.n_stocks)
+    mid = np.rint(
+        (market.grid.price_of(contract, best_bid) + market.grid.price_of(contract, best_ask)) / 2
+    ).astype(np.int64)
+    return np.where(has_bid.any(axis=1) & has_ask.any(axis=1), mid, 0)
+
+
+def test_compiled_book_mid_matches_the_numpy_passes():
+    """The futures books as the auctions left them, then random books, one of them with a
+    side empty, on grids of odd steps (mids halfway between two ticks round to even)."""
+    model = MarketModel(rng=3, **SMALL, **{"futures.enabled": True})
+    market = model.market
+    rng = np.random.default_rng(3)
+    zeros = 0
+    for _ in range(5):
+        model.step()
+        result = market.last_clearing
+        np.testing.assert_array_equal(market._book_mid(result), _numpy_book_mid(market, result))
+        shape = result.bid_qty.shape
+        for _ in range(20):
+            bid = rng.integers(0, 3, shape) * (rng.random(shape) < 0.1)
+            ask = rng.integers(0, 3, shape) * (rng.random(shape) < 0.1)
+            one = int(rng.integers(shape[0] - 3, shape[0]))  # a futures book with a side empty
+            (bid if rng.random() < 0.5 else ask)[one, :] = 0
+            fake = dataclasses.replace(result, bid_qty=bid.astype(float), ask_qty=ask.astype(float))
+            grid = market.grid
+            market.grid = dataclasses.replace(grid, step=grid.step | 1)  # odd: mids at x.5
+            want = _numpy_book_mid(market, fake)
+            np.testing.assert_array_equal(market._book_mid(fake), want)
+            market.grid = grid
+            zeros += int((want == 0).sum())
+    assert zeros > 0 and (want > 0).any()

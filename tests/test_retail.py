@@ -351,3 +351,27 @@ def test_social_graph_from_edges_is_networkx_barabasi_albert(n, degree, seed):
     got = row_normalized_adjacency_from_edges(n, edges)
     for name in ("indptr", "indices", "data"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+
+
+def _numpy_panic_sales_cny(pop: RetailChasers) -> float:
+    """``panic_sales_cny`` as it was in numpy passes: the reference for the compiled pass."""
+    account, _, signed, price = pop.market.last_fills
+    row = pop.rows_of(account)  # (m,)
+    mine = (row >= 0) & (signed < 0)
+    mine[mine] = pop.panicking[row[mine]]
+    return float(np.dot(-signed[mine], price[mine])) / 100.0
+
+
+def test_panic_sales_match_the_numpy_passes():
+    """Some investors panic, others not; sells and buys of this and other populations."""
+    model, pop = _model(seed=5, n=1500, activity=0.5)
+    pop.peak_wealth[::2] = 1.5 * pop.capital[::2]  # every other investor in a drawdown
+    seen = 0.0
+    for _ in range(4):
+        model.step()
+        got, want = pop.panic_sales_cny, _numpy_panic_sales_cny(pop)
+        assert got == want
+        seen += got
+    assert seen > 0 and pop.panicking.any() and not pop.panicking.all()
+    account, _, signed, _ = model.market.last_fills
+    assert (pop.rows_of(account) < 0).any() and (signed > 0).any()  # others' fills, buys
