@@ -1,9 +1,14 @@
 """Noise traders: liquidity demand with no view, whose attention follows volatility.
 
-They send orders at a steady rate, more to stocks that have been moving
+They send orders at a rate that rises with the market's recent volatility
 (attention, which is what clusters volatility). Buy or sell is a coin flip
 tilted towards keeping their initial cash share: a trader whose stocks have run
-up sells a little more often. Sellers sell what they hold and may sell today.
+up sells a little more often. Either way a trader trades one of the stocks it
+holds (a seller what it may sell today); only a trader holding nothing buys a new
+one, drawn by attention, more often a stock that has been moving. Buying new
+names drawn across the market and sized by their caps, paid for by selling the
+small names most traders hold, carried a steady flow out of small caps into large
+ones, which a trader with no view must not do.
 Some orders go at the limit price (market orders), the rest rest as limit
 orders near the last price, and part of those is withdrawn each step.
 """
@@ -64,7 +69,6 @@ class NoiseTraders(Population):
         coin = 0.5 * (1.0 + np.tanh(tilt))  # (r,) numpy's tanh, as the rule always had it
         stock = choice(rng, attention / attention.sum(), n)  # (n,) drawn by attention
         pick_u = rng.random(n)  # (n,) which position to sell or add to
-        top_up_u = rng.random(n)  # (n,) whether a buyer adds to a position
         size_z = rng.standard_normal(n)  # (n,) log-normal order size
         offset = rng.exponential(c.limit_offset, size=n)  # (n,) distance from the last price
         limit_u = rng.random(n)  # (n,) whether the order goes at the limit price
@@ -76,7 +80,6 @@ class NoiseTraders(Population):
             coin,
             stock,
             pick_u,
-            top_up_u,
             size_z,
             offset,
             limit_u,
@@ -181,7 +184,6 @@ def _noise_orders(
     coin: np.ndarray,
     stock: np.ndarray,
     pick_u: np.ndarray,
-    top_up_u: np.ndarray,
     size_z: np.ndarray,
     offset: np.ndarray,
     limit_u: np.ndarray,
@@ -202,13 +204,13 @@ def _noise_orders(
 
     Order ``k`` belongs to ``owner[k]`` (ascending), a row of ``accounts`` (r,), whose
     positions are the rows of ``slot`` (ascending), ``h_stock``, ``sellable`` (p,) with
-    that slot. It buys where ``buy_u[k]`` is below its row's ``coin`` (r,). A seller sells
-    one of its positions (the ``pick_u``-th), if it may sell a lot of it today; a buyer
-    buys the ``stock`` drawn, or half the time (``top_up_u``) adds to a position. The
-    size is log-normal around ``order_pct_cap`` of the stock's cap (``size_z``), a lot
-    at least; a seller left with less than two orders' worth sells out. The price sits
-    ``offset`` from the last (buyers below, sellers above), or at the day's limit for
-    a ``market_order_share`` of the orders (``limit_u``).
+    that slot. It buys where ``buy_u[k]`` is below its row's ``coin`` (r,). Buyer or
+    seller, it trades one of its positions (the ``pick_u``-th), a seller only if it may
+    sell a lot of it today; a buyer holding nothing buys the ``stock`` drawn. The size
+    is log-normal around ``order_pct_cap`` of the stock's cap (``size_z``), a lot at
+    least; a seller left with less than two orders' worth sells out. The price sits
+    ``offset`` from the last (buyers below, sellers above), or at the day's limit for a
+    ``market_order_share`` of the orders (``limit_u``).
 
     Returns:
         (account, stock, side, price, lots) of the buys and of the sells with lots; a
@@ -235,7 +237,7 @@ def _noise_orders(
         held = hi - lo
         s, cap_lots = stock[k], np.iinfo(np.int64).max
         sell = not buy[k] and held > 0
-        if sell or (buy[k] and held > 0 and top_up_u[k] < 0.5):
+        if held > 0:
             pick = lo + np.int64(np.floor(pick_u[k] * held))
             s = h_stock[pick]
             if sell:

@@ -247,11 +247,17 @@ class MarketModel(mesa.Model):
         populations.append(funds)
 
         nt = cfg.noise_traders
-        nt_cash = nt.capital_pct_float * total_cap_fen / max(nt.n_agents, 1)
-        noise = NoiseTraders(self, ledger.open_accounts(np.full(nt.n_agents, nt_cash)), nt)
+        # Five holders a stock. Each trader's cash is in proportion to what it holds (one
+        # holding nothing gets an average share): all keep the same cash share and can pay
+        # for orders the size of their own names', whose caps set the orders' size.
+        holder = rng.choice(nt.n_agents, size=5 * n_stocks) if nt.n_agents else np.zeros(0, int)
+        held_stock = np.repeat(np.arange(n_stocks), 5)[: holder.size]
+        worth = np.bincount(holder, (float_lots * uni.price0)[held_stock], minlength=nt.n_agents)
+        worth = np.where(worth > 0, worth, worth.mean() if nt.n_agents else 0.0)
+        nt_cash = nt.capital_pct_float * total_cap_fen * worth / max(worth.sum(), 1.0)
+        noise = NoiseTraders(self, ledger.open_accounts(np.floor(nt_cash)), nt)
         if noise.n:
-            holder = rng.choice(noise.accounts, size=(n_stocks, 5))  # five holders a stock
-            given += endow(holder.ravel(), np.repeat(np.arange(n_stocks), 5), nt.holdings_pct_float)
+            given += endow(noise.accounts[holder], held_stock, nt.holdings_pct_float)
         populations.append(noise)
 
         self.retail: RetailChasers | None = None

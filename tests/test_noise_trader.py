@@ -9,6 +9,7 @@ import pytest
 
 from agents.noise_trader import NoiseTraders
 from agents.sampling import choice
+from experiments.scenarios import load_scenario
 from model import MarketModel
 from model.orders import Orders
 from tests.conftest import SMALL
@@ -35,9 +36,8 @@ def _numpy_decide(pop: NoiseTraders, rows: np.ndarray) -> Orders:
     pick = first[owner] + np.floor(rng.random(n) * held).astype(np.int64)
     pick = np.minimum(pick, max(slot.shape[0] - 1, 0))
     sell = ~buy & (held > 0)
-    top_up = buy & (held > 0) & (rng.random(n) < 0.5)
     if slot.shape[0]:
-        stock = np.where(sell | top_up, h_stock[pick], stock)
+        stock = np.where(held > 0, h_stock[pick], stock)
         cap_lots = np.where(sell, sellable[pick] // market.lot, cap_lots)
     sell &= cap_lots > 0
     keep = buy | sell
@@ -68,6 +68,7 @@ def test_compiled_orders_match_the_numpy_rules_bit_for_bit(seed, steps):
     give = np.where(sellable == shares, np.maximum(shares - left, 0), 0)
     taker = np.full(give.shape[0], pop.accounts[-1])
     model.ledger.transfer(pop.accounts[slot], taker, stock, give, locked=False)
+    pop.cash_target[:100] = 1.0  # and want all cash, so they sell rather than buy back
     market, state = model.market, model.rng.bit_generator.state
     kept = copy.deepcopy(market)
     got = pop.decide(pop.rows)
@@ -112,3 +113,26 @@ def test_positions_and_tilt_of_a_block_match_the_numpy_passes():
             np.testing.assert_array_equal(got_column, want)
             assert got_column.dtype == want.dtype
     assert (tilt != 0).all()
+
+
+def test_noise_traders_carry_no_flow_between_sizes():
+    """With no news and no value investors, noise traders with no view (and the makers
+    who quote for them) leave large and small caps where they started, relative to each
+    other. Buying new names drawn across the market, sized by their caps and paid for by
+    selling the small names most traders held, lifted the CSI 300/500 tiers some 10-12%
+    above the smaller tiers over a year (seeds 1-2 at 500 stocks); now 2-5% either way."""
+    quiet = {
+        "universe.n_stocks": 500,
+        "fundamental_traders.n_agents": 0,
+        "fundamentals.market_vol": 0.0,
+        "fundamentals.idio_vol": 0.0,
+        "fundamentals.size_vol": 0.0,
+    }
+    slopes = []
+    for seed in (1, 2):
+        model = MarketModel(load_scenario("calm"), rng=seed, **quiet)
+        tier, start = model.indices.tier.copy(), model.market.last[:500].astype(np.float64)
+        model.run()
+        moved = np.log(model.market.last[:500] / start)  # (S,) no news: all of it is trading
+        slopes.append(moved[tier <= 1].mean() - moved[tier >= 3].mean())
+    assert abs(np.mean(slopes)) < 0.07, slopes
