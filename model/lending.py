@@ -109,11 +109,12 @@ class LendingDesk:
         """Apply the timeline: recall a share of whatever is lent beyond today's supply."""
         c = self.cfg
         self.same_day_route = not (c.curb_enabled and day >= c.t1_date)
-        excess = np.maximum(self.owed_by_stock() - self.supply(day), 0)  # (S,)
+        owed = self.owed_by_stock()  # (S,) shares lent
+        excess = np.maximum(owed - self.supply(day), 0)  # (S,)
         if not excess.any() or self.key.size == 0:
             return
         stock = self.key % self.n_stocks
-        total = np.maximum(self.owed_by_stock(), 1)
+        total = np.maximum(owed, 1)
         share = (excess * c.recall_per_day / total)[stock]
         due = np.ceil(self.owed * share / self.lot) * self.lot
         self.recall_due = np.minimum(self.recall_due + due.astype(np.int64), self.owed)

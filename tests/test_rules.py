@@ -549,3 +549,23 @@ def test_account_holdings_are_holding_of_every_stock():
     for account in (*accounts, 99):
         want = ledger.holding(np.full(50, account), np.arange(50))
         np.testing.assert_array_equal(ledger.account_holdings(int(account)), want)
+
+
+def test_new_day_drops_empty_positions_and_clears_the_days_purchases():
+    """The compiled overnight pass leaves what clearing ``bought_today`` and then keeping
+    the positions with shares left: the held keys and shares, nothing bought today."""
+    rng = np.random.default_rng(15)
+    ledger = Ledger(50)
+    accounts = ledger.open_accounts(np.full(40, 10**12))
+    ledger.endow(rng.choice(accounts, 400), rng.integers(0, 50, 400), rng.integers(1, 9, 400) * 100)
+    for _ in range(3):
+        account, stock = rng.choice(accounts, 300), rng.integers(0, 50, 300)
+        signed = rng.integers(-5, 6, 300) * 100
+        ledger.settle(account, stock, signed, rng.integers(100, 5_000, 300))
+        held = ledger.shares != 0
+        key, shares = ledger.key[held].copy(), ledger.shares[held].copy()
+        assert ledger.bought_today.any() and not held.all()
+        ledger.new_day()
+        np.testing.assert_array_equal(ledger.key, key)
+        np.testing.assert_array_equal(ledger.shares, shares)
+        assert not ledger.bought_today.any()
