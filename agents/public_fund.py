@@ -98,20 +98,23 @@ class PublicMicroCapFunds(Population):
         cash = self.model.ledger.cash[self.accounts[rows]] / 100.0
         return cash + self.holdings_value(rows) - self.payable[rows]
 
-    def mark(self) -> None:
-        """NAV per unit of every fund at the last prices."""
+    def mark(self) -> np.ndarray:
+        """NAV per unit of every fund at the last prices; returns the (n,) equity, CNY, so
+        the day's flows need not mark the same books again."""
         live = self.units > 1e-9
-        self.nav = np.where(live, self.equity(self.rows) / np.maximum(self.units, 1e-9), self.nav)
+        eq = self.equity(self.rows)  # (n,) CNY
+        self.nav = np.where(live, eq / np.maximum(self.units, 1e-9), self.nav)
+        return eq
 
     # -- the day ----------------------------------------------------------------------------
     def begin_day(self) -> None:
         """Mark NAV, take subscriptions or redemptions, pay what is owed from cash."""
-        self.mark()
+        eq = self.mark()  # (n,) CNY; nothing trades before the flows below use it
         self.nav_history.append(self.nav.copy())
         past = self.nav_history[max(len(self.nav_history) - 1 - TRAILING_DAYS, 0)]
         self.trailing = self.nav / np.maximum(past, 1e-9) - 1.0
         self.flow = np.clip(self.cfg.flow_sensitivity * self.trailing, -MAX_FLOW, MAX_FLOW)
-        cash_flow = self.flow * np.maximum(self.equity(self.rows), 0.0)  # (n,) CNY
+        cash_flow = self.flow * np.maximum(eq, 0.0)  # (n,) CNY
         self.units = np.maximum(self.units + cash_flow / np.maximum(self.nav, 1e-9), 0.0)
         self.payable += np.maximum(-cash_flow, 0.0)
         ledger = self.model.ledger

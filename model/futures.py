@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -81,7 +82,16 @@ class FuturesSpec:
         return bool(np.isin(day, self.expiries))
 
     def days_to_expiry(self, day: int) -> int:
-        """Calendar days from trading day ``day`` to the live contract's expiry."""
+        """Calendar days from trading day ``day`` to the live contract's expiry (read from a
+        table of every day's: the basis asks several times a step)."""
+        return self._days_to_expiry[day]
+
+    @cached_property
+    def _days_to_expiry(self) -> tuple[int, ...]:
+        """(D,) :meth:`days_to_expiry` of each trading day."""
+        return tuple(self._count_days_to_expiry(day) for day in range(len(self.days)))
+
+    def _count_days_to_expiry(self, day: int) -> int:
         later = self.expiries[self.expiries >= day]
         if later.size:
             end = self.days[int(later[0])]

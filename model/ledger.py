@@ -171,6 +171,16 @@ class Ledger:
         row = self.rows_of(account, stock)
         return np.where(row >= 0, self.shares[np.maximum(row, 0)], 0)
 
+    def account_holdings(self, account: int) -> np.ndarray:
+        """(S,) shares ``account`` holds of every stock, zero where none: :meth:`holding` of
+        the account and each stock, read off the account's slice of the table rather than
+        looked up stock by stock (the lending desk caps each loan by the lender's holding)."""
+        first = account * self.n_stocks
+        lo, hi = np.searchsorted(self.key, [first, first + self.n_stocks])
+        held = np.zeros(self.n_stocks, dtype=np.int64)  # (S,)
+        held[self.key[lo:hi] - first] = self.shares[lo:hi]
+        return held
+
     def basket_holding(
         self, accounts: np.ndarray, basket: np.ndarray, order: np.ndarray
     ) -> np.ndarray:
@@ -306,12 +316,15 @@ class Ledger:
         signed_shares: np.ndarray,
         price_fen: np.ndarray,
     ) -> None:
-        """Book fills: buyers (+shares) pay ``shares * price``, sellers receive it."""
+        """Book fills: buyers (+shares) pay ``shares * price``, sellers receive it.
+
+        Each fill's cost comes off its account's cash in integers, one fill at a time: a
+        float bincount over every account, rounded back, was four passes over the (A,)
+        arrays for the same sums (whole fen, exact in float64 below 2**53).
+        """
         signed_shares = np.asarray(signed_shares, np.int64)
-        cost = signed_shares * np.asarray(price_fen, np.int64)
-        self.cash += np.rint(np.bincount(account, -cost, minlength=self.n_accounts)).astype(
-            np.int64
-        )
+        cost = signed_shares * np.asarray(price_fen, np.int64)  # (m,) fen
+        np.subtract.at(self.cash, np.asarray(account, np.int64), cost)
         self._add_positions(account, stock, signed_shares, signed_shares > 0)
 
     def transfer(
@@ -338,7 +351,6 @@ class Ledger:
 
     def new_day(self) -> None:
         """Overnight: yesterday's purchases become sellable; empty positions are dropped."""
-        self.bought_today[:] = 0
         self._n_rows = _drop_empty(self._table, self._n_rows)
 
     # -- invariants -----------------------------------------------------------------------
@@ -655,11 +667,15 @@ def _add_positions_compiled(
 
 @numba.njit(cache=True, nogil=True)
 def _drop_empty(table: np.ndarray, n_rows: int) -> int:
-    """Drop the columns of ``table[:, :n_rows]`` holding no shares, in place; return those left."""
+    """Drop the columns of ``table[:, :n_rows]`` holding no shares and clear the day's
+    purchases of those left, in place; return how many are left.
+
+    Clearing the purchases as the columns move saves a pass of its own over the table.
+    """
     kept = 0
     for i in range(n_rows):
         if table[1, i] != 0:
-            table[0, kept], table[1, kept], table[2, kept] = table[0, i], table[1, i], table[2, i]
+            table[0, kept], table[1, kept], table[2, kept] = table[0, i], table[1, i], 0
             kept += 1
     return kept
 

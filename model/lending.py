@@ -109,11 +109,12 @@ class LendingDesk:
         """Apply the timeline: recall a share of whatever is lent beyond today's supply."""
         c = self.cfg
         self.same_day_route = not (c.curb_enabled and day >= c.t1_date)
-        excess = np.maximum(self.owed_by_stock() - self.supply(day), 0)  # (S,)
+        owed = self.owed_by_stock()  # (S,) shares lent
+        excess = np.maximum(owed - self.supply(day), 0)  # (S,)
         if not excess.any() or self.key.size == 0:
             return
         stock = self.key % self.n_stocks
-        total = np.maximum(self.owed_by_stock(), 1)
+        total = np.maximum(owed, 1)
         share = (excess * c.recall_per_day / total)[stock]
         due = np.ceil(self.owed * share / self.lot) * self.lot
         self.recall_due = np.minimum(self.recall_due + due.astype(np.int64), self.owed)
@@ -121,25 +122,20 @@ class LendingDesk:
     def borrow(
         self, borrower: np.ndarray, stock: np.ndarray, shares: np.ndarray, day: dt.date
     ) -> np.ndarray:
-        """Lend what supply allows (one request per borrower and stock); return shares lent.
+        """Lend what supply allows (one request per borrower and stock, ``shares`` >= 0);
+        return shares lent.
 
         The lender cannot lend shares it does not hold: in a small universe the funds'
-        baskets can leave the long-term holders less than the policy supply.
+        baskets can leave the long-term holders less than the policy supply. Requests for
+        less than a lot are granted nothing and take no room, so only the others are
+        worked out (the neutral products ask for every hedge name daily, most for nothing).
         """
-        room = np.maximum(self.supply(day) - self.owed_by_stock(), 0)  # (S,)
-        held = self.ledger.holding(np.full(self.n_stocks, self.lender), np.arange(self.n_stocks))
-        room = np.minimum(room, np.maximum(held, 0))
-        # Requests for the same stock share the room in order.
-        order = np.argsort(stock, kind="stable")
-        s_sorted = stock[order]
-        want = np.floor(shares[order] / self.lot) * self.lot
-        cum = np.cumsum(want)
-        start = np.searchsorted(s_sorted, s_sorted)
-        before = cum - want - (cum[start] - want[start])
-        grant_sorted = np.clip(room[s_sorted] - before, 0, want)
-        grant = np.empty_like(grant_sorted)
-        grant[order] = grant_sorted
-        grant = grant.astype(np.int64)
+        want = np.floor(shares / self.lot) * self.lot  # (n,) shares, whole lots
+        asked = np.flatnonzero(want > 0)  # (k,) requests for a lot or more
+        grant = np.zeros(want.shape[0], dtype=np.int64)  # (n,)
+        if not asked.size:
+            return grant
+        grant[asked] = self._grants(stock[asked], want[asked], day)
         ok = grant > 0
         if ok.any():
             self.ledger.transfer(
@@ -153,12 +149,38 @@ class LendingDesk:
             np.add.at(self.lent_total, stock[ok], grant[ok])
         return grant
 
+    def _grants(self, stock: np.ndarray, want: np.ndarray, day: dt.date) -> np.ndarray:
+        """(k,) int64 shares granted of ``want`` (k,) whole lots: requests for the same stock
+        share its room in order. Whole numbers of shares add exactly in float64."""
+        room = np.maximum(self.supply(day) - self.owed_by_stock(), 0)  # (S,)
+        room = np.minimum(room, np.maximum(self.ledger.account_holdings(self.lender), 0))
+        order = np.argsort(stock, kind="stable")  # (k,)
+        s_sorted = stock[order]
+        want_sorted = want[order]
+        cum = np.cumsum(want_sorted)
+        start = np.searchsorted(s_sorted, s_sorted)  # (k,) first request of each one's stock
+        before = cum - want_sorted - (cum[start] - want_sorted[start])
+        grant_sorted = np.clip(room[s_sorted] - before, 0, want_sorted)
+        grant = np.empty_like(grant_sorted)
+        grant[order] = grant_sorted
+        return grant.astype(np.int64)
+
     def repay(self, borrower: np.ndarray, stock: np.ndarray, shares: np.ndarray) -> np.ndarray:
-        """Hand back up to ``shares`` (limited by what is owed and held); return shares repaid."""
+        """Hand back up to ``shares`` (limited by what is owed and held); return shares repaid.
+
+        Only the requests for more than nothing are looked up: the neutral products offer
+        every open loan's recall daily, mostly none.
+        """
+        asked = np.flatnonzero(shares > 0)  # (k,)
+        give = np.zeros(shares.shape[0], dtype=np.result_type(shares.dtype, np.int64))  # (n,)
+        if asked.size:
+            give[asked] = self._hand_back(borrower[asked], stock[asked], shares[asked])
+        return give
+
+    def _hand_back(self, borrower: np.ndarray, stock: np.ndarray, shares: np.ndarray) -> np.ndarray:
+        """:meth:`repay` of requests for more than nothing: (k,) shares handed back."""
         key = borrower * self.n_stocks + stock
-        row = np.searchsorted(self.key, key)
-        found = np.append(self.key, -1)[row] == key
-        row = np.where(found, row, 0)
+        row, found = self._rows(key)
         owed = np.where(found, self.owed[row] if self.owed.size else 0, 0)
         held = self.ledger.holding(borrower, stock)
         give = np.minimum(np.minimum(shares, owed), held)
@@ -175,8 +197,8 @@ class LendingDesk:
 
     def _add(self, borrower: np.ndarray, stock: np.ndarray, shares: np.ndarray) -> None:
         key = borrower * self.n_stocks + stock
-        row = np.searchsorted(self.key, key)
-        missing = np.append(self.key, -1)[row] != key
+        row, found = self._rows(key)
+        missing = ~found
         if missing.any():
             new = np.unique(key[missing])
             at = np.searchsorted(self.key, new)
@@ -185,6 +207,15 @@ class LendingDesk:
             self.recall_due = np.insert(self.recall_due, at, 0)
             row = np.searchsorted(self.key, key)
         np.add.at(self.owed, row, shares)
+
+    def _rows(self, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) row of each loan ``key`` (0 where there is none) and (n,) whether there is
+        one: a bisection of the keys, without copying them to pad the end."""
+        if not self.key.size:
+            return np.zeros(key.shape, dtype=np.int64), np.zeros(key.shape, dtype=bool)
+        row = np.minimum(np.searchsorted(self.key, key), self.key.size - 1)  # (n,)
+        found = self.key[row] == key  # a key past the last one finds a smaller key
+        return np.where(found, row, 0), found
 
 
 @numba.njit(cache=True, nogil=True)

@@ -159,7 +159,9 @@ class MarketModel(mesa.Model):
         reporters["neutral_warned"] = lambda m: m.neutral_count(WARNED)
         reporters["neutral_stopped"] = lambda m: m.neutral_count(STOPPED)
         reporters["speculator_futures"] = lambda m: m.speculator_futures()
-        reporters["limit_down_count"] = lambda m: int((m.market.lock[: m.universe.n] < 0).sum())
+        reporters["limit_down_count"] = lambda m: int(
+            np.count_nonzero(m.market.lock[: m.universe.n] < 0)
+        )
         return reporters
 
     # -- read-outs ------------------------------------------------------------------------
@@ -198,11 +200,11 @@ class MarketModel(mesa.Model):
         return float((self.speculators.held() * value).sum())
 
     def liquidated_funds(self) -> int:
-        return 0 if self.neutral is None else int(self.neutral.liquidated.sum())
+        return 0 if self.neutral is None else int(np.count_nonzero(self.neutral.liquidated))
 
     def neutral_count(self, state: int) -> int:
         """Quant-neutral products now in ``state`` (``WARNED``: cutting; ``STOPPED``)."""
-        return 0 if self.neutral is None else int((self.neutral.state == state).sum())
+        return 0 if self.neutral is None else int(np.count_nonzero(self.neutral.state == state))
 
     # -- set-up ---------------------------------------------------------------------------
     def _populate(self) -> list[Population]:

@@ -342,3 +342,99 @@ def test_owed_value_is_a_bincount_over_the_loans(model):
             desk.owed_value(accounts, last), _numpy_owed_value(desk, accounts, last)
         )
     assert desk.owed_value(model.neutral.accounts, last).min() > 0
+
+
+def _numpy_borrow(desk: LendingDesk, borrower, stock, shares, day) -> np.ndarray:
+    """The lending desk's borrow before round 17: every request worked out, the lender's
+    holdings looked up stock by stock."""
+    room = np.maximum(desk.supply(day) - desk.owed_by_stock(), 0)
+    held = desk.ledger.holding(np.full(desk.n_stocks, desk.lender), np.arange(desk.n_stocks))
+    room = np.minimum(room, np.maximum(held, 0))
+    order = np.argsort(stock, kind="stable")
+    s_sorted = stock[order]
+    want = np.floor(shares[order] / desk.lot) * desk.lot
+    cum = np.cumsum(want)
+    start = np.searchsorted(s_sorted, s_sorted)
+    before = cum - want - (cum[start] - want[start])
+    grant_sorted = np.clip(room[s_sorted] - before, 0, want)
+    grant = np.empty_like(grant_sorted)
+    grant[order] = grant_sorted
+    grant = grant.astype(np.int64)
+    ok = grant > 0
+    if ok.any():
+        desk.ledger.transfer(
+            np.full(ok.sum(), desk.lender),
+            borrower[ok],
+            stock[ok],
+            grant[ok],
+            locked=not desk.same_day_route,
+        )
+        desk._add(borrower[ok], stock[ok], grant[ok])
+        np.add.at(desk.lent_total, stock[ok], grant[ok])
+    return grant
+
+
+def _numpy_repay(desk: LendingDesk, borrower, stock, shares) -> np.ndarray:
+    """The lending desk's repay before round 17: every request looked up."""
+    key = borrower * desk.n_stocks + stock
+    row = np.searchsorted(desk.key, key)
+    found = np.append(desk.key, -1)[row] == key
+    row = np.where(found, row, 0)
+    owed = np.where(found, desk.owed[row] if desk.owed.size else 0, 0)
+    held = desk.ledger.holding(borrower, stock)
+    give = np.minimum(np.minimum(shares, owed), held)
+    give = (give // desk.lot) * desk.lot
+    ok = give > 0
+    if ok.any():
+        desk.ledger.transfer(
+            borrower[ok], np.full(ok.sum(), desk.lender), stock[ok], give[ok], locked=False
+        )
+        np.subtract.at(desk.owed, row[ok], give[ok])
+        np.add.at(desk.returned_total, stock[ok], give[ok])
+        desk.recall_due[row[ok]] = np.maximum(desk.recall_due[row[ok]] - give[ok], 0)
+    return give
+
+
+def _same_books(a: MarketModel, b: MarketModel) -> None:
+    for name in ("key", "owed", "recall_due", "lent_total", "returned_total"):
+        np.testing.assert_array_equal(getattr(a.lending, name), getattr(b.lending, name))
+    for name in ("key", "shares", "bought_today", "cash"):
+        np.testing.assert_array_equal(getattr(a.ledger, name), getattr(b.ledger, name))
+
+
+def test_borrow_and_repay_of_the_asked_requests_match_every_request_worked_out(model):
+    """Requests for less than a lot (borrow) or nothing (repay) take no room and move
+    nothing: working out only the others lends, repays and returns what working out
+    every request did, with stocks asked for by several borrowers beyond their room."""
+    rng = np.random.default_rng(14)
+    f, day = model.neutral, model.date
+    for _ in range(3):
+        new, old = model, copy.deepcopy(model)
+        borrower = rng.choice(f.accounts, 400)  # (n,) repeated borrowers and stocks
+        desk = new.lending
+        room = np.maximum(desk.supply(day) - desk.owed_by_stock(), 0)  # (S,) shares
+        room = np.minimum(room, new.ledger.account_holdings(desk.lender))
+        stock = rng.choice(np.flatnonzero(room > 0)[:12], 400)
+        room = room[stock]
+        shares = np.where(rng.random(400) < 0.5, 0.0, rng.random(400) * room / 5)
+        shares[:20] = rng.random(20) * 99  # under a lot
+        shares[20:60] = 100 + rng.random(40) * 99  # one lot
+        grant = new.lending.borrow(borrower, stock, shares, day)
+        np.testing.assert_array_equal(
+            grant, _numpy_borrow(old.lending, borrower, stock, shares, day)
+        )
+        assert (grant > 0).any() and (grant == 0).any() and (grant < shares // 100 * 100).any()
+        _same_books(new, old)
+        loan_borrower, loan_stock, owed = new.lending.loans(f.accounts)
+        ask = np.where(rng.random(owed.size) < 0.5, 0, owed // 2 + rng.integers(0, 300, owed.size))
+        ask[::7] = rng.integers(1, 300, ask[::7].size)  # a lot or two, or less than one
+        held = f.basket[0][~np.isin(f.basket[0], loan_stock[loan_borrower == f.accounts[0]])]
+        loan_borrower = np.append(loan_borrower, np.full(held.size, f.accounts[0]))
+        loan_stock = np.append(loan_stock, held)  # held, but never lent: nothing to repay
+        ask = np.append(ask, np.full(held.size, 1_000))
+        give = new.lending.repay(loan_borrower, loan_stock, ask)
+        np.testing.assert_array_equal(
+            give, _numpy_repay(old.lending, loan_borrower, loan_stock, ask)
+        )
+        assert (give > 0).any() and (give == 0).any()
+        _same_books(new, old)

@@ -515,3 +515,57 @@ def test_many_keys_are_found_whether_they_ascend_or_not():
         held, sellable = ledger.holding_and_sellable(keys // 50, keys % 50)
         assert np.array_equal(held, ledger.holding(keys // 50, keys % 50))
         assert np.array_equal(sellable, ledger.sellable(keys // 50, keys % 50))
+
+
+def test_settlement_cash_is_the_rounded_bincount_of_the_fills():
+    """Cash comes off fill by fill in integers: what the float bincount over every
+    account, rounded back, moved (repeated accounts, buys and sells, large amounts)."""
+    rng = np.random.default_rng(12)
+    ledger = Ledger(50)
+    accounts = ledger.open_accounts(rng.integers(0, 10**12, 300))
+    for _ in range(5):
+        account = rng.choice(accounts[:40], 5_000)  # (m,) many fills per account
+        stock = rng.integers(0, 50, 5_000)
+        signed = rng.integers(-(10**6), 10**6, 5_000)
+        price = rng.integers(1, 10**5, 5_000)
+        cash = ledger.cash.copy()
+        cash += np.rint(np.bincount(account, -(signed * price), minlength=cash.size)).astype(
+            np.int64
+        )
+        ledger.settle(account, stock, signed, price)
+        np.testing.assert_array_equal(ledger.cash, cash)
+
+
+def test_account_holdings_are_holding_of_every_stock():
+    """One account's slice of the table reads what holding() finds stock by stock,
+    zero where none, for accounts first, inside and last in the table, and for none."""
+    rng = np.random.default_rng(13)
+    ledger = Ledger(50)
+    accounts = ledger.open_accounts(np.zeros(8))
+    ledger.endow(accounts.repeat(20), rng.integers(0, 50, 160), rng.integers(1, 9, 160) * 100)
+    ledger.transfer(
+        accounts[:3], accounts[3:6], np.array([1, 2, 3]), np.full(3, 10**6), locked=True
+    )
+    for account in (*accounts, 99):
+        want = ledger.holding(np.full(50, account), np.arange(50))
+        np.testing.assert_array_equal(ledger.account_holdings(int(account)), want)
+
+
+def test_new_day_drops_empty_positions_and_clears_the_days_purchases():
+    """The compiled overnight pass leaves what clearing ``bought_today`` and then keeping
+    the positions with shares left: the held keys and shares, nothing bought today."""
+    rng = np.random.default_rng(15)
+    ledger = Ledger(50)
+    accounts = ledger.open_accounts(np.full(40, 10**12))
+    ledger.endow(rng.choice(accounts, 400), rng.integers(0, 50, 400), rng.integers(1, 9, 400) * 100)
+    for _ in range(3):
+        account, stock = rng.choice(accounts, 300), rng.integers(0, 50, 300)
+        signed = rng.integers(-5, 6, 300) * 100
+        ledger.settle(account, stock, signed, rng.integers(100, 5_000, 300))
+        held = ledger.shares != 0
+        key, shares = ledger.key[held].copy(), ledger.shares[held].copy()
+        assert ledger.bought_today.any() and not held.all()
+        ledger.new_day()
+        np.testing.assert_array_equal(ledger.key, key)
+        np.testing.assert_array_equal(ledger.shares, shares)
+        assert not ledger.bought_today.any()
