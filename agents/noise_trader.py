@@ -222,9 +222,6 @@ def _noise_orders(
     out_side = np.empty(n, np.int8)
     out_price = np.empty(n, np.int64)
     out_lots = np.empty(n, np.int64)
-    buy = np.empty(n, np.bool_)
-    for k in range(n):
-        buy[k] = buy_u[k] < coin[owner[k]]
     lo, hi, kept = 0, 0, 0  # the owner's positions are lo .. hi - 1
     for k in range(n):
         if k == 0 or owner[k] != owner[k - 1]:
@@ -236,15 +233,16 @@ def _noise_orders(
                 hi += 1
         held = hi - lo
         s, cap_lots = stock[k], np.iinfo(np.int64).max
-        sell = not buy[k] and held > 0
+        buy = buy_u[k] < coin[owner[k]]
+        sell = not buy and held > 0
         if held > 0:
             pick = lo + np.int64(np.floor(pick_u[k] * held))
             s = h_stock[pick]
             if sell:
                 cap_lots = sellable[pick] // lot
-        if not (buy[k] or (sell and cap_lots > 0)):
+        if not (buy or (sell and cap_lots > 0)):
             continue
-        side = 1 if buy[k] else -1
+        side = 1 if buy else -1
         price = np.float64(last[s])
         value = order_pct_cap * caps[s] * np.exp(size_sigma * size_z[k])
         lots = max(np.floor(value * 100.0 / (price * lot)), 1.0)
