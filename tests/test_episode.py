@@ -5,9 +5,10 @@ lending curb, the rescue), at 400 stocks is run three times per seed: as is, wit
 nobody forced to sell (``neutral.forced_selling = false``), and without
 quant-neutral products. Forced selling must deepen the micro-cap fall, widen the
 gap between the smallest caps and the CSI 300 in the crash window, and come before
-further falls, and the products must account for much of the fall. The
-jan2024-speculators variant runs beside it: its trend followers must deepen the
-futures discount.
+further falls, and the products must account for much of the fall. Two scenarios
+run beside it: without leverage (jan2024-no-leverage) no product may fail and the
+gap must close; in jan2024-speculators the trend followers must deepen the futures
+discount.
 """
 
 from __future__ import annotations
@@ -68,13 +69,14 @@ def test_without_neutral_products_the_micro_cap_falls_less(runs):
     assert np.mean(ratios) > 1.3, ratios
 
 
-def test_forced_selling_widens_the_size_gap_in_the_crash_window(pairs):
-    # Micro-cap drawdown over the crash window minus the CSI 300's, in points.
-    def gap(frame) -> float:
-        drawdown = episode_figures(frame)["crash_drawdown"]
-        return 100 * (drawdown["microcap"] - drawdown["csi300"])
+def _window_gap(frame) -> float:
+    """Micro-cap drawdown over the crash window minus the CSI 300's, in points."""
+    drawdown = episode_figures(frame)["crash_drawdown"]
+    return 100 * (drawdown["microcap"] - drawdown["csi300"])
 
-    gaps = [(gap(a), gap(b)) for a, b in pairs]
+
+def test_forced_selling_widens_the_size_gap_in_the_crash_window(pairs):
+    gaps = [(_window_gap(a), _window_gap(b)) for a, b in pairs]
     assert all(with_fs < calm - 1.0 for with_fs, calm in gaps), gaps
 
 
@@ -124,6 +126,24 @@ def test_dma_products_lose_a_multiple_of_what_plain_ones_lose(runs):
         end = nav.index.get_loc(worst["ended"])
         plain = nav.iloc[end] / nav.iloc[end - 3] - 1.0
         assert plain < 0.0 and worst["change"] < 2.0 * plain, (worst, plain)
+
+
+@pytest.fixture(scope="module")
+def unlevered(runs):
+    """jan2024-no-leverage (the same products, none run as DMA), seed by seed, beside jan2024."""
+    cfg = load_scenario("jan2024-no-leverage", overrides=SMALL)
+    return [(base, run(cfg, seed).frame) for seed, (base, _, _) in zip(SEEDS, runs, strict=True)]
+
+
+def test_without_leverage_no_product_fails_and_the_size_gap_closes(unlevered):
+    """The seed's claim that leverage made the spiral: with every product at about 1x no
+    risk line is reached, and the micro-cap's shortfall against the CSI 300 in the crash
+    window shrinks by over 3 points in every seed (at 400 stocks, seeds 1-3: by 7 to 9)."""
+    for base, flat in unlevered:
+        assert base["liquidated_funds"].max() > 0
+        assert flat["liquidated_funds"].max() == 0
+        gaps = _window_gap(base), _window_gap(flat)
+        assert gaps[0] < gaps[1] - 3.0, gaps
 
 
 @pytest.fixture(scope="module")
