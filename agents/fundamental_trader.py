@@ -4,6 +4,17 @@ Each one covers a fixed list of stocks and reviews it every step. Below value by
 more than its threshold, it bids up to that margin below value; above, it offers
 down to that margin above. Size grows with the mispricing. They are what ties prices to values, and
 their finite cash is why a big enough forced sale can still overwhelm them.
+
+A limit on their bid, off by default, lets them step back:
+
+- a risk budget on their own book (``drawdown_budget``): each marks its book (cash and
+  holdings at the last close) at every open; as its log drawdown from its peak goes
+  from ``drawdown_free`` to ``drawdown_budget`` its bids shrink linearly from the full
+  bid to ``drawdown_floor`` of it. The drawdown heals as the book recovers and, held
+  flat, halves every ``drawdown_halflife`` trading days (an old loss weighs less), so
+  the bid comes back.
+
+Sales (above value) are never limited: they reduce risk.
 """
 
 from __future__ import annotations
@@ -33,6 +44,25 @@ class FundamentalTraders(Population):
         # stock is covered about equally often.
         flat = self.rng.permutation(np.resize(np.arange(n_stocks), self.n * watched))
         self.coverage = flat.reshape(self.n, watched)
+        self.equity: np.ndarray | None = None  # (n,) CNY, the book at the last open
+        self.drawdown = np.zeros(self.n)  # (n,) log drawdown from the (aging) peak
+        self.appetite = np.ones(self.n)  # (n,) share of the full bid they still make
+
+    def begin_day(self) -> None:
+        """Mark each book at the open: its drawdown and appetite."""
+        c = self.cfg
+        if not c.drawdown_budget > 0.0 or not self.n:
+            return
+        cash = self.model.ledger.cash[self.accounts] / 100.0
+        equity = np.maximum(cash + self.holdings_value(self.rows), 1.0)  # (n,) CNY
+        if self.equity is not None:
+            aging = 0.5 ** (1.0 / c.drawdown_halflife)
+            loss = np.log(self.equity / equity)  # > 0: the book fell since the last open
+            self.drawdown = np.maximum(self.drawdown * aging + loss, 0.0)
+        span = max(c.drawdown_budget - c.drawdown_free, 1e-12)
+        left = np.clip((c.drawdown_budget - self.drawdown) / span, 0.0, 1.0)
+        self.appetite = c.drawdown_floor + (1.0 - c.drawdown_floor) * left
+        self.equity = equity
 
     def decide(self, rows: np.ndarray) -> Orders:
         market, c = self.market, self.cfg
@@ -54,5 +84,12 @@ class FundamentalTraders(Population):
             * (np.abs(gap) - c.threshold)
             / reviewers
         )
+        if c.drawdown_budget > 0.0:
+            shares = self._limit_buys(rows, side, shares)
         lots = np.where(act, np.floor(shares / market.lot), 0)
         return Orders(account.ravel(), stock.ravel(), side.ravel(), price.ravel(), lots.ravel())
+
+    def _limit_buys(self, rows: np.ndarray, side: np.ndarray, shares: np.ndarray) -> np.ndarray:
+        """(r, W) ``shares`` with the buys cut to what the risk budget leaves."""
+        appetite = self.take(self.appetite, rows)[:, None]
+        return np.where(side > 0, shares * appetite, shares)

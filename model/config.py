@@ -287,6 +287,19 @@ class FundamentalTraderConfig(Section):
     stocks_watched: int = _num(
         20, 1, 10000, doc="stocks each one reviews per step (more if needed to cover every stock)"
     )
+    # A risk budget on their own book, off at 0 (the default).
+    drawdown_budget: float = _num(
+        0.0, 0.0, 1.0, doc="own book's drawdown (log) at which buying stops (0: never stops)"
+    )
+    drawdown_free: float = _num(
+        0.0, 0.0, 1.0, doc="own book's drawdown (log) before buying starts to shrink"
+    )
+    drawdown_halflife: float = _open(
+        20.0, 0.0, 1e6, doc="days over which a drawdown, held flat, halves (it ages)"
+    )
+    drawdown_floor: float = _num(
+        0.0, 0.0, 1.0, doc="share of the full bid left however deep the drawdown"
+    )
 
 
 @_section("noise_traders")
