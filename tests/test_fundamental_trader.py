@@ -102,3 +102,26 @@ def test_drawdown_floor_keeps_a_share_of_the_bid_however_deep_the_drawdown():
     lot = model.market.lot
     assert (bid <= full_bid * 0.25 + lot).all() and (bid >= full_bid * 0.25 - lot).all()
     assert bid.sum() > 0.2 * full_bid.sum()
+
+
+def test_engines_run_the_same_budget():
+    """The per-agent engine marks the same books and cuts the same bids: with only makers
+    and value investors (no draws) and a budget that binds, the same prices every step."""
+    config = {
+        **SMALL,
+        "noise_traders.n_agents": 0,
+        KEY + "drawdown_budget": 0.004,
+        KEY + "drawdown_free": 0.001,
+        KEY + "drawdown_halflife": 2.0,
+        KEY + "drawdown_floor": 0.1,
+    }
+    vec = MarketModel(rng=9, **config)
+    per = MarketModel(rng=9, engine="agents", **config)
+    investors = next(p for p in vec.populations if isinstance(p, FundamentalTraders))
+    cut = False
+    while vec.running:
+        vec.step()
+        per.step()
+        assert np.array_equal(vec.market.last, per.market.last)
+        cut |= bool((investors.appetite < 1.0).any())
+    assert cut
