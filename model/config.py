@@ -301,6 +301,13 @@ class FundamentalTraderConfig(Section):
         0.0, 0.0, 1.0, doc="share of the full bid left however deep the drawdown"
     )
 
+    def check(self) -> None:
+        if self.drawdown_budget > 0.0 and self.drawdown_free > self.drawdown_budget:
+            raise ConfigError(
+                f"fundamental_traders.drawdown_free = {self.drawdown_free}: must not exceed "
+                f"fundamental_traders.drawdown_budget = {self.drawdown_budget}"
+            )
+
 
 @_section("noise_traders")
 class NoiseTraderConfig(Section):

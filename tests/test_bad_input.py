@@ -208,6 +208,19 @@ CATALOGUE = [
         ["national_team.early_date = 2025-01-01", "must lie between national_team.start"],
     ),
     Case(
+        "value investors' risk budget below where it starts to bind",
+        run_case(
+            "--set",
+            "fundamental_traders.drawdown_budget=0.05",
+            "--set",
+            "fundamental_traders.drawdown_free=0.08",
+        ),
+        [
+            "fundamental_traders.drawdown_free = 0.08",
+            "must not exceed fundamental_traders.drawdown_budget = 0.05",
+        ],
+    ),
+    Case(
         "after the calendar",
         run_case("--set", "market.start=2031-01-05", "--set", "market.end=2031-02-01"),
         ["market.start = 2031-01-05", "must be within 2022-01-01..2025-12-31"],
