@@ -35,24 +35,32 @@ class FundamentalTraders(Population):
         self.coverage = flat.reshape(self.n, watched)
 
     def decide(self, rows: np.ndarray) -> Orders:
+        """Orders of ``rows``: one per stock each covers (no lots where the gap is small).
+
+        What an order holds besides its account depends on the stock alone, so side,
+        price and size are worked out once per stock (S,) and read at each covered
+        stock, instead of once per (investor, stock) cell: the same floats, element by
+        element, in a quarter of the work at default scale.
+        """
         market, c = self.market, self.cfg
         market.cancel_accounts(np.sort(self.accounts[rows]))
         n_stocks = market.universe.n
         stock = self.coverage[rows]  # (r, W)
         watched = stock.shape[1]
         account = np.broadcast_to(self.accounts[rows][:, None], stock.shape)
-        log_value = self.model.fundamentals.log_value[stock]
-        gap = log_value - np.log(market.last[stock] / 100.0)  # > 0: cheap
+        log_value = self.model.fundamentals.log_value  # (S,)
+        gap = log_value - np.log(market.last[:n_stocks] / 100.0)  # (S,) > 0: cheap
         act = np.abs(gap) > c.threshold
-        side = np.sign(gap).astype(np.int8)
-        price = np.exp(log_value - side * c.threshold) * 100.0
+        side = np.sign(gap).astype(np.int8)  # (S,)
+        price = np.exp(log_value - side * c.threshold) * 100.0  # (S,)
         # Expected reviewers per stock and step share the size a stock's mispricing calls for.
         reviewers = max(self.n * watched / n_stocks, 1.0) * self.model.steps_per_day
         shares = (
             c.aggressiveness
-            * market.universe.float_shares[stock]
+            * market.universe.float_shares
             * (np.abs(gap) - c.threshold)
             / reviewers
         )
-        lots = np.where(act, np.floor(shares / market.lot), 0)
-        return Orders(account.ravel(), stock.ravel(), side.ravel(), price.ravel(), lots.ravel())
+        lots = np.where(act, np.floor(shares / market.lot), 0)  # (S,)
+        stock = stock.ravel()
+        return Orders(account.ravel(), stock, side[stock], price[stock], lots[stock])
