@@ -99,7 +99,12 @@ class NationalTeam(Population):
 
     # -- orders -----------------------------------------------------------------------------
     def decide(self, rows: np.ndarray) -> Orders:
-        """Bid for the gap between the schedule and what has been spent."""
+        """Bid for the gap between the schedule and what has been spent.
+
+        Only orders of a lot or more: the exchange admits nothing of the others and they
+        claim no cash, so the book and every fill are the same without them. Before the
+        schedule starts (most of a run) nothing is due and there is nothing to work out.
+        """
         model, market = self.model, self.market
         accounts = self.accounts[rows]
         market.cancel_accounts(accounts)
@@ -108,16 +113,19 @@ class NationalTeam(Population):
         slice_ = (model.steps - 1) % model.steps_per_day
         elapsed = model.day_index + (slice_ + 1) / model.steps_per_day
         due = self.schedule(elapsed) / self.n - self.spent(rows)  # (r,) CNY behind schedule
+        if not (due > 0.0).any():
+            return Orders.empty()  # every order would be of no lots
         w = self.weights()  # (S,)
         stock = np.flatnonzero(w > 0)  # (K,) stocks bought today
         price = market.last[stock].astype(np.float64)  # (K,) fen
         cny = np.maximum(due, 0.0)[:, None] * w[stock][None, :]  # (r, K)
-        lots = np.floor(cny * 100.0 / (price * (1.0 + PREMIUM) * market.lot))
+        lots = np.floor(cny * 100.0 / (price * (1.0 + PREMIUM) * market.lot)).ravel()
         k = stock.size
+        keep = np.flatnonzero(lots > 0)  # (m,) the (row, stock) cells with an order
         return Orders(
-            np.repeat(accounts, k),
-            np.tile(stock, rows.size),
-            np.ones(rows.size * k),
-            np.tile(np.ceil(price * (1.0 + PREMIUM)), rows.size),
-            lots.ravel(),
+            np.repeat(accounts, k)[keep],
+            np.tile(stock, rows.size)[keep],
+            np.ones(keep.size),
+            np.tile(np.ceil(price * (1.0 + PREMIUM)), rows.size)[keep],
+            lots[keep],
         )

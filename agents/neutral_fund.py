@@ -278,7 +278,12 @@ class NeutralFunds(Population):
             self.forced_sales += float(forced.sum())
         parts = [Orders(*columns)]
         if model.lending is not None:
-            parts.append(self._short_leg(rows, accounts, target))
+            # Only the short leg's orders of a lot or more go to the exchange (most loans
+            # have nothing to trade on a step, some 1,600 of 1,800): it admits nothing of
+            # the others and they claim no shares or cash, so the book and every fill are
+            # the same without them.
+            short = self._short_leg(rows, accounts, target)
+            parts.append(short.select(short.lots > 0))
         if model.futures is not None:
             parts.append(self._hedge(rows, accounts, target, urgent))
         return parts

@@ -335,6 +335,7 @@ class RetailChasers(Population):
         self.ret20 = np.zeros(n_stocks)  # (S,) log return over the last RETURN_DAYS closes
         self.closes: deque[np.ndarray] = deque(maxlen=RETURN_DAYS + 1)  # (S,) fen each
         self.step_seen = model.steps  # the step whose actions ``action`` holds
+        self._look_weights: np.ndarray | None = None  # (S,) see :meth:`look_weights`
 
     # -- set-up ---------------------------------------------------------------------------
     @staticmethod
@@ -355,10 +356,17 @@ class RetailChasers(Population):
         self.adjacency = row_normalized_adjacency(graph, self.n)
 
     def look_weights(self) -> np.ndarray:
-        """(S,) probabilities of looking at each stock: small caps draw the eye."""
-        z = SIZE_TILT * self.model.universe.size_z
-        w = np.exp(z - z.max())
-        return w / w.sum()
+        """(S,) probabilities of looking at each stock: small caps draw the eye.
+
+        A function of the universe's sizes alone, which never change: worked out at first
+        use and kept (read-only), where every step's decision worked it out again.
+        """
+        if self._look_weights is None:
+            z = SIZE_TILT * self.model.universe.size_z
+            w = np.exp(z - z.max())
+            self._look_weights = w / w.sum()
+            self._look_weights.flags.writeable = False
+        return self._look_weights
 
     def endow(self, float_lots: np.ndarray, lot: int) -> np.ndarray:
         """Hand each investor ``cfg.holdings`` small caps worth its non-cash capital.

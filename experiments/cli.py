@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -165,6 +166,11 @@ def _spared_by_the_collector() -> Iterator[None]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    # One BLAS thread, unless the caller chose: numpy's and scipy's OpenBLAS each start a
+    # worker per further core at import, which spins some 50 ms waiting for work a run never
+    # hands it (no BLAS call of the model is large enough to split), on a shared machine
+    # taking that time from the run itself. Read once, when numpy is first imported.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     with _spared_by_the_collector():
         # mesa first, from here: at import it walks the call stack with inspect, which
         # searches every loaded module for each import frame on the stack. Imported

@@ -164,6 +164,37 @@ class MarketModel(mesa.Model):
         )
         return reporters
 
+    # -- mesa's agents --------------------------------------------------------------------
+    def build_agents(self) -> None:
+        """Create every population's mesa agents, in population order, if not yet made.
+
+        A run of the vectorized engine never reads them, so set-up does not make them;
+        the first to ask for any (a population's ``agents``, the model's ``agents``,
+        ``agents_by_type`` or ``agent_types``, the per-agent engine) makes all of them,
+        numbered as an eager set-up numbered them.
+        """
+        with _gc_paused():
+            for population in getattr(self, "populations", ()):
+                population.build_agents()
+
+    @property
+    def agents(self) -> Any:
+        """mesa's set of every agent (built on first use: :meth:`build_agents`)."""
+        self.build_agents()
+        return super().agents
+
+    @property
+    def agents_by_type(self) -> dict[type, Any]:
+        """mesa's agents by class (built on first use: :meth:`build_agents`)."""
+        self.build_agents()
+        return super().agents_by_type
+
+    @property
+    def agent_types(self) -> list[type]:
+        """mesa's agent classes (built on first use: :meth:`build_agents`)."""
+        self.build_agents()
+        return super().agent_types
+
     # -- read-outs ------------------------------------------------------------------------
     def basis(self) -> np.ndarray:
         """(3,) annualized basis of IF, IC, IM (NaN without futures)."""

@@ -46,6 +46,20 @@ def test_agents_are_mesa_agents_viewing_their_rows(small_model):
     assert set(maker.stocks.tolist()) <= set(held)
 
 
+def test_agents_are_built_at_first_use_numbered_as_at_set_up():
+    """Set-up makes no mesa agents (a vectorized run never reads them); the first to ask,
+    here the last population, gets every population's, numbered in population order."""
+    model = MarketModel(rng=1, **SMALL)
+    assert all(pop._agents is None for pop in model.populations)
+    assert len(model._all_agents) == 0
+    last = model.populations[-1]
+    ids = [a.unique_id for a in last.agents]
+    assert all(pop._agents is not None for pop in model.populations)
+    total = sum(pop.n for pop in model.populations)
+    assert ids == list(range(total - last.n + 1, total + 1))
+    assert len(model.agents) == total
+
+
 def test_populations_hold_the_agents_create_agents_would_make(small_model):
     """Each population's AgentSet: one agent of its class per row, in row order, numbered
     on from the population before, as ``Agent.create_agents`` makes them."""

@@ -269,6 +269,42 @@ def test_compiled_submission_of_stocks_matches_the_numpy_passes(small_model):
     assert beyond > 50
 
 
+def test_orders_of_no_lots_change_nothing_the_exchange_does(small_model):
+    """Orders of no lots among the others (buys and sells, of held stocks and not, on
+    accounts whose cash or shares bind): the exchange admits and rests exactly what it
+    does without them. So a population may leave them out of what it hands over (the
+    fundamental traders, the national team, the neutral products' short leg do)."""
+    m = small_model
+    for _ in range(6):
+        m.step()
+    market, ledger, rng = m.market, m.ledger, np.random.default_rng(11)
+    n_stocks = market.n_stocks
+    account, stock = np.divmod(ledger.key, n_stocks)
+    for _ in range(10):
+        pick = rng.choice(rng.integers(0, account.size, 40), 400)
+        stock_new = np.where(rng.random(400) < 0.8, stock[pick], rng.integers(0, n_stocks, 400))
+        ledger.cash[account[pick]] = rng.integers(0, 10**9, 400)  # buying power that binds
+        ledger.credit[account[pick]] = 0
+        orders = Orders(
+            account[pick],
+            stock_new,
+            np.where(rng.random(400) < 0.5, 1, -1),
+            market.last[stock_new] + rng.integers(-60, 60, 400),
+            np.where(rng.random(400) < 0.4, 0, rng.integers(1, 5000, 400)),
+        )
+        _rest(market, orders.select(np.arange(150)).with_lots(orders.lots[:150] + 1), rng)
+        new = orders.select(np.arange(150, 400))
+        without = copy.deepcopy(market)
+        admitted = market.submit(new)
+        admitted_without = without.submit(new.select(new.lots > 0))
+        assert (new.lots == 0).sum() > 50
+        for name in ("account", "stock", "side", "price", "lots"):
+            assert getattr(market.book, name).tolist() == getattr(without.book, name).tolist()
+            assert getattr(admitted, name).tolist() == getattr(admitted_without, name).tolist()
+        assert market.book_level.tolist() == without.book_level.tolist()
+        assert len(admitted) > 0
+
+
 def test_compiled_submission_of_futures_matches_the_numpy_passes():
     """Random futures books and orders, among stock orders, with positions both ways and
     buying power that binds: the compiled submission admits what the numpy passes did."""
