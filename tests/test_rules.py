@@ -233,6 +233,25 @@ def test_prices_and_fills_respect_ticks_lots_and_limits(small_model):
         assert np.all(shares % lot == 0) and np.all(shares >= 0)
 
 
+def _random_orders(market, ledger, rng, draw_lots) -> Orders:
+    """400 orders on 40 held (account, stock) pairs and some unheld stocks, both sides,
+    priced around the last price, with buying power that binds; ``draw_lots()`` draws
+    their lots."""
+    n_stocks = market.n_stocks
+    account, stock = np.divmod(ledger.key, n_stocks)
+    pick = rng.choice(rng.integers(0, account.size, 40), 400)  # shared pairs, some unheld
+    stock_new = np.where(rng.random(400) < 0.8, stock[pick], rng.integers(0, n_stocks, 400))
+    ledger.cash[account[pick]] = rng.integers(0, 10**9, 400)
+    ledger.credit[account[pick]] = 0
+    return Orders(
+        account[pick],
+        stock_new,
+        np.where(rng.random(400) < 0.5, 1, -1),
+        market.last[stock_new] + rng.integers(-60, 60, 400),
+        draw_lots(),
+    )
+
+
 def test_compiled_submission_of_stocks_matches_the_numpy_passes(small_model):
     """Random books with withdrawals, and new orders, some beyond the limits: the compiled
     submission admits what :func:`_fit` admits and leaves the book the numpy passes did."""
@@ -240,22 +259,11 @@ def test_compiled_submission_of_stocks_matches_the_numpy_passes(small_model):
     for _ in range(6):
         m.step()
     market, ledger, rng = m.market, m.ledger, np.random.default_rng(3)
-    n_stocks = market.n_stocks
-    account, stock = np.divmod(ledger.key, n_stocks)
     cut = np.zeros(2, np.int64)  # (2,) buys, sells admitted less than they asked
     beyond = 0  # new orders priced beyond the day's limits
     for _ in range(20):
-        pick = rng.choice(rng.integers(0, account.size, 40), 400)  # shared pairs, some unheld
-        stock_new = np.where(rng.random(400) < 0.8, stock[pick], rng.integers(0, n_stocks, 400))
-        ledger.cash[account[pick]] = rng.integers(0, 10**9, 400)  # buying power that binds
-        ledger.credit[account[pick]] = 0
-        orders = Orders(
-            account[pick],
-            stock_new,
-            np.where(rng.random(400) < 0.5, 1, -1),
-            market.last[stock_new] + rng.integers(-60, 60, 400),
-            rng.integers(-2, 5000, 400),  # a few none or below
-        )
+        # a few of no lots or below
+        orders = _random_orders(market, ledger, rng, lambda: rng.integers(-2, 5000, 400))
         _rest(market, orders.select(np.arange(150)).with_lots(orders.lots[:150] + 1), rng)
         new = orders.select(np.arange(150, 400))
         grid = market.grid
@@ -278,19 +286,12 @@ def test_orders_of_no_lots_change_nothing_the_exchange_does(small_model):
     for _ in range(6):
         m.step()
     market, ledger, rng = m.market, m.ledger, np.random.default_rng(11)
-    n_stocks = market.n_stocks
-    account, stock = np.divmod(ledger.key, n_stocks)
     for _ in range(10):
-        pick = rng.choice(rng.integers(0, account.size, 40), 400)
-        stock_new = np.where(rng.random(400) < 0.8, stock[pick], rng.integers(0, n_stocks, 400))
-        ledger.cash[account[pick]] = rng.integers(0, 10**9, 400)  # buying power that binds
-        ledger.credit[account[pick]] = 0
-        orders = Orders(
-            account[pick],
-            stock_new,
-            np.where(rng.random(400) < 0.5, 1, -1),
-            market.last[stock_new] + rng.integers(-60, 60, 400),
-            np.where(rng.random(400) < 0.4, 0, rng.integers(1, 5000, 400)),
+        orders = _random_orders(
+            market,
+            ledger,
+            rng,
+            lambda: np.where(rng.random(400) < 0.4, 0, rng.integers(1, 5000, 400)),
         )
         _rest(market, orders.select(np.arange(150)).with_lots(orders.lots[:150] + 1), rng)
         new = orders.select(np.arange(150, 400))
