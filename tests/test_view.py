@@ -101,6 +101,9 @@ def test_counterfactual_scenarios_are_not_undone_by_slider_defaults():
     assert view.view_config("jan2024-no-snowball", defaults).snowball.notional_bn == 0.0
     assert view.view_config("jan2024-no-retail-herding", defaults).retail.herding == 0.0
     assert view.view_config("jan2024-speculators", defaults).speculators.capital_bn == 100.0
+    assert view.view_config("jan2024-no-leverage", defaults).neutral.dma_share == 0.0
+    budget = view.view_config("jan2024-value-budget", defaults).fundamental_traders
+    assert (budget.drawdown_budget, budget.drawdown_floor) == (0.08, 0.05)
     moved = {**defaults, "snowball.notional_bn": 100.0}
     assert view.view_config("jan2024-no-snowball", moved).snowball.notional_bn == 100.0
 
