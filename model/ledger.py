@@ -25,6 +25,15 @@ def consecutive(ids: np.ndarray) -> bool:
     return bool(ids.size and ids[-1] - ids[0] + 1 == ids.size and _ascend_by_one(ids))
 
 
+def sorted_rows(keys: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Row of each of ``key`` in the ascending ``keys`` (k,), -1 where it is absent: one
+    bisection, without padding ``keys`` for the keys past the last one."""
+    if keys.size == 0:
+        return np.full(key.shape, -1, dtype=np.int64)
+    row = np.minimum(np.searchsorted(keys, key), keys.size - 1)
+    return np.where(keys[row] == key, row, -1)  # a key past the last finds a smaller one
+
+
 @numba.njit(cache=True, nogil=True)
 def _ascend_by_one(ids: np.ndarray) -> bool:
     """Whether each of ``ids`` (n,) is the one before it plus one.
@@ -161,10 +170,7 @@ class Ledger:
         key = np.asarray(account, np.int64) * self.n_stocks + np.asarray(stock, np.int64)
         if key.size <= _GALLOP_MAX_KEYS or _ascending(key.ravel()):
             return _rows_of(self.key, key.ravel()).reshape(key.shape)
-        if self.key.size == 0:
-            return np.full(key.shape, -1, dtype=np.int64)
-        row = np.minimum(np.searchsorted(self.key, key), self.key.size - 1)
-        return np.where(self.key[row] == key, row, -1)
+        return sorted_rows(self.key, key)
 
     def holding(self, account: np.ndarray, stock: np.ndarray) -> np.ndarray:
         """Shares held per (account, stock), zero where none."""

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 from model.config import LendingConfig
-from model.ledger import Ledger, consecutive
+from model.ledger import Ledger, consecutive, sorted_rows
 
 
 class LendingDesk:
@@ -210,12 +210,10 @@ class LendingDesk:
 
     def _rows(self, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n,) row of each loan ``key`` (0 where there is none) and (n,) whether there is
-        one: a bisection of the keys, without copying them to pad the end."""
-        if not self.key.size:
-            return np.zeros(key.shape, dtype=np.int64), np.zeros(key.shape, dtype=bool)
-        row = np.minimum(np.searchsorted(self.key, key), self.key.size - 1)  # (n,)
-        found = self.key[row] == key  # a key past the last one finds a smaller key
-        return np.where(found, row, 0), found
+        one."""
+        row = sorted_rows(self.key, key)  # (n,) -1 where none
+        found = row >= 0
+        return np.maximum(row, 0), found
 
 
 @numba.njit(cache=True, nogil=True)

@@ -129,11 +129,16 @@ def test_dma_products_lose_a_multiple_of_what_plain_ones_lose(runs):
         assert plain < 0.0 and worst["change"] < 2.0 * plain, (worst, plain)
 
 
+def _beside(scenario: str, runs) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(jan2024 as is, ``scenario``) frames, seed by seed, at the same small scale."""
+    cfg = load_scenario(scenario, overrides=SMALL)
+    return [(base, run(cfg, seed).frame) for seed, (base, _, _) in zip(SEEDS, runs, strict=True)]
+
+
 @pytest.fixture(scope="module")
 def unlevered(runs):
     """jan2024-no-leverage (the same products, none run as DMA), seed by seed, beside jan2024."""
-    cfg = load_scenario("jan2024-no-leverage", overrides=SMALL)
-    return [(base, run(cfg, seed).frame) for seed, (base, _, _) in zip(SEEDS, runs, strict=True)]
+    return _beside("jan2024-no-leverage", runs)
 
 
 def test_without_leverage_no_product_fails_and_the_size_gap_closes(unlevered):
@@ -150,8 +155,7 @@ def test_without_leverage_no_product_fails_and_the_size_gap_closes(unlevered):
 @pytest.fixture(scope="module")
 def budgeted(runs):
     """jan2024-value-budget (value investors who bid less as their own book loses)."""
-    cfg = load_scenario("jan2024-value-budget", overrides=SMALL)
-    return [(base, run(cfg, seed).frame) for seed, (base, _, _) in zip(SEEDS, runs, strict=True)]
+    return _beside("jan2024-value-budget", runs)
 
 
 def test_value_investors_who_step_back_let_the_fall_overshoot(budgeted):
@@ -166,8 +170,7 @@ def test_value_investors_who_step_back_let_the_fall_overshoot(budgeted):
 @pytest.fixture(scope="module")
 def pessimists(runs):
     """jan2024-speculators, seed by seed, beside jan2024 as is."""
-    cfg = load_scenario("jan2024-speculators", overrides=SMALL)
-    return [(base, run(cfg, seed).frame) for seed, (base, _, _) in zip(SEEDS, runs, strict=True)]
+    return _beside("jan2024-speculators", runs)
 
 
 def test_pessimists_in_the_futures_deepen_the_discount(pessimists):
