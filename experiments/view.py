@@ -64,6 +64,9 @@ LAYOUT_SEED = 7
 CHART_HEIGHT_PX = 300
 PLAY_INTERVAL_MS = 20
 
+BUDGET_KEY = "fundamental_traders.drawdown_budget"
+FREE_KEY = "fundamental_traders.drawdown_free"
+
 # Dotted key -> (label, min, max, step). Bounds keep every combination valid: the
 # stop line's range lies wholly below the warning line's.
 SLIDERS: dict[str, tuple[str, float, float, float]] = {
@@ -76,6 +79,7 @@ SLIDERS: dict[str, tuple[str, float, float, float]] = {
     "retail.herding": ("Retail herding", 0.0, 1.0, 0.05),
     "national_team.late_bn": ("National team, total (bn CNY, full scale)", 0.0, 800.0, 10.0),
     "speculators.capital_bn": ("Futures speculators (bn CNY, full scale)", 0.0, 300.0, 10.0),
+    BUDGET_KEY: ("Value investors' risk budget (drawdown; 0: none)", 0.0, 0.3, 0.01),
 }
 T1_KEY = "lending.t1_date"
 T1_DATES = ("2024-01-08", "2024-01-15", "2024-01-22", "2024-01-29", "2024-02-05")
@@ -103,6 +107,8 @@ def view_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
     A slider left where it started keeps the chosen scenario's own value, so choosing
     ``jan2024-no-snowball`` is not undone by the snowball slider's jan2024 default.
     Keys the view has no control for pass through unchanged (the config checks them).
+    A moved risk-budget slider sets the value investors' loss-free allowance to half
+    the budget, so the allowance never exceeds it.
     """
     out: dict[str, Any] = {}
     for key, value in params.items():
@@ -116,6 +122,8 @@ def view_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
                 out[key] = str(value)
         else:
             out[key] = value
+    if BUDGET_KEY in out:  # the loss-free allowance follows: half the budget, as in jan2024
+        out[FREE_KEY] = out[BUDGET_KEY] / 2.0
     out[STOCKS_KEY] = int(params.get(STOCKS_KEY, STOCK_CHOICES[0]))
     return out
 

@@ -102,8 +102,8 @@ def test_counterfactual_scenarios_are_not_undone_by_slider_defaults():
     assert view.view_config("jan2024-no-retail-herding", defaults).retail.herding == 0.0
     assert view.view_config("jan2024-speculators", defaults).speculators.capital_bn == 100.0
     assert view.view_config("jan2024-no-leverage", defaults).neutral.dma_share == 0.0
-    budget = view.view_config("jan2024-value-budget", defaults).fundamental_traders
-    assert (budget.drawdown_budget, budget.drawdown_floor) == (0.08, 0.05)
+    budget = view.view_config("jan2024-no-value-budget", defaults).fundamental_traders
+    assert budget.drawdown_budget == 0.0
     moved = {**defaults, "snowball.notional_bn": 100.0}
     assert view.view_config("jan2024-no-snowball", moved).snowball.notional_bn == 100.0
 
@@ -120,6 +120,13 @@ def test_consistent_repairs_cross_field_relations():
     fixed = view.consistent(config)
     assert fixed.neutral.stop_line < fixed.neutral.warning_line
     assert fixed.national_team.late_bn == config.national_team.early_bn
+
+
+def test_a_budget_slid_below_the_allowance_takes_the_allowance_down():
+    value = view.view_config("jan2024", {view.BUDGET_KEY: 0.02}).fundamental_traders
+    assert (value.drawdown_budget, value.drawdown_free) == (0.02, 0.01)
+    off = view.view_config("jan2024", {view.BUDGET_KEY: 0.0}).fundamental_traders
+    assert off.drawdown_budget == 0.0
 
 
 def test_slider_bounds_keep_stop_below_warning():
