@@ -79,7 +79,7 @@ SLIDERS: dict[str, tuple[str, float, float, float]] = {
     "retail.herding": ("Retail herding", 0.0, 1.0, 0.05),
     "national_team.late_bn": ("National team, total (bn CNY, full scale)", 0.0, 800.0, 10.0),
     "speculators.capital_bn": ("Futures speculators (bn CNY, full scale)", 0.0, 300.0, 10.0),
-    BUDGET_KEY: ("Value investors' risk budget (drawdown; 0: none)", 0.0, 0.3, 0.01),
+    BUDGET_KEY: ("Value investors' risk budget", 0.0, 0.3, 0.01),
 }
 T1_KEY = "lending.t1_date"
 T1_DATES = ("2024-01-08", "2024-01-15", "2024-01-22", "2024-01-29", "2024-02-05")
@@ -460,6 +460,7 @@ def config_summary(model: MarketModel) -> str:
         f"herding {c.retail.herding:.2f}",
         f"national team {c.national_team.late_bn:.0f} bn",
         f"speculators {c.speculators.capital_bn:.0f} bn",
+        f"value budget {c.fundamental_traders.drawdown_budget:.0%}",
     ]
     return " · ".join(parts)
 

@@ -223,6 +223,18 @@ def test_reset_rebuilds_the_model_with_a_moved_slider():
     assert any("DMA leverage 1.5x" in t for t in texts(rc))
 
 
+def test_reset_with_the_value_budget_slider_at_zero_turns_the_budget_off():
+    model = solara.reactive(small_model())
+    rc = render_app(model, small_params())
+    assert any("value budget 8%" in t for t in texts(rc))
+    rc.find(v.Slider, label=view.SLIDERS[view.BUDGET_KEY][0]).widget.v_model = 0.0
+
+    rc.find(v.Btn, children=["Reset"]).widget.click()
+
+    assert model.value.config.fundamental_traders.drawdown_budget == 0.0
+    assert any("value budget 0%" in t for t in texts(rc))
+
+
 def test_whole_jan2024_run_through_the_page_controls():
     """Step through all 644 steps with Mesa's controller, redrawing every 28 steps."""
     model = solara.reactive(small_model(**TINY))
