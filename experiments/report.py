@@ -372,8 +372,11 @@ def fig_overlay(runs: list[RunData]) -> Figure:
 # ---------------------------------------------------------------------------- html pieces
 
 
-def _pct(value: Any) -> str:
-    return f"{value:+.1%}" if isinstance(value, (int, float)) and np.isfinite(value) else "n/a"
+def _pct(value: Any, sign: bool = True) -> str:
+    """A percentage; changes carry their sign, sizes (a drawdown) are written without one."""
+    if not (isinstance(value, (int, float)) and np.isfinite(value)):
+        return "n/a"
+    return f"{value:+.1%}" if sign else f"{value:.1%}"
 
 
 def _table(header: list[str], rows: list[list[str]], css_class: str) -> str:
@@ -402,7 +405,7 @@ def header_table(runs: list[RunData]) -> str:
         ]
         for name in INDEX_NAMES:
             stats = s.get("indices", {}).get(name, {})
-            row += [_pct(stats.get("total_return")), _pct(stats.get("max_drawdown"))]
+            row += [_pct(stats.get("total_return")), _pct(stats.get("max_drawdown"), sign=False)]
         rows.append(row)
     return _table(header, rows, "runs")
 
@@ -433,7 +436,7 @@ def attribution_table(runs: list[RunData]) -> str:
             r["run"],
             r["scenario"],
             r["seed"],
-            _pct(r["microcap_max_drawdown"]),
+            _pct(r["microcap_max_drawdown"], sign=False),
             "baseline" if i == 0 else _pct(r["share_explained"]),
         ]
         for i, r in enumerate(attribution_rows(runs))

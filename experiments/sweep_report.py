@@ -153,11 +153,11 @@ def _cell_table(summary: pd.DataFrame, keys: list[str]) -> str:
             [
                 *[str(v) for v in values],
                 str(len(part)),
-                _pct(dd.mean()),
-                _pct(dd.std()) if len(part) > 1 else "n/a",
+                _pct(dd.mean(), sign=False),
+                _pct(dd.std(), sign=False) if len(part) > 1 else "n/a",
                 _pct(part["microcap_total_return"].mean()),
                 _pct(part["csi300_total_return"].mean()),
-                _pct(part["forced_sale_share"].mean()),
+                _pct(part["forced_sale_share"].mean(), sign=False),
             ]
         )
     header = [

@@ -93,6 +93,7 @@ def test_attribution_table_lists_second_run_with_numeric_share(page: str, runs: 
     cells = [re.findall(r"<td>(.*?)</td>", row) for row in rows[1:]]
     assert [c[0] for c in cells] == [str(r) for r in runs]
     assert cells[0][-1] == "baseline"
+    assert re.fullmatch(r"\d+\.\d%", cells[0][-2]), cells[0]  # a drawdown is a size: no sign
     match = re.fullmatch(r"([+-]\d+\.\d)%", cells[1][-1])
     assert match is not None, cells[1]
     base, other = (load_run(r).summary["indices"]["microcap"]["max_drawdown"] for r in runs)
