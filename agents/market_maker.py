@@ -209,6 +209,11 @@ class MarketMakers(LadderMakers):
         self.inventory0 = np.zeros(n_stocks, dtype=np.int64)  # (S,) shares, target
         self.news = np.zeros(n_stocks)  # (S,) log value change not yet in the quotes
         self.seen_value = model.fundamentals.log_value.copy()  # (S,)
+        # Every stock's (maker, stock) holding key is fixed: the order that sorts them, so the
+        # makers' inventory is looked up walking their part of the ledger one way.
+        keys = self.accounts[self.maker_of] * n_stocks + np.arange(n_stocks)
+        self._key_order = np.argsort(keys, kind="stable")  # (S,)
+        self._key_order.flags.writeable = False
         self.fill_depth()
 
     def target_depth(self, q: np.ndarray) -> np.ndarray:
@@ -224,8 +229,19 @@ class MarketMakers(LadderMakers):
         self.seen_value = value.copy()
 
     def reference(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
-        """Last price, moved by unpriced news, leaning against inventory."""
-        held = self.market.ledger.holding(accounts, q)
+        """Last price, moved by unpriced news, leaning against inventory.
+
+        When every stock is quoted (as the vectorized engine asks), the holdings are looked
+        up in key order: in stock order the keys jump between the makers' accounts, and
+        each search gallops across their part of the table (in a run about 120 us a step).
+        """
+        ledger = self.market.ledger
+        if q.shape[0] == self.instrument.shape[0]:
+            order = self._key_order
+            held = np.empty(q.shape[0], np.int64)
+            held[order] = ledger.holding(accounts[order], q[order])
+        else:
+            held = ledger.holding(accounts, q)
         lean = np.clip(held / np.maximum(self.inventory0[q], 1) - 1.0, -1.0, 1.0)
         ref = self.market.last[q] * np.exp(self.news[q] - self.cfg.inventory_skew * lean)
         self.news[q] = 0.0
