@@ -137,15 +137,20 @@ def _taken_off(
 
     One pass where numpy took a mask, a search, a flat index and a weighted bincount over
     the fills; the lots are added in fill order as the bincount's floats, so the sums are
-    the same.
+    the same. Quoted instruments that run one by one (every stock; the three contracts)
+    find a fill's slot by a subtraction instead of a bisection of ``instrument`` (some
+    4,000 of the stock makers' fills a step, about 100 us in a run).
     """
-    taken = np.zeros((instrument.shape[0], 2))
+    n_quoted = instrument.shape[0]
+    taken = np.zeros((n_quoted, 2))
     n = chosen.shape[0]
+    first = instrument[0] if n_quoted else 0
+    in_a_row = n_quoted > 0 and instrument[n_quoted - 1] - first + 1 == n_quoted
     for i in range(account.shape[0]):
         maker = account[i] - first_account
         if maker < 0 or maker >= n or not chosen[maker]:
             continue
-        slot = np.searchsorted(instrument, traded[i])
+        slot = traded[i] - first if in_a_row else np.searchsorted(instrument, traded[i])
         taken[slot, 1 if signed[i] < 0 else 0] += abs(signed[i])
     return taken
 

@@ -254,6 +254,12 @@ def test_lots_taken_off_the_makers_match_the_numpy_passes():
                 np.testing.assert_array_equal(got, want)
                 assert got.dtype == want.dtype
                 seen += int((want > 0).sum())
+                # Instruments with gaps between them: each fill's slot by bisection.
+                spread = _taken_off(
+                    account, 3 * traded + 1, signed, makers.accounts[0], chosen,
+                    3 * makers.instrument + 1,
+                )  # fmt: skip
+                np.testing.assert_array_equal(spread, want)
     assert seen > 0
 
 
