@@ -373,7 +373,7 @@ def entry() -> int:
 
     After ``unwind run``, whose files are written and closed by then, the process ends
     right after the atexit handlers and a flush (:func:`experiments.process_exit.exit_now`):
-    the interpreter's teardown of the modules took another 0.15-0.3 s. Other commands (a
+    the interpreter's teardown of the modules took another 0.07 s or so. Other commands (a
     sweep's Dask cluster, the view's server) exit the usual way.
     """
     status = main()
