@@ -137,15 +137,20 @@ def _taken_off(
 
     One pass where numpy took a mask, a search, a flat index and a weighted bincount over
     the fills; the lots are added in fill order as the bincount's floats, so the sums are
-    the same.
+    the same. Quoted instruments that run one by one (every stock; the three contracts)
+    find a fill's slot by a subtraction instead of a bisection of ``instrument`` (some
+    4,000 of the stock makers' fills a step, about 100 us in a run).
     """
-    taken = np.zeros((instrument.shape[0], 2))
+    n_quoted = instrument.shape[0]
+    taken = np.zeros((n_quoted, 2))
     n = chosen.shape[0]
+    first = instrument[0] if n_quoted else 0
+    in_a_row = n_quoted > 0 and instrument[n_quoted - 1] - first + 1 == n_quoted
     for i in range(account.shape[0]):
         maker = account[i] - first_account
         if maker < 0 or maker >= n or not chosen[maker]:
             continue
-        slot = np.searchsorted(instrument, traded[i])
+        slot = traded[i] - first if in_a_row else np.searchsorted(instrument, traded[i])
         taken[slot, 1 if signed[i] < 0 else 0] += abs(signed[i])
     return taken
 
@@ -209,6 +214,11 @@ class MarketMakers(LadderMakers):
         self.inventory0 = np.zeros(n_stocks, dtype=np.int64)  # (S,) shares, target
         self.news = np.zeros(n_stocks)  # (S,) log value change not yet in the quotes
         self.seen_value = model.fundamentals.log_value.copy()  # (S,)
+        # Every stock's (maker, stock) holding key is fixed: the order that sorts them, so the
+        # makers' inventory is looked up walking their part of the ledger one way.
+        keys = self.accounts[self.maker_of] * n_stocks + np.arange(n_stocks)
+        self._key_order = np.argsort(keys, kind="stable")  # (S,)
+        self._key_order.flags.writeable = False
         self.fill_depth()
 
     def target_depth(self, q: np.ndarray) -> np.ndarray:
@@ -224,8 +234,19 @@ class MarketMakers(LadderMakers):
         self.seen_value = value.copy()
 
     def reference(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
-        """Last price, moved by unpriced news, leaning against inventory."""
-        held = self.market.ledger.holding(accounts, q)
+        """Last price, moved by unpriced news, leaning against inventory.
+
+        When every stock is quoted (as the vectorized engine asks), the holdings are looked
+        up in key order: in stock order the keys jump between the makers' accounts, and
+        each search gallops across their part of the table (in a run about 120 us a step).
+        """
+        ledger = self.market.ledger
+        if q.shape[0] == self.instrument.shape[0]:
+            order = self._key_order
+            held = np.empty(q.shape[0], np.int64)
+            held[order] = ledger.holding(accounts[order], q[order])
+        else:
+            held = ledger.holding(accounts, q)
         lean = np.clip(held / np.maximum(self.inventory0[q], 1) - 1.0, -1.0, 1.0)
         ref = self.market.last[q] * np.exp(self.news[q] - self.cfg.inventory_skew * lean)
         self.news[q] = 0.0

@@ -386,15 +386,22 @@ def _pay_variation(
 ) -> np.ndarray:
     """(A,) fen each account gains, ``fut_pos (A, F) @ move (F,)``, added to ``cash`` and
     ``received`` (A,) in place: one pass, where numpy's integer matmul and two adds took
-    three over every account each step."""
+    three over every account each step.
+
+    Only the accounts that gain or lose have ``cash`` and ``received`` written: a few
+    hundred of some 22,000 hold futures, and adding the others' zeros dirtied two (A,)
+    arrays a step for nothing (in a run 125-132 against 134-184 us a step; a ``paid``
+    zeroed first and written where not zero was slower, 161-182 us).
+    """
     paid = np.empty(fut_pos.shape[0], np.int64)
     for a in range(fut_pos.shape[0]):
         total = 0
         for f in range(fut_pos.shape[1]):
             total += fut_pos[a, f] * move[f]
         paid[a] = total
-        cash[a] += total
-        received[a] += total
+        if total != 0:
+            cash[a] += total
+            received[a] += total
     return paid
 
 

@@ -38,6 +38,7 @@ from model.ledger import Ledger
 from model.lending import LendingDesk
 from model.market import Market
 from model.orders import Orders
+from model.records import StepRecords
 from model.universe import INDEX_NAMES, REFERENCE_N, build_universe
 
 ENGINES = ("vectorized", "agents")
@@ -135,7 +136,7 @@ class MarketModel(mesa.Model):
         self.forced_sales = 0.0  # CNY sold under duress in the last step
         self.forced_sales_total = 0.0
         self._recorded_basis: tuple[int, np.ndarray] | None = None
-        self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
+        self.datacollector = StepRecords(self._reporters(), MarketModel.record_row)
         check = env_default() if check is None else check
         self.checker: InvariantChecker | None = InvariantChecker(self) if check else None
 
@@ -163,6 +164,29 @@ class MarketModel(mesa.Model):
             np.count_nonzero(m.market.lock[: m.universe.n] < 0)
         )
         return reporters
+
+    def record_row(self) -> tuple[Any, ...]:
+        """Every reporter's value (:meth:`_reporters`) for the last step, in their order:
+        the row the data collector records (:class:`model.records.StepRecords`), read out
+        in one call instead of one call and one deep copy per column."""
+        market = self.market
+        return (
+            self.steps,
+            self.date.isoformat(),
+            *self.indices.level.tolist(),
+            *self.indices.news.tolist(),
+            market.turnover,
+            *self.recorded_basis(),
+            self.forced_sales,
+            self.neutral_nav(),
+            self.neutral_nav(dma=False),
+            self.neutral_nav(dma=True),
+            self.liquidated_funds(),
+            self.neutral_count(WARNED),
+            self.neutral_count(STOPPED),
+            self.speculator_futures(),
+            int(np.count_nonzero(market.lock[: self.universe.n] < 0)),
+        )
 
     # -- mesa's agents --------------------------------------------------------------------
     def build_agents(self) -> None:

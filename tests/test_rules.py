@@ -573,6 +573,28 @@ def test_settlement_cash_is_the_rounded_bincount_of_the_fills():
         np.testing.assert_array_equal(ledger.cash, cash)
 
 
+def test_variation_margin_is_the_matmul_of_positions_and_moves():
+    """``mark_futures`` pays ``fut_pos @ move`` into cash and what was received, and returns
+    it (A,): the numpy passes, with most accounts holding no futures (their cash is not
+    written) and moves up, down and none."""
+    rng = np.random.default_rng(5)
+    ledger = Ledger(20)
+    ledger.list_futures(np.array([3_800, 5_600, 6_100]), np.array([30_000, 20_000, 20_000]))
+    ledger.open_accounts(rng.integers(0, 10**10, 500))
+    holders = rng.choice(500, 40, replace=False)
+    ledger.fut_pos[holders] = rng.integers(-50, 51, (40, 3))
+    for move in ([12, -7, 0], [0, 0, 0], [-400, 310, 25]):
+        mark = ledger.fut_mark + np.array(move)
+        want = ledger.fut_pos @ ((mark - ledger.fut_mark) * ledger.fut_tick_value)
+        cash, received = ledger.cash + want, ledger.variation_received + want
+        paid = ledger.mark_futures(mark)
+        np.testing.assert_array_equal(paid, want)
+        assert paid.dtype == np.int64
+        np.testing.assert_array_equal(ledger.cash, cash)
+        np.testing.assert_array_equal(ledger.variation_received, received)
+        np.testing.assert_array_equal(ledger.fut_mark, mark)
+
+
 def test_account_holdings_are_holding_of_every_stock():
     """One account's slice of the table reads what holding() finds stock by stock,
     zero where none, for accounts first, inside and last in the table, and for none."""
