@@ -136,7 +136,7 @@ class MarketModel(mesa.Model):
         self.forced_sales = 0.0  # CNY sold under duress in the last step
         self.forced_sales_total = 0.0
         self._recorded_basis: tuple[int, np.ndarray] | None = None
-        self.datacollector = StepRecords(self._reporters(), MarketModel.record_row)
+        self.datacollector = StepRecords(model_reporters=self._reporters())
         check = env_default() if check is None else check
         self.checker: InvariantChecker | None = InvariantChecker(self) if check else None
 
@@ -152,7 +152,7 @@ class MarketModel(mesa.Model):
         reporters["turnover"] = lambda m: m.market.turnover
         for k, name in enumerate(FUTURES_NAMES):
             reporters[f"{name.lower()}_basis"] = lambda m, k=k: m.recorded_basis()[k]
-        reporters["forced_sales"] = "forced_sales"
+        reporters["forced_sales"] = lambda m: m.forced_sales
         reporters["neutral_nav"] = lambda m: m.neutral_nav()
         reporters["neutral_nav_plain"] = lambda m: m.neutral_nav(dma=False)
         reporters["neutral_nav_dma"] = lambda m: m.neutral_nav(dma=True)
@@ -164,29 +164,6 @@ class MarketModel(mesa.Model):
             np.count_nonzero(m.market.lock[: m.universe.n] < 0)
         )
         return reporters
-
-    def record_row(self) -> tuple[Any, ...]:
-        """Every reporter's value (:meth:`_reporters`) for the last step, in their order:
-        the row the data collector records (:class:`model.records.StepRecords`), read out
-        in one call instead of one call and one deep copy per column."""
-        market = self.market
-        return (
-            self.steps,
-            self.date.isoformat(),
-            *self.indices.level.tolist(),
-            *self.indices.news.tolist(),
-            market.turnover,
-            *self.recorded_basis(),
-            self.forced_sales,
-            self.neutral_nav(),
-            self.neutral_nav(dma=False),
-            self.neutral_nav(dma=True),
-            self.liquidated_funds(),
-            self.neutral_count(WARNED),
-            self.neutral_count(STOPPED),
-            self.speculator_futures(),
-            int(np.count_nonzero(market.lock[: self.universe.n] < 0)),
-        )
 
     # -- mesa's agents --------------------------------------------------------------------
     def build_agents(self) -> None:

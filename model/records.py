@@ -1,44 +1,38 @@
-"""The model's table of steps: mesa's DataCollector, filled a row at a time."""
+"""The model's table of steps: mesa's DataCollector, without a deep copy per value."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import types
 from typing import Any
 
 import mesa
 
 
 class StepRecords(mesa.DataCollector):
-    """mesa's ``DataCollector`` of the model's reporters, filled from one read-out a step.
+    """mesa's ``DataCollector`` for reporters that are functions of the model returning
+    numbers or strings.
 
-    mesa's ``collect`` calls each reporter in turn, checks its kind and deep-copies what
-    it returns: for the model's 29 columns some 100 us a step in a run, besides the
-    read-outs themselves. Here ``row(model)`` returns the whole step's values at once, in
-    the reporters' order and as the reporters give them (a test holds the two equal), and
-    each is appended as it is: floats, ints, strings and numpy scalars, nothing that a
-    later step could change. The first step goes through mesa's ``collect`` (which
-    validates the reporters), and so does every step once the reporters are not the ones
-    the records were made with, or agent reporters are added.
+    mesa's ``collect`` deep-copies every value a reporter returns, so that a list or array
+    kept by reference cannot change under a later step: for the model's 29 columns about
+    100 us a step in a run. The model's reporters return floats, ints and strings, which
+    no later step can change, so once mesa has validated them (its ``collect`` on the first
+    step) each value is appended as it is. Any other kind of reporter (an attribute name,
+    a bound method, a ``[function, args]`` pair) or any agent reporter sends the step
+    through mesa's ``collect`` again. A test holds the table to mesa's.
     """
 
-    def __init__(
-        self, model_reporters: dict[str, Any], row: Callable[[Any], tuple[Any, ...]]
-    ) -> None:
-        super().__init__(model_reporters=model_reporters)
-        self._row = row
-        self._names = tuple(model_reporters)
-
     def collect(self, model: Any) -> None:
-        """Record ``model``'s row (the reporters' values for its last step)."""
+        """Record each model reporter's value for ``model``'s last step."""
+        reporters = self.model_reporters
         if (
             not self._validated
             or self.agent_reporters
             or self.agenttype_reporters
-            or tuple(self.model_reporters) != self._names
+            or not all(isinstance(r, types.FunctionType) for r in reporters.values())
         ):
             super().collect(model)
             return
         self._collection_steps.append(model.time)
         columns = self.model_vars
-        for name, value in zip(self._names, self._row(model), strict=True):
-            columns[name].append(value)
+        for name, reporter in reporters.items():
+            columns[name].append(reporter(model))

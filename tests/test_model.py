@@ -332,7 +332,7 @@ def test_recorded_basis_is_the_basis_after_each_step():
 
 
 def test_step_records_are_what_mesas_collector_records():
-    """The model's collector (one ``record_row`` a step) against mesa's own ``collect`` of
+    """The model's collector (no deep copy per value) against mesa's own ``collect`` of
     the same reporters, step by step over days with futures, products and speculators:
     the same table, values and dtypes; with a reporter added it falls back to mesa's."""
     extra = {
