@@ -240,6 +240,11 @@ def _run(args: argparse.Namespace) -> int:
                 f"{stop or 'never'}{where}; {episode['liquidated_funds_by_crash_end']} "
                 f"liquidated by {CRASH_END}"
             )
+        low = episode.get("value_appetite_low")
+        if low:  # the value investors' risk budget at its tightest
+            print(
+                f"value investors: lowest bid {low['share']:.0%} of their full bid ({low['day']})"
+            )
         buying = episode.get("microcap_net_buying") or {}
         traded = ", ".join(
             f"{name} {share:+.1%}" for name, share in buying.items() if abs(share) >= 0.0005

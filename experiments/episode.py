@@ -127,6 +127,12 @@ def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
         figures["news_drawdown"] = news
         figures["flow_drawdown"] = flows
         figures["flow_gradient"] = in_size_order(flows)
+    if "value_appetite" in d.columns and d["value_appetite"].lt(1.0).any():
+        # When the micro-caps' anchor stepped back: the value investors' lowest bid share.
+        figures["value_appetite_low"] = {
+            "share": float(d["value_appetite"].min()),
+            "day": str(d["value_appetite"].idxmin()),
+        }
     worst = worst_three_days(before.tail(3), d.loc[CRASH_START:])
     if worst:
         figures["neutral_worst_three_days"] = worst

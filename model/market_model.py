@@ -160,6 +160,7 @@ class MarketModel(mesa.Model):
         reporters["neutral_warned"] = lambda m: m.neutral_count(WARNED)
         reporters["neutral_stopped"] = lambda m: m.neutral_count(STOPPED)
         reporters["speculator_futures"] = lambda m: m.speculator_futures()
+        reporters["value_appetite"] = lambda m: m.value_appetite()
         reporters["limit_down_count"] = lambda m: int(
             np.count_nonzero(m.market.lock[: m.universe.n] < 0)
         )
@@ -231,6 +232,12 @@ class MarketModel(mesa.Model):
         value = self.futures.contract_value(self.indices.level)  # (3,) CNY a contract
         return float((self.speculators.held() * value).sum())
 
+    def value_appetite(self) -> float:
+        """Mean share of their full bid the value investors still make (1: their risk
+        budget does not bind, or they keep none); NaN without value investors."""
+        funds = self.value_investors
+        return float(funds.appetite.mean()) if funds.n else float("nan")
+
     def liquidated_funds(self) -> int:
         return 0 if self.neutral is None else int(np.count_nonzero(self.neutral.liquidated))
 
@@ -273,6 +280,7 @@ class MarketModel(mesa.Model):
         ft = cfg.fundamental_traders
         ft_cash = ft.capital_pct_float * total_cap_fen / max(ft.n_agents, 1)
         funds = FundamentalTraders(self, ledger.open_accounts(np.full(ft.n_agents, ft_cash)), ft)
+        self.value_investors: FundamentalTraders = funds
         given += endow(
             funds.accounts[np.repeat(funds.rows, funds.coverage.shape[1])],
             funds.coverage.ravel(),

@@ -97,6 +97,7 @@ def test_drawdown_floor_keeps_a_share_of_the_bid_however_deep_the_drawdown():
     investors.equity = investors.equity * np.exp(0.5)  # far beyond the budget
     investors.begin_day()
     np.testing.assert_array_equal(investors.appetite, 0.25)
+    assert model.value_appetite() == 0.25  # what model.parquet's value_appetite records
     _, _, full_bid, _ = _bids(free_model, free_investors)
     _, _, bid, _ = _bids(model, investors)
     lot = model.market.lot
