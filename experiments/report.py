@@ -309,6 +309,16 @@ def fig_funds(run: RunData) -> Figure:
                 line={"dash": "dot"},
                 yaxis="y2",
             )
+    appetite = column(day, "value_appetite")  # absent from tables written before 2026-11-26
+    if appetite is not None and (appetite < 1.0).any():
+        fig.add_scatter(
+            x=_x(day),
+            y=appetite,
+            name="value investors' bid (share of full)",
+            mode="lines",
+            line={"dash": "dash"},
+            yaxis="y2",
+        )
     return _layout(
         fig, TITLE_FUNDS, "funds liquidated (cumulative)", yaxis2=_right_axis("neutral NAV")
     )
@@ -454,7 +464,8 @@ EXPLAIN = {
     TITLE_FORCED: "Bars: CNY sold under duress each day (forced sellers of every kind, "
     "including retail panic). Line: the micro-cap index on the right axis.",
     TITLE_FUNDS: "Cumulative number of quant-neutral funds liquidated, and their "
-    "unit-weighted NAV per unit on the right axis.",
+    "unit-weighted NAV per unit on the right axis; dashed, where their risk budget binds, "
+    "the share of their full bid the value investors (the micro-caps' anchor) still make.",
     TITLE_LIMIT: "Number of stocks closing locked at the daily down limit: sellers who "
     "cannot find buyers.",
     TITLE_SCATTER: "Each dot is one stock: its return against log10 of its starting market "

@@ -214,3 +214,14 @@ def test_buyers_table_lists_sellers_first(runs):
         ("RetailChasers", "-1.0%"),
         ("FundamentalTraders", "+5.0%"),
     ]
+
+
+def test_funds_chart_draws_the_value_investors_bid_only_where_their_budget_binds(runs):
+    run = load_run(runs[0])
+    dates = ["2024-01-02", "2024-01-02", "2024-01-03", "2024-01-03"]
+    frame = pd.DataFrame({"date": dates, "neutral_nav": [1.0, 0.99, 0.98, 0.97]})
+    run.model = frame.assign(value_appetite=1.0)
+    assert [t.name for t in report.fig_funds(run).data] == ["neutral NAV"]
+    run.model = frame.assign(value_appetite=[1.0, 1.0, 0.6, 0.4])
+    bid = report.fig_funds(run).data[-1]
+    assert bid.yaxis == "y2" and list(bid.y) == [1.0, 0.4]  # the share at each close
