@@ -7,7 +7,8 @@ of the unwind; the main area shows six charts that redraw after every step:
 * index levels by size tier, normalized to 100 at the start;
 * the annualized basis of IF, IC and IM;
 * forced sales per step;
-* quant-neutral products in warning, stopped, and liquidated so far;
+* quant-neutral products in warning, stopped, and liquidated so far, with the value
+  investors' bid as a share of their full bid;
 * every stock's return since the start against its free-float cap, by tier;
 * a 60-investor patch of the retail network, red where an investor is selling.
 
@@ -84,6 +85,7 @@ SLIDERS: dict[str, tuple[str, float, float, float]] = {
 T1_KEY = "lending.t1_date"
 T1_DATES = ("2024-01-08", "2024-01-15", "2024-01-22", "2024-01-29", "2024-02-05")
 STOCKS_KEY = "universe.n_stocks"
+BID_SERIES = "value investors' bid (% of full)"
 
 TIER_LABELS = ("CSI 300", "CSI 500", "CSI 1000", "CSI 2000", "below CSI 2000")
 INDEX_LABELS = (*TIER_LABELS[:4], "micro-cap")
@@ -328,7 +330,9 @@ def forced_sales_chart(model: MarketModel) -> Chart:
 
 
 def neutral_chart(model: MarketModel) -> Chart:
-    """Quant-neutral products at their risk lines: warned, stopped, liquidated so far."""
+    """Quant-neutral products at their risk lines: warned, stopped, liquidated so far; and,
+    on the right axis, the share of their full bid the value investors (the micro-caps'
+    anchor) still make, which falls when their own risk budget binds."""
     series = {
         "warning": _history(model, "neutral_warned"),
         "stopped": _history(model, "neutral_stopped"),
@@ -343,7 +347,22 @@ def neutral_chart(model: MarketModel) -> Chart:
             f"Quant-neutral products ({funds.n}), {_status(model)}: {warned} warning, "
             f"{stopped} stopped, {model.liquidated_funds()} liquidated"
         )
-    return caption, _line_option(_dates(model), series, "products")
+    bid = np.asarray(_history(model, "value_appetite"), dtype=float) * 100.0
+    caption += f"; value investors bid {model.value_appetite():.0%} of their full bid"
+    option = _line_option(_dates(model), series, "products")
+    option["grid"]["right"] = 55
+    option["yAxis"] = [option["yAxis"], {"type": "value", "name": "% of bid", "min": 0, "max": 100}]
+    option["series"].append(
+        {
+            "name": BID_SERIES,
+            "type": "line",
+            "data": _clean(bid, 1),
+            "showSymbol": False,
+            "yAxisIndex": 1,
+            "lineStyle": {"type": "dashed"},
+        }
+    )
+    return caption, option
 
 
 def size_return_chart(model: MarketModel) -> Chart:

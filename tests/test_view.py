@@ -164,6 +164,19 @@ def test_scenarios_without_channels_still_draw():
     assert "no retail investors" in view.network_chart(model)[0]
 
 
+def test_neutral_chart_shows_the_value_investors_bid_on_its_own_axis():
+    model = small_model("jan2024-no-value-budget")  # no budget: the share stays as set
+    model.step()
+    model.value_investors.appetite[:] = 0.3
+    model.step()
+    caption, option = view.neutral_chart(model)
+    bid = next(s for s in option["series"] if s["name"] == view.BID_SERIES)
+    assert bid["yAxisIndex"] == 1 and bid["data"] == [100.0, 30.0]
+    assert option["yAxis"][1]["max"] == 100
+    assert "value investors bid 30% of their full bid" in caption
+    json_safe(option)
+
+
 def test_index_chart_carries_each_tiers_news_hidden_until_picked():
     model = small_model()
     for _ in range(5):
