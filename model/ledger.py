@@ -423,7 +423,7 @@ def _slice_value(
     so the account steps up as the keys pass its end: no integer division (slow) at all.
     Each account's sum runs in a local and is stored once, when its keys end: added into
     the array, every addition waited on the store of the one before (retail's 100,000
-    positions a step, 180 against 130 us on a captured state).
+    positions a step, 130 us on a captured state, where it took 180).
     """
     value = np.zeros(n_accounts)
     slot, end_key, total = 0, (first + 1) * n_stocks, 0.0  # the current key's slot, its end
