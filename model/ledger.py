@@ -421,16 +421,24 @@ def _slice_value(
     is added in key order, exactly as ``np.bincount(slot, shares * price / unit)`` adds
     them (with ``unit`` 1 the division is exact: fen, so it is skipped). Keys are sorted,
     so the account steps up as the keys pass its end: no integer division (slow) at all.
+    Each account's sum runs in a local and is stored once, when its keys end: added into
+    the array, every addition waited on the store of the one before (retail's 100,000
+    positions a step, 130 us on a captured state, where it took 180).
     """
     value = np.zeros(n_accounts)
-    slot, first_key = 0, first * n_stocks  # the slot of the current key and its first key
+    slot, end_key, total = 0, (first + 1) * n_stocks, 0.0  # the current key's slot, its end
     for i in range(key.shape[0]):
-        while key[i] >= first_key + n_stocks:
-            slot += 1
-            first_key += n_stocks
+        if key[i] >= end_key:
+            value[slot] = total
+            total = 0.0
+            while key[i] >= end_key:
+                slot += 1
+                end_key += n_stocks
         if shares[i] != 0:
-            fen = shares[i] * price_fen[key[i] - first_key]
-            value[slot] += fen if unit == 1.0 else fen / unit
+            fen = shares[i] * price_fen[key[i] - end_key + n_stocks]
+            total += fen if unit == 1.0 else fen / unit
+    if key.shape[0]:
+        value[slot] = total
     return value
 
 

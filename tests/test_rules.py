@@ -628,3 +628,26 @@ def test_new_day_drops_empty_positions_and_clears_the_days_purchases():
         np.testing.assert_array_equal(ledger.key, key)
         np.testing.assert_array_equal(ledger.shares, shares)
         assert not ledger.bought_today.any()
+
+
+def test_value_of_a_block_sums_each_account_apart_across_gaps_and_empty_rows():
+    """The compiled block sum keeps each account's running total apart: accounts with no
+    rows, rows of no shares, a block that starts and ends without holdings, and no rows at
+    all give the bincount of the positions (fen and CNY), bit for bit."""
+    rng = np.random.default_rng(11)
+    ledger = Ledger(40)
+    accounts = ledger.open_accounts(np.zeros(30))
+    held = accounts[3:-4][rng.random(23) < 0.6]  # gaps, and none at either end
+    account = np.repeat(held, 5)
+    ledger.endow(account, rng.integers(0, 40, account.size), rng.integers(1, 900, account.size))
+    gone = rng.choice(ledger.key.size, 4, replace=False)  # positions handed over in full
+    giver, stock = np.divmod(ledger.key[gone], 40)
+    ledger.transfer(giver, np.full(4, held[0]), stock, ledger.shares[gone].copy(), locked=True)
+    assert (ledger.shares == 0).any()
+    price = rng.integers(100, 90_000, 40)
+    for block in (accounts, accounts[:3], accounts[2:12], accounts[-4:]):
+        slot, stock, shares, _ = ledger.positions_of(block)
+        fen = np.bincount(slot, shares * price[stock], minlength=block.size)
+        cny = np.bincount(slot, shares * price[stock] / 100.0, minlength=block.size)
+        assert ledger.value_fen(block, price).tolist() == fen.tolist()
+        assert ledger.value_cny(block, price).tolist() == cny.tolist()
