@@ -348,7 +348,8 @@ def neutral_chart(model: MarketModel) -> Chart:
             f"{stopped} stopped, {model.liquidated_funds()} liquidated"
         )
     bid = np.asarray(_history(model, "value_appetite"), dtype=float) * 100.0
-    caption += f"; value investors bid {model.value_appetite():.0%} of their full bid"
+    if math.isfinite(share := model.value_appetite()):
+        caption += f"; value investors bid {share:.0%} of their full bid"
     option = _line_option(_dates(model), series, "products")
     option["grid"]["right"] = 55
     option["yAxis"] = [option["yAxis"], {"type": "value", "name": "% of bid", "min": 0, "max": 100}]

@@ -120,8 +120,13 @@ def test_random_scenarios_keep_every_invariant(scenario):
     for _ in range(min(model.total_steps, 12)):
         model.step()  # raises InvariantError at the first broken invariant
     frame = model.datacollector.get_model_vars_dataframe()
-    # NaN by design where a channel is off: NAVs without neutral products, bases without futures.
-    maybe_nan = [c for c in frame.columns if c.startswith("neutral_nav") or c.endswith("_basis")]
+    # NaN by design where a channel is off: NAVs without neutral products, bases without
+    # futures, the value investors' bid share without value investors.
+    maybe_nan = [
+        c
+        for c in frame.columns
+        if c.startswith("neutral_nav") or c.endswith("_basis") or c == "value_appetite"
+    ]
     numeric = frame.drop(columns=["date", *maybe_nan])
     assert np.isfinite(numeric.to_numpy(dtype=float)).all()
 
