@@ -72,7 +72,6 @@ class Arbitrageurs(Population):
         self.active = np.zeros((self.n, k), dtype=bool)  # (n, K) holding the trade open
         self.hedge_stock, self.hedge_leg, self.hedge_weight = self._hedge_baskets()
         self.buy_ins_cny = 0.0  # CNY bought in this step because loans were recalled
-        self._step = -1
         self._all_legs: _Legs | None = None  # the legs of every row, once built
 
     def _capital(self, cfg: ArbitrageConfig, scale: float) -> np.ndarray:
@@ -104,8 +103,8 @@ class Arbitrageurs(Population):
 
     def _new_step(self) -> None:
         """Reset the per-step counter on the first call of a step (either engine)."""
-        if self._step != self.model.steps:
-            self._step, self.buy_ins_cny = self.model.steps, 0.0
+        if self.begins_step():
+            self.buy_ins_cny = 0.0
 
     # -- read-outs --------------------------------------------------------------------------
     def contract_value(self) -> np.ndarray:

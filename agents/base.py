@@ -60,6 +60,7 @@ class Population:
         self.accounts = np.asarray(accounts, dtype=np.int64)  # (n,) ledger account per row
         self.rows = np.arange(self.accounts.shape[0])
         self._agents: AgentSet | None = None  # built at first use: see :attr:`agents`
+        self._step_begun = -1  # the model step of the last :meth:`begins_step` that was True
 
     @property
     def agents(self) -> AgentSet:
@@ -88,6 +89,14 @@ class Population:
                 [cls(model, population=self, row=row) for row in range(self.n)],
                 random=model.random,
             )
+
+    def begins_step(self) -> bool:
+        """True the first time it is asked in a model step, False after: where per-step
+        counters reset, in either engine (the per-agent one decides row by row)."""
+        if self._step_begun == self.model.steps:
+            return False
+        self._step_begun = self.model.steps
+        return True
 
     @property
     def n(self) -> int:

@@ -6,7 +6,8 @@ futures and, where lending allows, borrowed stock. Plain products run about 1x
 gross long; DMA products borrow from their broker for up to 4x.
 
 The rules that make the spiral, per product and per day:
-- NAV per unit is marked on every step; investors redeem after drawdowns.
+- NAV per unit is marked at every open, where the day's decisions are taken (the
+  model's records mark it at every step); investors redeem after drawdowns.
 - Below the warning line, or after a drawdown from its peak beyond the manager's
   budget (``drawdown_line``), the product cuts exposure; below the stop line it
   liquidates everything. Either way it sells the long basket at the market.
@@ -120,10 +121,19 @@ class NeutralFunds(Population):
     def mark(self) -> np.ndarray:
         """NAV per unit of every product at the last prices; returns the (n,) equity, CNY,
         so the day's flows need not mark the same books again."""
-        live = self.units > 0
         eq = self.equity(self.rows)
-        self.nav = np.where(live, eq / np.maximum(self.units, 1e-9), self.nav)
+        self.nav = self._nav_of(eq)
         return eq
+
+    def marked_nav(self) -> np.ndarray:
+        """(n,) NAV per unit at the last prices, leaving the day's mark (``nav``), on which
+        the products decide, as it is: what a record of this step shows."""
+        return self._nav_of(self.equity(self.rows))
+
+    def _nav_of(self, equity: np.ndarray) -> np.ndarray:
+        """(n,) NAV per unit of ``equity`` (n,) CNY; a product with no units keeps its last."""
+        live = self.units > 0
+        return np.where(live, equity / np.maximum(self.units, 1e-9), self.nav)
 
     # -- daily decisions --------------------------------------------------------------------
     def begin_day(self) -> None:
@@ -233,7 +243,8 @@ class NeutralFunds(Population):
         model, market, c = self.model, self.market, self.cfg
         accounts = self.accounts[rows]
         market.cancel_accounts(accounts)
-        self.forced_sales = 0.0 if rows.size == self.n else self.forced_sales
+        if self.begins_step():  # either engine: the per-agent one decides row by row
+            self.forced_sales = 0.0
         target = self.target_exposure(rows)  # (r,)
         pace = 1.0 / (c.trade_days * model.steps_per_day)
         distressed = self.state[rows] != NORMAL

@@ -72,7 +72,6 @@ class PublicMicroCapFunds(Population):
         self.flow = np.zeros(n)  # (n,) today's flow, share of assets (< 0: redemptions)
         self.payable = np.zeros(n)  # (n,) CNY redeemed but not yet paid out
         self.forced_sales = 0.0  # CNY sold this step to meet redemptions
-        self._step = -1  # model step the counters belong to
 
     # -- set-up -----------------------------------------------------------------------------
     def endow(self, available_lots: np.ndarray) -> np.ndarray:
@@ -129,8 +128,8 @@ class PublicMicroCapFunds(Population):
     # -- orders -----------------------------------------------------------------------------
     def _new_step(self) -> None:
         """Reset the per-step counter on the first call of a step (either engine)."""
-        if self._step != self.model.steps:
-            self._step, self.forced_sales = self.model.steps, 0.0
+        if self.begins_step():
+            self.forced_sales = 0.0
 
     def decide(self, rows: np.ndarray) -> Orders:
         return Orders.concat(self.decide_parts(rows))

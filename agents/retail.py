@@ -334,7 +334,6 @@ class RetailChasers(Population):
         self.panicking = np.zeros(n, dtype=bool)  # (n,) drawdown beyond PANIC_DRAWDOWN
         self.ret20 = np.zeros(n_stocks)  # (S,) log return over the last RETURN_DAYS closes
         self.closes: deque[np.ndarray] = deque(maxlen=RETURN_DAYS + 1)  # (S,) fen each
-        self.step_seen = model.steps  # the step whose actions ``action`` holds
         self._look_weights: np.ndarray | None = None  # (S,) see :meth:`look_weights`
 
     # -- set-up ---------------------------------------------------------------------------
@@ -439,8 +438,7 @@ class RetailChasers(Population):
 
     def _roll(self) -> None:
         """At a step's first decision, this step's actions become last step's."""
-        if self.step_seen != self.model.steps:
-            self.step_seen = self.model.steps
+        if self.begins_step():
             self.last_action = self.action.copy()
             self.action[:] = 0
             self.selling[:] = False

@@ -270,7 +270,6 @@ class SnowballIssuers(Population):
         self.knock_in_count = 0  # cumulative
         self.knock_out_count = 0  # cumulative
         self.forced_sales_cny = 0.0  # this step: futures sold as knocked-in hedges are dumped
-        self._forced_step = -1
         self.pending_dump = np.zeros(2)  # (2,) contracts released by knock-ins, not yet sold
         # (m,) contracts hedging each tranche at its book's last decision; NaN: none yet.
         self.tranche_contracts = np.full(self.tranche_s0.size, np.nan)
@@ -371,8 +370,8 @@ class SnowballIssuers(Population):
         rows = np.asarray(rows, dtype=np.int64)
         accounts = self.accounts[rows]
         market.cancel_accounts(np.sort(accounts))
-        if model.steps != self._forced_step:
-            self.forced_sales_cny, self._forced_step = 0.0, model.steps
+        if self.begins_step():
+            self.forced_sales_cny = 0.0
 
         chosen = np.zeros(self.n, dtype=bool)  # (n,) which books are among rows
         chosen[rows] = True

@@ -185,6 +185,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         gc.unfreeze()
 
 
+def _corr(value: float | None) -> str:
+    """A correlation for the console, or why there is none (no forced sale, a flat basis)."""
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
 def _run(args: argparse.Namespace) -> int:
     """``unwind run``: one scenario and seed, its results written and summed up."""
     from experiments.episode import CRASH_END, in_window
@@ -240,6 +245,15 @@ def _run(args: argparse.Namespace) -> int:
                 f"{stop or 'never'}{where}; {episode['liquidated_funds_by_crash_end']} "
                 f"liquidated by {CRASH_END}"
             )
+        bases = [
+            f"{contract} late January {b['late_january_mean']:+.1%}, worst "
+            f"{b['worst_in_window']:+.1%} ({b['worst_day']}), after the rescue "
+            f"{b['after_rescue_mean']:+.1%}, against forced sales {_corr(b['vs_forced_sales'])}"
+            for contract, b in (("IM", episode.get("im_basis")), ("IC", episode.get("ic_basis")))
+            if b
+        ]
+        if bases:  # annualized futures basis; a positive correlation: liquidations narrow it
+            print(f"futures basis (annualized): {'; '.join(bases)}")
         low = episode.get("value_appetite_low")
         if low:  # the value investors' risk budget at its tightest
             print(

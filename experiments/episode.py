@@ -7,6 +7,7 @@ to small caps; the rebound is measured over the sessions after it.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from typing import Any
 
@@ -15,6 +16,7 @@ import pandas as pd
 
 from experiments.frames import daily
 from experiments.stylized import correlation
+from model.futures import expiry_days
 from model.universe import INDEX_NAMES
 
 CRASH_START, CRASH_END = "2024-01-02", "2024-02-08"
@@ -72,6 +74,24 @@ def worst_three_days(before: pd.DataFrame, since: pd.DataFrame) -> dict[str, dic
         if change.notna().any():
             out[group] = {"change": float(change.min()), "ended": str(change.idxmin())}
     return out
+
+
+def basis_vs_forced_sales(d: pd.DataFrame, col: str) -> float | None:
+    """Correlation of each day's forced sales with the day's change in the basis ``col``,
+    from the crash window's first session to the end of a daily table indexed by date.
+
+    Positive: the discount narrows on the days the products sell under duress (they buy
+    their futures hedges back); negative: it deepens with the liquidations, as in
+    February 2024. The day after each expiry is left out: its change is from the expired
+    contract's last close to the next contract's first.
+    """
+    days = [dt.date.fromisoformat(str(day)) for day in d.index]
+    counted = np.array([str(day) >= CRASH_START for day in d.index])
+    rolled = expiry_days(days) + 1
+    counted[rolled[rolled < len(days)]] = False
+    change = d[col].diff().to_numpy(dtype=float)
+    counted &= ~np.isnan(change)
+    return correlation(d["forced_sales"].to_numpy(dtype=float)[counted], change[counted])
 
 
 def crash_pace(frame: pd.DataFrame) -> dict[str, Any]:
@@ -142,6 +162,8 @@ def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
             after = d.loc[AFTER_RESCUE[0] : AFTER_RESCUE[1], col].mean()
             values = (late, window[col].min(), after)
             figures[col] = dict(zip(BASIS_FIGURES, map(float, values), strict=True))
+            figures[col]["worst_day"] = str(window[col].idxmin())
+            figures[col]["vs_forced_sales"] = basis_vs_forced_sales(d, col)
     sales = d["forced_sales"].to_numpy(dtype=float)
     ret = np.diff(np.log(d["microcap"].to_numpy(dtype=float)))
     corr = correlation(sales[:-1], ret)

@@ -460,7 +460,10 @@ EXPLAIN = {
     "The dotted news lines (click them in the legend) follow the same members on their "
     "fundamental values: the gap between a tier's two lines is what the agents' trading did.",
     TITLE_BASIS: "Annualized basis of the index futures (future over spot). Market-neutral "
-    "funds are short futures, so a deep discount is the cost of their hedge.",
+    "funds are short futures, so a deep discount is the cost of their hedge; when they are "
+    "forced to unwind they buy the futures back, which narrows it (summary.json: each "
+    "contract's vs_forced_sales, the correlation of a day's forced sales with the day's "
+    "change in the basis; positive where the unwind narrows it).",
     TITLE_FORCED: "Bars: CNY sold under duress each day (forced sellers of every kind, "
     "including retail panic). Line: the micro-cap index on the right axis.",
     TITLE_FUNDS: "Cumulative number of quant-neutral funds liquidated, and their "

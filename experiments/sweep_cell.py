@@ -52,6 +52,7 @@ def episode_headline(episode: Mapping[str, Any] | None) -> dict[str, Any]:
     row.update(first_stop_in_window=nan, microcap_rebound=nan)
     row.update(microcap_worst_session=nan, limit_down_peak=nan)
     row.update({f"{c}_{k}": nan for c in ("ic_basis", "im_basis") for k in BASIS_FIGURES})
+    row.update({f"{c}_vs_forced_sales": nan for c in ("ic_basis", "im_basis")})
     if not episode:
         return row
     for name in INDEX_NAMES:
@@ -70,6 +71,8 @@ def episode_headline(episode: Mapping[str, Any] | None) -> dict[str, Any]:
     for c in ("ic_basis", "im_basis"):
         for k in BASIS_FIGURES:
             row[f"{c}_{k}"] = float(episode.get(c, {}).get(k, nan))
+        corr = episode.get(c, {}).get("vs_forced_sales")  # None: nothing to correlate
+        row[f"{c}_vs_forced_sales"] = nan if corr is None else float(corr)
     return row
 
 

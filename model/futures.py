@@ -37,7 +37,7 @@ def expiry_days(days: list[dt.date]) -> np.ndarray:
     for year, month in months:
         target = np.datetime64(third_friday(year, month))
         i = int(np.searchsorted(dates, target))
-        if i < len(days):
+        if 0 < i < len(days) or (i == 0 and dates[0] == target):  # not one before the days
             out.append(i)
     return np.unique(np.array(out, dtype=np.int64))
 

@@ -136,6 +136,7 @@ class MarketModel(mesa.Model):
         self.forced_sales = 0.0  # CNY sold under duress in the last step
         self.forced_sales_total = 0.0
         self._recorded_basis: tuple[int, np.ndarray] | None = None
+        self._recorded_nav: tuple[int, np.ndarray] | None = None
         self.datacollector = StepRecords(model_reporters=self._reporters())
         check = env_default() if check is None else check
         self.checker: InvariantChecker | None = InvariantChecker(self) if check else None
@@ -223,7 +224,17 @@ class MarketModel(mesa.Model):
         units = funds.units[rows]
         if not units.size:
             return float("nan")
-        return float(np.dot(funds.nav[rows], units) / max(units.sum(), 1e-9))
+        return float(np.dot(self.recorded_nav()[rows], units) / max(units.sum(), 1e-9))
+
+    def recorded_nav(self) -> np.ndarray:
+        """(n,) NAV per unit of each quant-neutral product at this step's prices, worked
+        out once for the three NAV columns. The products mark their books at the open,
+        for the day's decisions; a record marks them at its own step, so a close shows
+        the close's NAV, not the open's."""
+        seen = self._recorded_nav
+        if seen is None or seen[0] != self.steps:
+            seen = self._recorded_nav = (self.steps, self.neutral.marked_nav())
+        return seen[1]
 
     def speculator_futures(self) -> float:
         """CNY of index futures the speculators hold, IF, IC and IM summed, long positive."""
@@ -501,11 +512,13 @@ class MarketModel(mesa.Model):
         if self.retail is not None:
             self.forced_sales += self.retail.panic_sales_cny
         self.forced_sales_total += self.forced_sales
+        # The record shows the session as it closed: on an expiry day the futures' last
+        # trade, not the settlement at the index that the day's bookkeeping then books.
+        self.datacollector.collect(self)
         if slice_ == self.steps_per_day - 1:
             self._close_day()
         if self.checker is not None:
             self.checker.after_step()
-        self.datacollector.collect(self)
         if self.steps >= self.total_steps:
             self.running = False
 

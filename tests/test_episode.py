@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.episode import CRASH_START, crash_pace, daily, episode_figures, first_cut_date
+from experiments.episode import (
+    CRASH_START,
+    basis_vs_forced_sales,
+    crash_pace,
+    daily,
+    episode_figures,
+    first_cut_date,
+)
 from experiments.run import run
 from experiments.scenarios import load_scenario
 from model.universe import INDEX_NAMES
@@ -247,3 +254,26 @@ def test_crash_pace_reads_closes_and_the_window_only():
     assert pace["worst_session_day"]["csi1000"] == "2024-01-02"
     assert pace["worst_session"]["csi300"] == 0.0
     assert (pace["limit_down_peak"], pace["limit_down_peak_day"]) == (7, "2024-01-03")
+
+
+def test_basis_against_forced_sales_leaves_out_rolls_and_the_days_before():
+    # Daily closes from 2023-12-28. On the window's days the basis rises (the discount
+    # narrows) when there are forced sales and falls when there are none. Two days would
+    # turn the sign if counted: 2024-01-22, the session after the January expiry, when
+    # the basis drops to the next contract's on the heaviest forced sales; and
+    # 2023-12-29, before the window.
+    days = ["2023-12-28", "2023-12-29", "2024-01-02", "2024-01-03", "2024-01-04"]
+    days += ["2024-01-05", "2024-01-18", "2024-01-19", "2024-01-22", "2024-01-23"]
+    sales = [0.0, 9e9, 5e8, 0.0, 7e8, 0.0, 6e8, 4e8, 9e9, 0.0]
+    basis = [0.0, -0.5, -0.45, -0.5, -0.44, -0.5, -0.43, -0.40, -0.9, -0.95]
+    d = pd.DataFrame({"forced_sales": sales, "im_basis": basis}, index=pd.Index(days))
+    corr = basis_vs_forced_sales(d, "im_basis")
+    change = np.diff(basis)[1:]  # the window's changes, from 2024-01-02's on
+    counted = np.delete(np.arange(change.size), 6)  # without 2024-01-22's
+    expected = np.corrcoef(np.array(sales[2:])[counted], change[counted])[0, 1]
+    assert corr == pytest.approx(expected) and corr > 0.9
+    # First change counted: 2024-01-02 against 2023-12-29's close.
+    d.loc["2024-01-02", "im_basis"] = -1.5
+    assert basis_vs_forced_sales(d, "im_basis") < 0
+    # Nothing to correlate without forced sales.
+    assert basis_vs_forced_sales(d.assign(forced_sales=0.0), "im_basis") is None

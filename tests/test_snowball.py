@@ -364,7 +364,7 @@ def _numpy_decide(issuers: SnowballIssuers, rows: np.ndarray) -> Orders:
 
 
 def _assert_decides_as_numpy(issuers: SnowballIssuers, rows: np.ndarray) -> Orders:
-    issuers.forced_sales_cny, issuers._forced_step = 0.0, issuers.model.steps  # no reset
+    issuers.forced_sales_cny, issuers._step_begun = 0.0, issuers.model.steps  # no reset
     kept = copy.deepcopy(
         (issuers.pending_dump, issuers.tranche_contracts, issuers.forced_sales_cny)
     )
