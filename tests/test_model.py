@@ -438,3 +438,14 @@ def test_compiled_book_mid_matches_the_numpy_passes():
             market.grid = grid
             zeros += int((want == 0).sum())
     assert zeros > 0 and (want > 0).any()
+
+
+def test_a_month_whose_expiry_came_before_the_first_day_has_none():
+    from model.futures import expiry_days
+
+    days = [dt.date(2024, 1, 22), dt.date(2024, 1, 23), dt.date(2024, 2, 15)]
+    days += [dt.date(2024, 2, 19), dt.date(2024, 2, 20)]
+    # January's third Friday (01-19) is before the first day; February's (02-16) is a
+    # holiday here, so its contract expires the next trading day.
+    assert expiry_days(days).tolist() == [3]
+    assert expiry_days([dt.date(2024, 1, 19), dt.date(2024, 1, 22)]).tolist() == [0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 
 import numpy as np
 import pytest
@@ -438,3 +439,45 @@ def test_borrow_and_repay_of_the_asked_requests_match_every_request_worked_out(m
         )
         assert (give > 0).any() and (give == 0).any()
         _same_books(new, old)
+
+
+def test_the_record_marks_the_products_at_its_own_step(model):
+    """The products mark their books at the open, for the day's decisions; a record marks
+    them at its own step, so a close shows the close's NAV, which the next morning's
+    mark, at the same prices, finds again."""
+    f = model.neutral
+    opened = f.nav.copy()
+    while model.steps % model.steps_per_day:  # on to the day's close
+        model.step()
+    closing = model.recorded_nav().copy()
+    assert np.abs(closing / opened - 1.0).max() > 1e-4  # the day's trading moved them
+    model.step()  # the next morning's mark, before anything trades
+    np.testing.assert_allclose(f.nav, closing, rtol=1e-12)
+
+
+def test_forced_sales_are_each_steps_in_either_engine():
+    """A step's forced sales, not a running total: the per-agent engine decides product
+    by product, and the count must still start again each step."""
+    sales = {}
+    for engine in ("vectorized", "agents"):
+        m = MarketModel(rng=4, engine=engine, **EPISODE)
+        m.step()
+        m.neutral.state[:] = STOPPED  # every product liquidates at its own pace
+        sales[engine] = []
+        for _ in range(3):
+            m.step()
+            sales[engine].append(m.forced_sales)
+    for engine, series in sales.items():
+        assert series[0] > 0 and series[2] < 1.5 * series[0], (engine, series)
+
+
+def test_an_expiry_close_records_the_markets_basis_not_the_settlement():
+    """On an expiry day the futures settle at the index after the close; the record shows
+    the session as it closed, so that close's basis is the hedgers' discount, not 0."""
+    m = MarketModel(rng=4, **{**EPISODE, "market.start": "2024-01-15"})
+    while m.date < dt.date(2024, 1, 19) or m.steps % m.steps_per_day:
+        m.step()
+    assert m.futures.is_expiry(m.day_index)
+    closes = m.datacollector.get_model_vars_dataframe().groupby("date").last()
+    im = closes["im_basis"]
+    assert im.loc["2024-01-19"] < -0.02, im.to_dict()  # the products' short hedge
