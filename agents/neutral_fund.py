@@ -11,10 +11,12 @@ The rules that make the spiral, per product and per day:
 - Below the warning line, or after a drawdown from its peak beyond the manager's
   budget (``drawdown_line``), the product cuts exposure; below the stop line it
   liquidates everything. Either way it sells the long basket at the market.
-  A cut is not for ever: once it has held for ``recovery_days`` without a new
-  low, the manager takes that NAV as the new peak and rebuilds the book. So
-  losses in calm times come and go, and what breaks the products is a fall
-  that keeps going.
+  A cut is not for ever: once it has lasted ``recovery_days``, the first morning
+  whose NAV is not below every NAV of the ``recovery_days`` before it, the
+  manager takes that NAV as the new peak and rebuilds the book (with
+  ``recovery_holds_low``, only once NAV has held above the cut's low for
+  ``recovery_days``). So losses in calm times come and go, and what breaks the
+  products is a fall that outruns its cuts.
 - The futures discount is the hedge's running cost: as it nears the alpha
   investors expect, subscriptions stop; beyond it, managers shrink the book.
 - Futures losses are paid in cash every step (variation margin); when cash runs
@@ -75,6 +77,8 @@ class NeutralFunds(Population):
         self.state = np.full(n, NORMAL, dtype=np.int8)
         self.liquidated = np.zeros(n, dtype=bool)  # stop line crossed at some point
         self.warned_days = np.zeros(n, dtype=np.int64)  # (n,) days in the WARNED state
+        self.cut_low = self.nav.copy()  # (n,) lowest NAV since the product's cut began
+        self.held_days = np.zeros(n, dtype=np.int64)  # (n,) mornings the cut's low has held
         self.nav_history: list[np.ndarray] = []
 
         # Baskets: (n, B) stocks picked by a noisy signal tilted to small caps.
@@ -143,23 +147,32 @@ class NeutralFunds(Population):
         self.peak = np.maximum(self.peak, self.nav)
         # Risk lines: the stop line is final. The warning line on NAV per unit, or a
         # drawdown from the peak beyond the manager's risk budget, cuts exposure until
-        # NAV is 5% over the line and has won back half of that budget, or has made no
-        # new low for ``recovery_days``. (With forced_selling off, the counterfactual,
-        # nobody is ever forced to sell.)
+        # NAV is 5% over the line and has won back half of that budget, or has been cut
+        # for ``recovery_days`` and is off its low. (With forced_selling off, the
+        # counterfactual, nobody is ever forced to sell.)
         drawdown = 1.0 - self.nav / self.peak
         crossed_stop = (self.nav <= self.stop) & (self.state != STOPPED) & c.forced_selling
         self.state[crossed_stop] = STOPPED
         self.liquidated |= crossed_stop
         breach = (self.nav <= self.warning) | (drawdown >= self.drawdown_line)
         warn = breach & (self.state == NORMAL) & c.forced_selling
-        # A manager who has held the cut for ``recovery_days`` without a new low takes
-        # today's NAV as the new base and rebuilds: the budget is for fresh losses.
+        # A manager whose cut has lasted ``recovery_days`` takes the first morning that
+        # is not a new low of those days as the new base and rebuilds: the budget is
+        # for fresh losses. With ``recovery_holds_low`` the cut's low must have held for
+        # ``recovery_days`` mornings first (tracked from the morning of the cut on).
         days = c.recovery_days
-        settled = np.zeros(self.n, dtype=bool)
-        if len(self.nav_history) > days:
-            settled = self.nav >= np.min(self.nav_history[-days - 1 : -1], axis=0)
-        settled &= self.warned_days >= days
-        recovered = (self.state == WARNED) & (self.nav > self.warning * 1.05)
+        cut = self.state == WARNED
+        new_low = cut & (self.nav < self.cut_low * (1.0 - 1e-9))  # not the floats' dust
+        self.cut_low = np.where(new_low | warn, self.nav, self.cut_low)
+        self.held_days = np.where(cut & ~new_low, self.held_days + 1, 0)
+        if c.recovery_holds_low:
+            settled = self.held_days >= days
+        else:
+            settled = np.zeros(self.n, dtype=bool)
+            if len(self.nav_history) > days:
+                settled = self.nav >= np.min(self.nav_history[-days - 1 : -1], axis=0)
+            settled &= self.warned_days >= days
+        recovered = cut & (self.nav > self.warning * 1.05)
         recovered &= (drawdown < self.drawdown_line / 2) | settled
         self.state[warn] = WARNED
         self.state[recovered] = NORMAL

@@ -381,8 +381,10 @@ class NeutralFundConfig(Section):
         1.0, 0.01, 1.0, doc="drawdown from the NAV peak that also cuts exposure (1: never)"
     )
     recovery_days: int = _num(
-        20, 1, 1000, doc="days a cut is held without a new low before the book is rebuilt"
+        20, 1, 1000, doc="days in a cut before the book is rebuilt on a morning off its low"
     )
+    # true: rebuild only once NAV has held above the cut's low for recovery_days
+    recovery_holds_low: bool = False
     basket_size: int = _num(300, 1, 5000, doc="stocks in each long basket at full scale")
     size_tilt: float = _num(2.0, 0.0, 10.0, doc="preference for small caps in basket picks")
     lending_hedge_share: float = _num(0.3, 0.0, 1.0, doc="hedge share via borrowed stock")

@@ -93,26 +93,42 @@ def test_drawdown_line_cuts_exposure_until_nav_wins_back_half_of_it():
     assert f.state[0] == NORMAL
 
 
-def test_a_cut_held_without_a_new_low_is_rebuilt_from_a_new_base():
+@pytest.mark.parametrize("holds_low", [False, True])
+def test_a_cut_held_without_a_new_low_is_rebuilt_from_a_new_base(holds_low):
     m = MarketModel(
         rng=4,
         **EPISODE,
         **{"neutral.drawdown_line": 0.1, "neutral.line_spread": 0.0, "neutral.recovery_days": 3},
+        **{"neutral.recovery_holds_low": holds_low},
     )
     m.step()
     f = m.neutral
-    f.peak[:2] = f.nav[:2] / 0.88  # both 12% below their peaks: cut
+    f.peak[:3] = f.nav[:3] / 0.88  # all three 12% below their peaks: cut
     f.begin_day()
-    assert (f.state[:2] == WARNED).all()
+    assert (f.state[:3] == WARNED).all()
     for _ in range(2):
-        f.units[1] *= 1.01  # product 1 keeps making new lows; product 0 holds still
+        f.units[1:3] *= 1.01  # products 1 and 2 keep making new lows; product 0 holds still
         f.begin_day()
-        assert (f.state[:2] == WARNED).all()
-    f.units[1] *= 1.01
+        assert (f.state[:3] == WARNED).all()
+    f.units[1:3] *= 1.01
     f.begin_day()
     # Three mornings after the cut, no new low: product 0 rebuilds, its NAV the new peak.
     assert f.state[0] == NORMAL and f.peak[0] == f.nav[0]
     assert f.state[1] == WARNED and f.peak[1] > f.nav[1] / 0.88
+    # Product 2 turns up after its new lows (its drawdown stays beyond half its budget).
+    # By default a cut that has lasted three mornings is rebuilt on the first morning
+    # off its low; held to its low, it must hold that low three mornings first.
+    f.units[2] /= 1.002
+    f.begin_day()
+    if not holds_low:
+        assert f.state[2] == NORMAL and f.peak[2] == f.nav[2]
+        return
+    assert f.state[2] == WARNED
+    f.units[2] /= 1.002
+    f.begin_day()
+    assert f.state[2] == WARNED
+    f.begin_day()
+    assert f.state[2] == NORMAL and f.peak[2] == f.nav[2]
 
 
 def test_a_discount_beyond_the_expected_alpha_stops_subscriptions_and_shrinks_books(model):
