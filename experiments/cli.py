@@ -248,7 +248,8 @@ def _run(args: argparse.Namespace) -> int:
         bases = [
             f"{contract} late January {b['late_january_mean']:+.1%}, worst "
             f"{b['worst_in_window']:+.1%} ({b['worst_day']}), after the rescue "
-            f"{b['after_rescue_mean']:+.1%}, against forced sales {_corr(b['vs_forced_sales'])}"
+            f"{b['after_rescue_mean']:+.1%}, daily change vs forced sales r = "
+            f"{_corr(b['vs_forced_sales'])}"
             for contract, b in (("IM", episode.get("im_basis")), ("IC", episode.get("ic_basis")))
             if b
         ]

@@ -63,6 +63,10 @@ def test_a_run_over_the_crash_window_prints_its_drawdowns_and_flows(tmp_path, ca
     where = "inside" if "2024-01-02" <= stop <= "2024-02-08" else "outside"
     assert f"first cut {cut}, first stop-out {stop} ({where} the window)" in products
     assert f"{episode['liquidated_funds_by_crash_end']} liquidated by 2024-02-08" in products
+    basis = next(x for x in printed if x.startswith("futures basis"))
+    im = episode["im_basis"]
+    assert f"IM late January {im['late_january_mean']:+.1%}, worst " in basis
+    assert f"({im['worst_day']})" in basis and f"r = {im['vs_forced_sales']:+.2f}" in basis
     buying = next(x for x in printed if x.startswith("micro-cap net buying"))
     name, share = max(episode["microcap_net_buying"].items(), key=lambda kv: abs(kv[1]))
     assert f"{name} {share:+.1%}" in buying and "+0.0%" not in buying and "-0.0%" not in buying
