@@ -63,10 +63,12 @@ class Ledger:
         self.cash = np.zeros(0, dtype=np.int64)  # (A,) fen
         self.credit = np.zeros(0, dtype=np.int64)  # (A,) fen the account may borrow
         # Sparse holdings, sorted by key = account * n_stocks + stock: one position per
-        # column, the first ``_n_rows`` columns of a table with room to spare, so new
-        # positions are inserted in place (new ~1 MB arrays at every insertion would cost
-        # page faults, every step).
+        # column, columns ``_lo .. _lo + _n_rows - 1`` of a table with room to spare on
+        # both sides, so new positions are inserted in place (new ~1 MB arrays at every
+        # insertion would cost page faults, every step), moving the columns before them
+        # or those after them, whichever are fewer (:func:`_insert_rows`).
         self._table = np.zeros((3, 0), dtype=np.int64)  # (3, capacity) key, shares, bought
+        self._lo = 0
         self._n_rows = 0
         # Futures: contracts per account (long > 0) and the mark each was last valued at.
         self.n_futures = 0
@@ -83,17 +85,17 @@ class Ledger:
     @property
     def key(self) -> np.ndarray:
         """(P,) sorted keys of the held positions, ``account * n_stocks + stock``."""
-        return self._table[0, : self._n_rows]
+        return self._table[0, self._lo : self._lo + self._n_rows]
 
     @property
     def shares(self) -> np.ndarray:
         """(P,) shares held per position."""
-        return self._table[1, : self._n_rows]
+        return self._table[1, self._lo : self._lo + self._n_rows]
 
     @property
     def bought_today(self) -> np.ndarray:
         """(P,) shares bought today per position: T+1, not sellable until tomorrow."""
-        return self._table[2, : self._n_rows]
+        return self._table[2, self._lo : self._lo + self._n_rows]
 
     # -- accounts -------------------------------------------------------------------------
     @property
@@ -301,13 +303,19 @@ class Ledger:
     ) -> None:
         """Add ``delta`` shares to each (account, stock); ``bought`` marks T+1-locked purchases."""
         key = np.asarray(account, np.int64) * self.n_stocks + np.asarray(stock, np.int64)
-        n_rows = self._n_rows + key.shape[0]  # room for every key to be new
-        if self._table.shape[1] < n_rows:
-            table = np.zeros((3, 2 * n_rows), dtype=np.int64)
-            table[:, : self._n_rows] = self._table[:, : self._n_rows]
-            self._table = table
-        self._n_rows = _add_positions_compiled(
+        lo, n, k = self._lo, self._n_rows, key.shape[0]
+        if lo < k or self._table.shape[1] - lo - n < k:
+            # Room for every key to be new on either side: the positions are copied to the
+            # middle of a table with room for k more on each side (twice what they need,
+            # as a table that only grew at its end had).
+            capacity = max(self._table.shape[1], 2 * (n + k))
+            table = np.zeros((3, capacity), dtype=np.int64)
+            start = (capacity - n) // 2
+            table[:, start : start + n] = self._table[:, lo : lo + n]
+            self._table, self._lo = table, start
+        self._lo, self._n_rows = _add_positions_compiled(
             self._table,
+            self._lo,
             self._n_rows,
             key,
             np.asarray(delta, np.int64),
@@ -357,7 +365,7 @@ class Ledger:
 
     def new_day(self) -> None:
         """Overnight: yesterday's purchases become sellable; empty positions are dropped."""
-        self._n_rows = _drop_empty(self._table, self._n_rows)
+        self._n_rows = _drop_empty(self._table, self._lo, self._n_rows)
 
     # -- invariants -----------------------------------------------------------------------
     def conservation_error(self) -> tuple[int, np.ndarray]:
@@ -644,30 +652,36 @@ def key_order(key: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True, nogil=True)
 def _add_positions_compiled(
-    table: np.ndarray, n_rows: int, key: np.ndarray, delta: np.ndarray, bought: np.ndarray
-) -> int:
-    """Add ``delta`` (n,) shares at each ``key`` (n,) to ``table[:, :n_rows]``; return its
-    new number of positions.
+    table: np.ndarray,
+    lo: int,
+    n_rows: int,
+    key: np.ndarray,
+    delta: np.ndarray,
+    bought: np.ndarray,
+) -> tuple[int, int]:
+    """Add ``delta`` (n,) shares at each ``key`` (n,) to the positions ``table[:, lo:lo +
+    n_rows]``; return their new first column and number.
 
     Each position is a column (key, shares, bought today). The keys are taken in sorted
     order (:func:`key_order`), so one forward walk finds them all; held positions get
     their sums at once, in integers, and keys not in the table yet get columns at their
-    sorted places afterwards, in place (the table has room for n more), then their sums.
-    ``bought`` (n,) marks purchases made today (T+1).
+    sorted places afterwards, in place (the table has room for n more on each side:
+    :func:`_insert_rows`), then their sums. ``bought`` (n,) marks purchases made today
+    (T+1).
     """
-    table_key = table[0, :n_rows]  # (P,)
+    table_key = table[0, lo : lo + n_rows]  # (P,)
     n = key.shape[0]
     new_key = np.empty(n, np.int64)  # (m,) keys not held yet, ascending
-    at = np.empty(n, np.int64)  # (m,) the column each goes before
+    at = np.empty(n, np.int64)  # (m,) the position each goes before
     missing = np.empty(n, np.int64)  # indices into key of the rows with a new key ...
     new_of = np.empty(n, np.int64)  # ... and which new key each is
     n_new, n_missing, row = 0, 0, 0
     for i in key_order(key):
         row = search_from(table_key, key[i], row)
         if row < n_rows and table_key[row] == key[i]:
-            table[1, row] += delta[i]
+            table[1, lo + row] += delta[i]
             if bought[i]:
-                table[2, row] += delta[i]
+                table[2, lo + row] += delta[i]
             continue
         if n_new == 0 or new_key[n_new - 1] != key[i]:
             new_key[n_new], at[n_new] = key[i], row
@@ -675,45 +689,76 @@ def _add_positions_compiled(
         missing[n_missing], new_of[n_missing] = i, n_new - 1
         n_missing += 1
     if n_new == 0:
-        return n_rows
-    _insert_rows(table, n_rows, at[:n_new], new_key[:n_new])
+        return lo, n_rows
+    lo = _insert_rows(table, lo, n_rows, at[:n_new], new_key[:n_new])
     for m in range(n_missing):
         i, j = missing[m], new_of[m]
-        column = at[j] + j  # moved right by the j new keys inserted before it
+        column = lo + at[j] + j  # after the j new keys inserted before it
         table[1, column] += delta[i]
         if bought[i]:
             table[2, column] += delta[i]
-    return n_rows + n_new
+    return lo, n_rows + n_new
 
 
 @numba.njit(cache=True, nogil=True)
-def _drop_empty(table: np.ndarray, n_rows: int) -> int:
-    """Drop the columns of ``table[:, :n_rows]`` holding no shares and clear the day's
-    purchases of those left, in place; return how many are left.
+def _drop_empty(table: np.ndarray, lo: int, n_rows: int) -> int:
+    """Drop the positions of ``table[:, lo:lo + n_rows]`` holding no shares and clear the
+    day's purchases of those left, in place (from ``lo`` on); return how many are left.
 
     Clearing the purchases as the columns move saves a pass of its own over the table.
     """
     kept = 0
-    for i in range(n_rows):
+    for i in range(lo, lo + n_rows):
         if table[1, i] != 0:
-            table[0, kept], table[1, kept], table[2, kept] = table[0, i], table[1, i], 0
+            c = lo + kept
+            table[0, c], table[1, c], table[2, c] = table[0, i], table[1, i], 0
             kept += 1
     return kept
 
 
 @numba.njit(cache=True, nogil=True)
-def _insert_rows(table: np.ndarray, n_rows: int, at: np.ndarray, new_key: np.ndarray) -> None:
-    """Insert columns ``new_key`` (no shares) before columns ``at`` (ascending) of
-    ``table[:, :n_rows]``, in place.
+def _insert_rows(
+    table: np.ndarray, lo: int, n_rows: int, at: np.ndarray, new_key: np.ndarray
+) -> int:
+    """Insert positions ``new_key`` (k,; no shares) before positions ``at`` (k,, ascending,
+    0 .. n_rows) of ``table[:, lo:lo + n_rows]``, in place; return the new first column.
 
-    From the last new key back, the old columns from its place on move right by the
-    number of new keys up to it, so nothing is overwritten before it has moved.
+    The first p new keys are made room for by moving the positions before them left, the
+    others by moving those after them right: the positions between the p-th and the next
+    new key stay where they are, so p is taken at the widest such gap that the room on
+    each side allows. Most steps' new positions are a few noise traders' and retail
+    investors', whose accounts come early in the table: moving the 5,000 positions before
+    them, not the 115,000 after (2.8 MB each way, every settlement), is what the room on
+    the left is for. Where the positions end up does not depend on p.
     """
+    k = at.shape[0]
+    room_right = table.shape[1] - lo - n_rows
+    p, moved = -1, 0
+    for q in range(max(0, k - room_right), min(k, lo) + 1):
+        left = at[q - 1] if q > 0 else 0  # positions moved left
+        right = n_rows - at[q] if q < k else 0  # positions moved right
+        if p < 0 or left + right < moved:
+            p, moved = q, left + right
+    new_lo = lo - p
+    # Left, from the first: positions at[j - 1] .. at[j] - 1 move left by p - j, each to a
+    # column already read.
+    src = 0
+    for j in range(p):
+        for r in range(lo + src, lo + at[j]):
+            d = r - (p - j)
+            table[0, d], table[1, d], table[2, d] = table[0, r], table[1, r], table[2, r]
+        c = new_lo + at[j] + j
+        table[0, c], table[1, c], table[2, c] = new_key[j], 0, 0
+        src = at[j]
+    # Right, from the last new key back: positions at[j] .. stop - 1 move right by the
+    # j - p + 1 new keys up to it, so nothing is overwritten before it has moved.
     stop = n_rows
-    for j in range(at.shape[0] - 1, -1, -1):
-        for r in range(stop - 1, at[j] - 1, -1):  # old columns [at[j], stop) move by j + 1
-            table[0, r + j + 1] = table[0, r]
-            table[1, r + j + 1] = table[1, r]
-            table[2, r + j + 1] = table[2, r]
-        table[0, at[j] + j], table[1, at[j] + j], table[2, at[j] + j] = new_key[j], 0, 0
+    for j in range(k - 1, p - 1, -1):
+        shift = j - p + 1
+        for r in range(lo + stop - 1, lo + at[j] - 1, -1):
+            d = r + shift
+            table[0, d], table[1, d], table[2, d] = table[0, r], table[1, r], table[2, r]
+        c = new_lo + at[j] + j
+        table[0, c], table[1, c], table[2, c] = new_key[j], 0, 0
         stop = at[j]
+    return new_lo

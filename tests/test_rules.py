@@ -7,7 +7,14 @@ import copy
 import numpy as np
 
 from model import MarketModel
-from model.ledger import Ledger, consecutive, key_order, search_from, search_near
+from model.ledger import (
+    Ledger,
+    _add_positions_compiled,
+    consecutive,
+    key_order,
+    search_from,
+    search_near,
+)
 from model.orders import Orders
 from tests.conftest import SMALL
 
@@ -651,3 +658,42 @@ def test_value_of_a_block_sums_each_account_apart_across_gaps_and_empty_rows():
         cny = np.bincount(slot, shares * price[stock] / 100.0, minlength=block.size)
         assert ledger.value_fen(block, price).tolist() == fen.tolist()
         assert ledger.value_cny(block, price).tolist() == cny.tolist()
+
+
+def test_new_positions_go_in_on_either_side_of_the_table():
+    """New keys are given room by moving the positions before them left or those after
+    them right, within the room each side has: the same sorted table either way, and
+    nothing written outside it."""
+    rng = np.random.default_rng(21)
+    for case in range(200):
+        n_rows = int(rng.integers(0, 40))
+        table_key = np.sort(rng.choice(1_000, n_rows, replace=False))
+        held = rng.integers(1, 50, n_rows)
+        today = rng.integers(0, 2, n_rows) * held
+        n = int(rng.integers(1, 30))
+        key = rng.integers(0, 1_000, n)
+        if case % 4 == 0:  # every key new, or every one held
+            key = np.setdiff1d(key, table_key) if case % 8 or not n_rows else table_key[:n]
+        delta = rng.integers(-20, 20, key.shape[0])
+        bought = rng.random(key.shape[0]) < 0.5
+        lo = int(rng.integers(0, key.shape[0] + 1))  # room on the left: 0 .. n
+        right = key.shape[0] - lo + int(rng.integers(0, 3))  # and enough on the right
+        table = np.full((3, lo + n_rows + right), -7, dtype=np.int64)
+        table[:, lo : lo + n_rows] = table_key, held, today
+
+        pairs = zip(held.tolist(), today.tolist(), strict=True)
+        expected = dict(zip(table_key.tolist(), pairs, strict=True))
+        for k, d, b in zip(key.tolist(), delta.tolist(), bought.tolist(), strict=True):
+            shares, bought_today = expected.get(k, (0, 0))
+            expected[k] = (shares + d, bought_today + (d if b else 0))
+        new_lo, new_rows = _add_positions_compiled(table, lo, n_rows, key, delta, bought)
+        keys = sorted(expected)
+        assert new_rows == len(keys)
+        assert new_lo >= 0 and new_lo + new_rows <= table.shape[1]
+        live = table[:, new_lo : new_lo + new_rows]
+        assert live[0].tolist() == keys
+        assert live[1].tolist() == [expected[k][0] for k in keys]
+        assert live[2].tolist() == [expected[k][1] for k in keys]
+        spare = np.ones(table.shape[1], bool)
+        spare[min(lo, new_lo) : max(lo + n_rows, new_lo + new_rows)] = False
+        assert (table[:, spare] == -7).all()  # beyond the old and new tables: untouched
