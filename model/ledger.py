@@ -304,11 +304,13 @@ class Ledger:
         """Add ``delta`` shares to each (account, stock); ``bought`` marks T+1-locked purchases."""
         key = np.asarray(account, np.int64) * self.n_stocks + np.asarray(stock, np.int64)
         lo, n, k = self._lo, self._n_rows, key.shape[0]
-        if lo < k or self._table.shape[1] - lo - n < k:
-            # Room for every key to be new on either side: the positions are copied to the
-            # middle of a table with room for k more on each side (twice what they need,
-            # as a table that only grew at its end had).
-            capacity = max(self._table.shape[1], 2 * (n + k))
+        capacity = self._table.shape[1]
+        spare = capacity - n  # columns free, left and right
+        if spare < k or (lo < k and 4 * lo < spare):
+            # Room for every key to be new, and some of it on the left: the positions are
+            # copied to the middle of the table, which doubles (to twice what the positions
+            # and keys need, as when it only grew at its end) if it has less room than keys.
+            capacity = capacity if spare >= k else 2 * (n + k)
             table = np.zeros((3, capacity), dtype=np.int64)
             start = (capacity - n) // 2
             table[:, start : start + n] = self._table[:, lo : lo + n]
@@ -665,9 +667,9 @@ def _add_positions_compiled(
     Each position is a column (key, shares, bought today). The keys are taken in sorted
     order (:func:`key_order`), so one forward walk finds them all; held positions get
     their sums at once, in integers, and keys not in the table yet get columns at their
-    sorted places afterwards, in place (the table has room for n more on each side:
-    :func:`_insert_rows`), then their sums. ``bought`` (n,) marks purchases made today
-    (T+1).
+    sorted places afterwards, in place (the table has room for n more, left and right
+    together: :func:`_insert_rows`), then their sums. ``bought`` (n,) marks purchases made
+    today (T+1).
     """
     table_key = table[0, lo : lo + n_rows]  # (P,)
     n = key.shape[0]
