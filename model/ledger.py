@@ -306,10 +306,11 @@ class Ledger:
         lo, n, k = self._lo, self._n_rows, key.shape[0]
         capacity = self._table.shape[1]
         spare = capacity - n  # columns free, left and right
-        if spare < k or (lo < k and 4 * lo < spare):
-            # Room for every key to be new, and some of it on the left: the positions are
-            # copied to the middle of the table, which doubles (to twice what the positions
-            # and keys need, as when it only grew at its end) if it has less room than keys.
+        short = min(lo, spare - lo)  # on the side with less room
+        if spare < k or (short < k and 4 * short < spare):
+            # Room for every key to be new, and on both sides: the positions are copied to
+            # the middle of the table, which doubles (to twice what the positions and keys
+            # need, as when it only grew at its end) if it has less room than keys.
             capacity = capacity if spare >= k else 2 * (n + k)
             table = np.zeros((3, capacity), dtype=np.int64)
             start = (capacity - n) // 2
