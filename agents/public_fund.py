@@ -4,9 +4,11 @@ Each fund holds the same mandate basket, the ``basket_size`` smallest caps, in
 equal value, and keeps ``cash_buffer`` of its assets in cash. The mandate is
 about size, not about names: whenever the micro-cap index is rebalanced the
 basket is re-picked from the smallest caps of the day, and a stock that has
-left it is sold over ``EXIT_DAYS``. (With a basket fixed at the start, the
-funds' own subscriptions would lift their few names out of the micro caps and
-the funds would end up owning a bubble of their own making.) Every morning
+left it is sold off at ``1 / EXIT_DAYS`` of what is left a day (a third is
+left after ``EXIT_DAYS``, a twentieth after three times that). (With a basket
+fixed at the start, the funds' own subscriptions would lift their few names out
+of the micro caps and the funds would end up owning a bubble of their own
+making.) Every morning
 its NAV per unit is marked and investors move money by the trailing 20-day
 return: ``flow = flow_sensitivity * trailing`` of assets a day, subscriptions
 after a run-up (the 2023 micro-cap rally), redemptions after losses. Money
@@ -41,7 +43,7 @@ TRAILING_DAYS = 20  # window of the return that flows chase
 MAX_FLOW = 0.10  # largest daily flow, share of assets, either way
 TOLERANCE = 0.01  # cash gap (share of assets) a fund leaves alone when not forced
 NEAR = 0.002  # distance of a rebalancing limit order from the last price
-EXIT_DAYS = 5  # days over which a stock that left the mandate is sold
+EXIT_DAYS = 5  # a stock that left the mandate is sold at 1/EXIT_DAYS of what is left a day
 
 
 class PublicMicroCapFund(ArrayAgent):
@@ -181,7 +183,8 @@ class PublicMicroCapFunds(Population):
         return assets, trade, forced
 
     def _exits(self, accounts: np.ndarray) -> Orders:
-        """Sell what has left the mandate, a ``1 / EXIT_DAYS`` share of a day's steps."""
+        """Sell what has left the mandate: of what is left, ``1 / EXIT_DAYS`` a day, spread
+        over the day's steps (a share of the rest, so the sale tails off)."""
         model, market = self.model, self.market
         account, stock, _, sellable = model.ledger.positions(accounts)
         out = ~self.in_mandate[stock]
