@@ -77,8 +77,9 @@ class NeutralFunds(Population):
         self.state = np.full(n, NORMAL, dtype=np.int8)
         self.liquidated = np.zeros(n, dtype=bool)  # stop line crossed at some point
         self.warned_days = np.zeros(n, dtype=np.int64)  # (n,) days in the WARNED state
-        self.cut_low = self.nav.copy()  # (n,) lowest NAV since the product's cut began
-        self.held_days = np.zeros(n, dtype=np.int64)  # (n,) mornings the cut's low has held
+        # With ``recovery_holds_low``: each cut's lowest NAV and the mornings it has held.
+        self.cut_low = self.nav.copy()  # (n,)
+        self.held_days = np.zeros(n, dtype=np.int64)  # (n,)
         self.nav_history: list[np.ndarray] = []
 
         # Baskets: (n, B) stocks picked by a noisy signal tilted to small caps.
@@ -162,11 +163,8 @@ class NeutralFunds(Population):
         # ``recovery_days`` mornings first (tracked from the morning of the cut on).
         days = c.recovery_days
         cut = self.state == WARNED
-        new_low = cut & (self.nav < self.cut_low * (1.0 - 1e-9))  # not the floats' dust
-        self.cut_low = np.where(new_low | warn, self.nav, self.cut_low)
-        self.held_days = np.where(cut & ~new_low, self.held_days + 1, 0)
         if c.recovery_holds_low:
-            settled = self.held_days >= days
+            settled = self._mornings_off_low(cut, warn) >= days
         else:
             settled = np.zeros(self.n, dtype=bool)
             if len(self.nav_history) > days:
@@ -198,6 +196,15 @@ class NeutralFunds(Population):
         self.exposure += np.where(self.state == NORMAL, follow, 0.0)
         if model.lending is not None:
             self._manage_loans()
+
+    def _mornings_off_low(self, cut: np.ndarray, warn: np.ndarray) -> np.ndarray:
+        """(n,) mornings each product in a ``cut`` (n,) has held above its cut's low, with
+        today's NAV counted; products cut this morning (``warn``, n,) start their low here.
+        Kept only for ``recovery_holds_low``, so read only where it is set."""
+        new_low = cut & (self.nav < self.cut_low * (1.0 - 1e-9))  # not the floats' dust
+        self.cut_low = np.where(new_low | warn, self.nav, self.cut_low)
+        self.held_days = np.where(cut & ~new_low, self.held_days + 1, 0)
+        return self.held_days
 
     def _discount(self) -> float:
         """Yearly discount of the IC/IM hedge mix at the last prices (0 at a premium)."""

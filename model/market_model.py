@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -135,8 +135,7 @@ class MarketModel(mesa.Model):
         self.closes: list[np.ndarray] = []  # daily closes, fen, one (S,) array per day
         self.forced_sales = 0.0  # CNY sold under duress in the last step
         self.forced_sales_total = 0.0
-        self._recorded_basis: tuple[int, np.ndarray] | None = None
-        self._recorded_nav: tuple[int, np.ndarray] | None = None
+        self._recorded: dict[str, tuple[int, np.ndarray]] = {}  # see :meth:`_once_a_step`
         self.datacollector = StepRecords(model_reporters=self._reporters())
         check = env_default() if check is None else check
         self.checker: InvariantChecker | None = InvariantChecker(self) if check else None
@@ -209,10 +208,7 @@ class MarketModel(mesa.Model):
     def recorded_basis(self) -> np.ndarray:
         """:meth:`basis` as of this step's record: worked out once for the three columns
         (the data collector asks it right after the step, nothing moving in between)."""
-        seen = self._recorded_basis
-        if seen is None or seen[0] != self.steps:
-            seen = self._recorded_basis = (self.steps, self.basis())
-        return seen[1]
+        return self._once_a_step("basis", self.basis)
 
     def neutral_nav(self, dma: bool | None = None) -> float:
         """Unit-weighted NAV per unit of the quant-neutral products: all of them, or only
@@ -231,9 +227,14 @@ class MarketModel(mesa.Model):
         out once for the three NAV columns. The products mark their books at the open,
         for the day's decisions; a record marks them at its own step, so a close shows
         the close's NAV, not the open's."""
-        seen = self._recorded_nav
+        return self._once_a_step("nav", self.neutral.marked_nav)
+
+    def _once_a_step(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """``compute()`` as of this step, worked out at the step's first ask: several
+        columns of a record read one array."""
+        seen = self._recorded.get(name)
         if seen is None or seen[0] != self.steps:
-            seen = self._recorded_nav = (self.steps, self.neutral.marked_nav())
+            seen = self._recorded[name] = (self.steps, compute())
         return seen[1]
 
     def speculator_futures(self) -> float:
