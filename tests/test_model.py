@@ -22,6 +22,7 @@ from agents.market_maker import (
 from agents.noise_trader import NoiseTrader
 from experiments.scenarios import load_scenario, scenario_names
 from model import ConfigError, MarketModel
+from model.futures import expiry_days
 from model.indices import Indices
 from model.orders import Orders
 from tests.conftest import SMALL
@@ -441,8 +442,6 @@ def test_compiled_book_mid_matches_the_numpy_passes():
 
 
 def test_a_month_whose_expiry_came_before_the_first_day_has_none():
-    from model.futures import expiry_days
-
     days = [dt.date(2024, 1, 22), dt.date(2024, 1, 23), dt.date(2024, 2, 15)]
     days += [dt.date(2024, 2, 19), dt.date(2024, 2, 20)]
     # January's third Friday (01-19) is before the first day; February's (02-16) is a
