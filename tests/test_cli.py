@@ -143,3 +143,33 @@ def test_console_script_runs_as_a_process(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("unwind: error: universe.n_stock: unknown key")
+
+
+def test_import_frames_named_for_inspect_read_as_before(tmp_path, monkeypatch):
+    """After :func:`name_import_frames`, ``inspect.stack()`` from inside an import (as mesa
+    calls it) gives the import machinery's frames as before: the same files, lines and
+    functions, no source lines; and inspect finds their modules by table."""
+    import importlib
+    import inspect
+
+    from experiments.cli import IMPORT_FRAME_MODULES, name_import_frames
+
+    (tmp_path / "walks_the_stack.py").write_text(
+        "import inspect\n"
+        "FRAMES = [(f.filename, f.lineno, f.function, f.code_context) for f in inspect.stack()]\n"
+    )
+    monkeypatch.syspath_prepend(tmp_path)
+    table = {f: m for f, m in inspect.modulesbyfile.items() if f not in IMPORT_FRAME_MODULES}
+    monkeypatch.setattr(inspect, "modulesbyfile", table)  # restored after the test
+
+    def import_frames() -> list[tuple]:
+        frames = importlib.import_module("walks_the_stack").FRAMES
+        del sys.modules["walks_the_stack"]
+        return [f for f in frames if f[0] in IMPORT_FRAME_MODULES]
+
+    before = import_frames()
+    name_import_frames()
+    assert {f: inspect.modulesbyfile[f] for f in IMPORT_FRAME_MODULES} == IMPORT_FRAME_MODULES
+    after = import_frames()
+    assert before and after == before
+    assert all(context is None for *_, context in after)
