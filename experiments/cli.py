@@ -206,10 +206,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         import mesa  # noqa: F401
 
         import experiments.run  # noqa: F401  (pandas, numba and the model)
+    # The run itself with the collector off too: set-up leaves tens of thousands of
+    # long-lived objects (numba's loaded passes, the model) whose first collection took
+    # some 45 ms, and the summary's pandas work brought one of some 70 ms, while the
+    # whole run leaves a few hundred objects in cycles to collect. The process ends
+    # after the run; a caller of :func:`main` gets the collector back as it was.
+    enabled = gc.isenabled()
+    gc.disable()
     try:
         return _run(args)
     finally:
         gc.unfreeze()
+        if enabled:
+            gc.enable()
 
 
 def _corr(value: float | None) -> str:

@@ -145,6 +145,27 @@ def test_console_script_runs_as_a_process(tmp_path):
     assert proc.stderr.startswith("unwind: error: universe.n_stock: unknown key")
 
 
+def test_a_run_keeps_the_collector_off_and_gives_it_back(tmp_path, monkeypatch):
+    """``unwind run`` runs with the garbage collector off (it ends after the run) and hands
+    the caller the collector as it was, nothing left frozen."""
+    import gc
+
+    import experiments.run
+
+    seen = []
+    real = experiments.run.run
+
+    def run(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiments.run, "run", run)
+    assert gc.isenabled()
+    assert main(["run", "calm", "--out", str(tmp_path / "calm"), "--quiet", *TINY]) == 0
+    assert seen == [False]
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
 def test_import_frames_named_for_inspect_read_as_before(tmp_path, monkeypatch):
     """After :func:`name_import_frames`, ``inspect.stack()`` from inside an import (as mesa
     calls it) gives the import machinery's frames as before: the same files, lines and
