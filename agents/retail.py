@@ -97,6 +97,43 @@ def _row_products(
 
 
 @numba.njit(cache=True, nogil=True)
+def _neighbour_means(
+    indptr: np.ndarray, neighbour: np.ndarray, rows: np.ndarray, x: np.ndarray
+) -> np.ndarray:
+    """(r,) :func:`_row_products` of a row-normalized graph's adjacency, whose row ``i``
+    holds ``1.0 / degree`` at each of its columns ``neighbour[indptr[i]:indptr[i + 1]]``.
+
+    The same products (``(1.0 / degree) * x[j]``, ``x`` (n,) as float64; the division is
+    IEEE's, as numpy's) summed in the same order: the same bits. But only the row's
+    bounds and its int32 columns are read, not a float per entry: in a run the rows are
+    out of cache, and what is fetched is most of the time.
+    """
+    out = np.empty(rows.shape[0])
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        start, end = indptr[r], indptr[r + 1]
+        weight = 1.0 / (end - start) if end > start else 0.0
+        total = 0.0
+        for j in range(start, end):
+            total += weight * np.float64(x[neighbour[j]])
+        out[i] = total
+    return out
+
+
+def neighbour_lists(adjacency: sp.csr_array) -> np.ndarray | None:
+    """(nnz,) int32 columns of a CSR ``adjacency`` (n, n) for :func:`_neighbour_means`: when
+    each row holds exactly ``1.0 / its number of entries`` (a row-normalized unweighted
+    graph, as :func:`row_normalized_adjacency` makes it); None otherwise."""
+    n = adjacency.shape[0]
+    counts = np.diff(adjacency.indptr)  # (n,)
+    with np.errstate(divide="ignore"):
+        weight = 1.0 / counts  # (n,) inf for isolated rows, which hold no entry
+    if n > np.iinfo(np.int32).max or not np.array_equal(adjacency.data, np.repeat(weight, counts)):
+        return None
+    return adjacency.indices.astype(np.int32)
+
+
+@numba.njit(cache=True, nogil=True)
 def _panic_sales_fen(
     account: np.ndarray, signed: np.ndarray, price: np.ndarray, first: int, panicking: np.ndarray
 ) -> float:
@@ -319,6 +356,8 @@ class RetailChasers(Population):
         # built only if something asks for ``graph`` (a run needs only the adjacency).
         m, seed = attachments(cfg.degree), int(self.rng.integers(2**31))
         self._graph: nx.Graph | None = None
+        # The adjacency's int32 columns (neighbour_lists) and the matrix they are of.
+        self._neighbours: tuple[sp.csr_array | None, np.ndarray | None] = (None, None)
         self._edges = np.zeros((0, 2), dtype=np.int64)  # (E, 2) in networkx's order
         if n <= m:
             self.use_graph(nx.complete_graph(n))
@@ -424,10 +463,19 @@ class RetailChasers(Population):
 
         The rows' products with the adjacency are taken in place: slicing the CSR matrix
         first (``adjacency[rows] @ x``) copies the rows and costs more than the products.
+        A row-normalized graph's rows hold one value each, 1 / the degree, so only the
+        columns are read (:func:`neighbour_lists`, :func:`_neighbour_means`): in a run
+        the rows are out of cache, and the bytes fetched are most of the time.
         """
         a = self.adjacency
         rows = np.asarray(rows, np.int64)
-        return _row_products(a.indptr, a.indices, a.data, rows, self.last_action.astype(np.float64))
+        if self._neighbours[0] is not a:  # the adjacency was set since: list it again
+            self._neighbours = (a, neighbour_lists(a))
+        neighbour = self._neighbours[1]
+        if neighbour is None:
+            x = self.last_action.astype(np.float64)
+            return _row_products(a.indptr, a.indices, a.data, rows, x)
+        return _neighbour_means(a.indptr, neighbour, rows, self.last_action)
 
     def positions(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
         """(slot, stock, shares, sellable) of the rows' positions, grouped by slot.

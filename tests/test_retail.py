@@ -91,6 +91,37 @@ def test_neighbour_average_matches_dense_reference_on_the_default_graph():
     np.testing.assert_allclose(pop.neighbour_action(rows), reference[rows], atol=1e-12)
 
 
+def test_neighbour_means_are_the_sparse_products_to_the_bit():
+    """The compiled means over the int32 neighbour lists equal the CSR products (scipy's
+    and :func:`_row_products`) exactly, isolated investors included; a graph whose rows
+    hold unequal weights is not listed and takes the general product."""
+    from agents.retail import _neighbour_means, _row_products, neighbour_lists
+
+    _, pop = _model(n=300)
+    graph = pop.graph.copy()
+    graph.add_edges_from([(0, 7), (0, 9)])
+    graph.remove_edges_from(list(graph.edges(5)))  # row 5 isolated
+    pop.use_graph(graph)
+    a = pop.adjacency
+    neighbour = neighbour_lists(a)
+    assert neighbour is not None and neighbour.dtype == np.int32
+    pop.last_action[:] = pop.rng.integers(-1, 2, size=pop.n)
+    x = pop.last_action.astype(np.float64)
+    rows = np.arange(pop.n)
+    want = a @ x
+    means = _neighbour_means(a.indptr, neighbour, rows, pop.last_action)
+    np.testing.assert_array_equal(means, want)
+    np.testing.assert_array_equal(_row_products(a.indptr, a.indices, a.data, rows, x), want)
+    np.testing.assert_array_equal(pop.neighbour_action(rows), want)
+    assert pop.neighbour_action(np.array([5]))[0] == 0.0
+    weighted = graph.copy()
+    weighted[0][7]["weight"] = 3.0
+    pop.use_graph(weighted)
+    assert neighbour_lists(pop.adjacency) is None
+    np.testing.assert_array_equal(pop.neighbour_action(rows), pop.adjacency @ x)
+    assert pop.neighbour_action(np.array([0]))[0] != want[0] or x[7] == 0
+
+
 def test_endowment_is_a_handful_of_stocks_worth_half_the_capital():
     model, pop = _model(n=400)
     slot, stock, shares, _ = pop.positions(pop.rows)
