@@ -82,6 +82,37 @@ def test_table_builds_fast_and_deterministic():
     assert np.array_equal(first.value, second.value)
 
 
+def _np_pad_table(cfg: SnowballConfig, dz: float = 0.004) -> tuple[np.ndarray, np.ndarray]:
+    """(value, delta) by the induction with ``np.pad`` each day, as the table was first
+    built: the reference for the one padded buffer :func:`build_delta_table` reuses."""
+    from agents.snowball import YEAR_DAYS, _observe
+
+    z_ki = np.log(cfg.knock_in)
+    lo = int(np.floor((np.log(0.2) - z_ki) / dz))
+    hi = int(np.ceil((np.log(2.5) - z_ki) / dz))
+    x = np.exp(z_ki + dz * np.arange(lo, hi + 1))
+    weights = _transition_weights(cfg.vol, dz)[::-1]
+    half, tenor = weights.size // 2, cfg.tenor_days
+    value = np.empty((2, tenor + 1, x.size))
+    value[0, 0] = 1.0 + cfg.coupon * tenor / YEAR_DAYS
+    value[1, 0] = np.minimum(1.0, x)
+    after_close = _observe(value[:, 0], x, tenor, cfg)
+    for tau in range(1, tenor + 1):
+        for state in range(2):
+            padded = np.pad(after_close[state], half, mode="edge")
+            value[state, tau] = np.convolve(padded, weights, mode="valid")
+        after_close = _observe(value[:, tau], x, tenor - tau, cfg)
+    return value, np.clip(np.gradient(value, dz, axis=2), *DELTA_BOUNDS)
+
+
+@pytest.mark.parametrize("cfg", [CFG, SnowballConfig(notional_bn=1.0, vol=0.6, tenor_days=60)])
+def test_table_is_the_np_pad_induction_to_the_bit(cfg):
+    value, delta = _np_pad_table(cfg)
+    table = build_delta_table(cfg)
+    np.testing.assert_array_equal(table.value, value)
+    np.testing.assert_array_equal(table.delta, delta)
+
+
 @pytest.mark.parametrize("tau", [504, 400, 252, 126, 63])
 def test_delta_is_higher_just_above_knock_in_than_at_issue_level(table, tau):
     assert _delta(table, KI * 1.01, tau, False) > _delta(table, 1.0, tau, False) + 0.2
