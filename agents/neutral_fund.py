@@ -39,6 +39,7 @@ from model.orders import Orders
 
 NORMAL, WARNED, STOPPED = 0, 1, 2
 HEDGE_COST_DAYS = 10  # days over which the discount investors look at is smoothed
+NAV_DUST = 1e-9  # relative NAV change that is the floats' dust (fen-rounded flows), not a low
 STATE_NAMES = ("normal", "warned", "stopped")
 
 
@@ -96,7 +97,11 @@ class NeutralFunds(Population):
         if mid.size == 0:
             mid = np.arange(uni.n)
         n_hedge = max(1, min(20, mid.size))
-        pick = np.argsort(rng.random((n, mid.size)), axis=1)[:, :n_hedge]
+        # A product does not short what it holds long: that would sell its own basket.
+        in_basket = np.zeros((n, uni.n), dtype=bool)  # (n, N)
+        np.put_along_axis(in_basket, self.basket, True, axis=1)
+        draw = rng.random((n, mid.size)) + in_basket[:, mid]  # (n, M) held names sort last
+        pick = np.argsort(draw, axis=1)[:, :n_hedge]
         self.hedge_stocks = mid[pick]  # (n, H) stocks shorted with borrowed shares
         self.lend_share = np.zeros(n)  # share of the hedge actually done with borrowed stock
         self.weights = np.full(self.basket.shape, 1.0 / self.basket.shape[1])  # (n, B) of longs
@@ -168,7 +173,8 @@ class NeutralFunds(Population):
         else:
             settled = np.zeros(self.n, dtype=bool)
             if len(self.nav_history) > days:
-                settled = self.nav >= np.min(self.nav_history[-days - 1 : -1], axis=0)
+                low = np.min(self.nav_history[-days - 1 : -1], axis=0)
+                settled = self.nav >= low * (1.0 - NAV_DUST)
             settled &= self.warned_days >= days
         recovered = cut & (self.nav > self.warning * 1.05)
         recovered &= (drawdown < self.drawdown_line / 2) | settled
@@ -201,7 +207,7 @@ class NeutralFunds(Population):
         """(n,) mornings each product in a ``cut`` (n,) has held above its cut's low, with
         today's NAV counted; products cut this morning (``warn``, n,) start their low here.
         Kept only for ``recovery_holds_low``, so read only where it is set."""
-        new_low = cut & (self.nav < self.cut_low * (1.0 - 1e-9))  # not the floats' dust
+        new_low = cut & (self.nav < self.cut_low * (1.0 - NAV_DUST))
         self.cut_low = np.where(new_low | warn, self.nav, self.cut_low)
         self.held_days = np.where(cut & ~new_low, self.held_days + 1, 0)
         return self.held_days
@@ -345,7 +351,7 @@ class NeutralFunds(Population):
         self.lend_share[rows] = np.clip(value / np.maximum(target, 1.0), 0.0, 1.0)
         bought_in = float(bought.sum()) / 100.0
         self.forced_sales += bought_in
-        desk.buy_ins += bought_in
+        desk.buy_ins_total += bought_in
         return Orders(borrower, stock, side, price, lots)
 
     def _hedge(self, rows, accounts, target, urgent) -> Orders:

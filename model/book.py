@@ -72,6 +72,7 @@ def append_admitted(
     price: np.ndarray,
     admitted: np.ndarray,
     lower: np.ndarray,
+    upper: np.ndarray,
     step: np.ndarray,
     n_active: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -80,7 +81,7 @@ def append_admitted(
 
     Returns the six columns (account, stock, side, price, lots, grid level) of the
     new book; each new order's level is :meth:`model.kernel.Grid.level_of` on the
-    day's grid (``lower``, ``step``, ``n_active``: (I,) each).
+    day's grid (``lower``, ``upper``, ``step``, ``n_active``: (I,) each).
     """
     r = resting.shape[0]
     k = 0
@@ -102,7 +103,7 @@ def append_admitted(
             s = stock[i]
             out_account[j], out_stock[j], out_side[j] = account[i], s, side[i]
             out_price[j], out_lots[j] = price[i], admitted[i]
-            out_level[j] = level_at(lower[s], step[s], n_active[s], price[i], side[i])
+            out_level[j] = level_at(lower[s], upper[s], step[s], n_active[s], price[i], side[i])
             j += 1
     return out_account, out_stock, out_side, out_price, out_lots, out_level
 
