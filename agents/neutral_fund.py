@@ -106,7 +106,6 @@ class NeutralFunds(Population):
         self.lend_share = np.zeros(n)  # share of the hedge actually done with borrowed stock
         self.weights = np.full(self.basket.shape, 1.0 / self.basket.shape[1])  # (n, B) of longs
         self.exposure = self.leverage * equity_cny  # (n,) CNY long exposure planned
-        self.forced_sales = 0.0  # CNY sold this step under duress
         self.trailing = np.zeros(n)  # 60-day excess return, for subscriptions
         self.hedge_cost = 0.0  # yearly cost of the futures hedge: the discount, smoothed
         self.carry = 1.0  # share of planned exposure worth running at that cost
@@ -269,8 +268,6 @@ class NeutralFunds(Population):
         model, market, c = self.model, self.market, self.cfg
         accounts = self.accounts[rows]
         market.cancel_accounts(accounts)
-        if self.begins_step():  # either engine: the per-agent one decides row by row
-            self.forced_sales = 0.0
         target = self.target_exposure(rows)  # (r,)
         pace = 1.0 / (c.trade_days * model.steps_per_day)
         distressed = self.state[rows] != NORMAL
@@ -296,7 +293,7 @@ class NeutralFunds(Population):
             need = short_cash * 1.2 * 100.0 / np.maximum(held * price, 1).sum(axis=1)
         # Buy what is short of target, sell what is beyond, a share of the gap a step; forced
         # sellers cross the spread by up to ``forced_discount``, others rest near last.
-        *columns, forced = basket_orders(
+        columns = basket_orders(
             accounts,
             basket,
             target,
@@ -311,8 +308,6 @@ class NeutralFunds(Population):
             market.lot,
             c.forced_discount,
         )
-        if forced.size:
-            self.forced_sales += float(forced.sum())
         parts = [Orders(*columns)]
         if model.lending is not None:
             # Only the short leg's orders of a lot or more go to the exchange (most loans
@@ -349,10 +344,9 @@ class NeutralFunds(Population):
             self.cfg.forced_discount,
         )
         self.lend_share[rows] = np.clip(value / np.maximum(target, 1.0), 0.0, 1.0)
-        bought_in = float(bought.sum()) / 100.0
-        self.forced_sales += bought_in
-        desk.buy_ins_total += bought_in
-        return Orders(borrower, stock, side, price, lots)
+        desk.buy_ins_total += float(bought.sum()) / 100.0
+        # A buy-in is forced: what of it fills counts in the model's forced sales.
+        return Orders(borrower, stock, side, price, lots, forced=side > 0)
 
     def _hedge(self, rows, accounts, target, urgent) -> Orders:
         """Short IC and IM against the futures share of the long book."""

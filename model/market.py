@@ -70,6 +70,7 @@ class Market:
         self._withdrawn: np.ndarray | None = None  # (len(_book),) bool, gone, not yet removed
         self._pending: list[tuple[int, int]] = []  # blocks of accounts withdrawn, not yet marked
         self.turnover = 0.0  # CNY of stock traded in the last slice
+        self.forced_turnover = 0.0  # CNY of it filled for forced orders (``Orders.forced``)
         n_instr = price0.shape[0]
         self.volume = np.zeros(n_instr, dtype=np.int64)  # (I,) lots/contracts, last slice
         self.lock = np.zeros(n_instr, dtype=np.int8)  # (I,) limit lock after the last slice
@@ -160,10 +161,12 @@ class Market:
         blocks = self._pending_blocks()
         columns, n_kept = _submit_compiled(
             *book.columns(),
+            book.forced,
             self._book_level,
             withdrawn,
             blocks,
             *orders.columns(),
+            orders.forced,
             grid.lower,
             grid.upper,
             grid.step,
@@ -259,7 +262,7 @@ class Market:
         # Orders filled in full count as withdrawn: they leave the book with the next step's
         # cancels, in one pass, instead of the book being compacted twice.
         left = book.lots - result.filled  # (m,) lots still resting
-        self.book = Orders(book.account, book.stock, book.side, book.price, left)
+        self.book = Orders(book.account, book.stock, book.side, book.price, left, book.forced)
         self._withdrawn = left <= 0
 
         self.step_return = np.log(new_last / self.last)
@@ -269,6 +272,11 @@ class Market:
         self.turnover = (
             float(np.dot(result.volume[:n_stocks], result.price[:n_stocks])) * self.lot / 100.0
         )
+        # Of it, what the orders sent under duress got, counted in the slice it fills: the
+        # model's forced sales. (Their lots times fen is whole, so the sum is exact.)
+        forced = np.flatnonzero(book.forced)  # (f,) rows of the book, stock orders
+        forced_lot_fen = np.dot(result.filled[forced], result.price[book.stock[forced]])
+        self.forced_turnover = float(forced_lot_fen) * self.lot / 100.0
         self._track_volatility()
         self.last_clearing = result
         return result
@@ -323,6 +331,7 @@ def _submit_compiled(
     book_side: np.ndarray,
     book_price: np.ndarray,
     book_lots: np.ndarray,
+    book_forced: np.ndarray,
     book_level: np.ndarray,
     withdrawn: np.ndarray,
     blocks: np.ndarray,
@@ -331,6 +340,7 @@ def _submit_compiled(
     side: np.ndarray,
     price: np.ndarray,
     lots: np.ndarray,
+    forced: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
     step: np.ndarray,
@@ -361,14 +371,14 @@ def _submit_compiled(
         book_*: (m,) the book as it lies, withdrawn rows included; book_level (m,) their
             grid levels; withdrawn: (m,) bool, or empty for none; blocks: (k, 2) first
             and last account of each block whose orders are withdrawn.
-        account, stock, side, price, lots: (n,) new orders, stocks and futures.
+        account, stock, side, price, lots, forced: (n,) new orders, stocks and futures.
         lower, upper, step, n_active: (I,) the day's grid.
         key, shares, bought_today: (P,) the ledger's sorted holdings table.
         buying_power: (A,) fen, cash plus credit; fut_pos: (A, F); fut_mark, tick_value: (F,).
 
     Returns:
-        The new book's (account, stock, side, price, lots, level) columns, the resting
-        rows first, and the number of those rows.
+        The new book's (account, stock, side, price, lots, forced, level) columns, the
+        resting rows first, and the number of those rows.
     """
     resting = resting_rows(book_account, book_lots, withdrawn, blocks)  # (r,)
     price, lots = within_limits(stock, price, lots, lower, upper)
@@ -382,19 +392,9 @@ def _submit_compiled(
         tick_value, buying_power, n_stocks, margin,
     )  # fmt: skip
     columns = append_admitted(
-        resting,
-        *book,
-        book_level,
-        account,
-        stock,
-        side,
-        price,
-        admitted,
-        lower,
-        upper,
-        step,
-        n_active,
-    )
+        resting, *book, book_forced, book_level, account, stock, side, price, admitted, forced,
+        lower, upper, step, n_active,
+    )  # fmt: skip
     return columns, resting.shape[0]
 
 
