@@ -291,7 +291,7 @@ class Arbitrageurs(Population):
         )
         bought_in = float(bought.sum()) / 100.0
         self.buy_ins_cny += bought_in
-        self.model.lending.buy_ins += bought_in
+        self.model.lending.buy_ins_total += bought_in
         return [
             Orders(legs.account, legs.stock, stock_side, stock_price, stock_lots),
             Orders(

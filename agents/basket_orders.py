@@ -44,10 +44,9 @@ def basket_orders(
             (read only where ``margin_call``).
 
     Returns:
-        (account, stock, side, price, lots) columns as ``Orders`` takes them (int64, int8
-        for the side; prices cut to whole fen as ``Orders`` cuts them), and the (f,) fen
-        value ``lots * lot * price / 100`` of the urgent rows' sells (forced sales), in
-        the same row-by-row order.
+        (account, stock, side, price, lots, forced) columns as ``Orders`` takes them
+        (int64, int8 for the side; prices cut to whole fen as ``Orders`` cuts them; bool
+        ``forced``: the urgent rows' sells, whose fills the model counts as forced sales).
     """
     n_rows, n_stocks = price.shape
     cells = n_rows * n_stocks
@@ -56,8 +55,8 @@ def basket_orders(
     out_side = np.empty(cells, np.int8)
     out_price = np.empty(cells, np.int64)
     out_lots = np.empty(cells, np.int64)
-    forced = np.empty(cells)
-    k, f = 0, 0
+    out_forced = np.empty(cells, np.bool_)
+    k = 0
     for i in range(n_rows):
         share = hurry if urgent[i] else pace
         cut = min(need[i], 1) if margin_call[i] else 0.0
@@ -75,12 +74,17 @@ def basket_orders(
             s = np.int8(np.sign(signed))
             if urgent[i]:
                 order_price = p * (1.0 - forced_discount * (1.0 if s < 0 else 0.0))
-                if s < 0:
-                    forced[f] = lots * lot * p / 100.0
-                    f += 1
             else:
                 order_price = p * (1.002 if s > 0 else 0.998)
             out_account[k], out_stock[k], out_side[k] = accounts[i], basket[i, j], s
             out_price[k], out_lots[k] = np.int64(order_price), np.int64(lots)
+            out_forced[k] = urgent[i] and s < 0
             k += 1
-    return out_account[:k], out_stock[:k], out_side[:k], out_price[:k], out_lots[:k], forced[:f]
+    return (
+        out_account[:k],
+        out_stock[:k],
+        out_side[:k],
+        out_price[:k],
+        out_lots[:k],
+        out_forced[:k],
+    )

@@ -39,6 +39,7 @@ from model.orders import Orders
 
 NORMAL, WARNED, STOPPED = 0, 1, 2
 HEDGE_COST_DAYS = 10  # days over which the discount investors look at is smoothed
+NAV_DUST = 1e-9  # relative NAV change that is the floats' dust (fen-rounded flows), not a low
 STATE_NAMES = ("normal", "warned", "stopped")
 
 
@@ -96,12 +97,15 @@ class NeutralFunds(Population):
         if mid.size == 0:
             mid = np.arange(uni.n)
         n_hedge = max(1, min(20, mid.size))
-        pick = np.argsort(rng.random((n, mid.size)), axis=1)[:, :n_hedge]
+        # A product does not short what it holds long: that would sell its own basket.
+        in_basket = np.zeros((n, uni.n), dtype=bool)  # (n, N)
+        np.put_along_axis(in_basket, self.basket, True, axis=1)
+        draw = rng.random((n, mid.size)) + in_basket[:, mid]  # (n, M) held names sort last
+        pick = np.argsort(draw, axis=1)[:, :n_hedge]
         self.hedge_stocks = mid[pick]  # (n, H) stocks shorted with borrowed shares
         self.lend_share = np.zeros(n)  # share of the hedge actually done with borrowed stock
         self.weights = np.full(self.basket.shape, 1.0 / self.basket.shape[1])  # (n, B) of longs
         self.exposure = self.leverage * equity_cny  # (n,) CNY long exposure planned
-        self.forced_sales = 0.0  # CNY sold this step under duress
         self.trailing = np.zeros(n)  # 60-day excess return, for subscriptions
         self.hedge_cost = 0.0  # yearly cost of the futures hedge: the discount, smoothed
         self.carry = 1.0  # share of planned exposure worth running at that cost
@@ -168,7 +172,8 @@ class NeutralFunds(Population):
         else:
             settled = np.zeros(self.n, dtype=bool)
             if len(self.nav_history) > days:
-                settled = self.nav >= np.min(self.nav_history[-days - 1 : -1], axis=0)
+                low = np.min(self.nav_history[-days - 1 : -1], axis=0)
+                settled = self.nav >= low * (1.0 - NAV_DUST)
             settled &= self.warned_days >= days
         recovered = cut & (self.nav > self.warning * 1.05)
         recovered &= (drawdown < self.drawdown_line / 2) | settled
@@ -201,7 +206,7 @@ class NeutralFunds(Population):
         """(n,) mornings each product in a ``cut`` (n,) has held above its cut's low, with
         today's NAV counted; products cut this morning (``warn``, n,) start their low here.
         Kept only for ``recovery_holds_low``, so read only where it is set."""
-        new_low = cut & (self.nav < self.cut_low * (1.0 - 1e-9))  # not the floats' dust
+        new_low = cut & (self.nav < self.cut_low * (1.0 - NAV_DUST))
         self.cut_low = np.where(new_low | warn, self.nav, self.cut_low)
         self.held_days = np.where(cut & ~new_low, self.held_days + 1, 0)
         return self.held_days
@@ -263,8 +268,6 @@ class NeutralFunds(Population):
         model, market, c = self.model, self.market, self.cfg
         accounts = self.accounts[rows]
         market.cancel_accounts(accounts)
-        if self.begins_step():  # either engine: the per-agent one decides row by row
-            self.forced_sales = 0.0
         target = self.target_exposure(rows)  # (r,)
         pace = 1.0 / (c.trade_days * model.steps_per_day)
         distressed = self.state[rows] != NORMAL
@@ -290,7 +293,7 @@ class NeutralFunds(Population):
             need = short_cash * 1.2 * 100.0 / np.maximum(held * price, 1).sum(axis=1)
         # Buy what is short of target, sell what is beyond, a share of the gap a step; forced
         # sellers cross the spread by up to ``forced_discount``, others rest near last.
-        *columns, forced = basket_orders(
+        columns = basket_orders(
             accounts,
             basket,
             target,
@@ -305,8 +308,6 @@ class NeutralFunds(Population):
             market.lot,
             c.forced_discount,
         )
-        if forced.size:
-            self.forced_sales += float(forced.sum())
         parts = [Orders(*columns)]
         if model.lending is not None:
             # Only the short leg's orders of a lot or more go to the exchange (most loans
@@ -343,10 +344,9 @@ class NeutralFunds(Population):
             self.cfg.forced_discount,
         )
         self.lend_share[rows] = np.clip(value / np.maximum(target, 1.0), 0.0, 1.0)
-        bought_in = float(bought.sum()) / 100.0
-        self.forced_sales += bought_in
-        desk.buy_ins += bought_in
-        return Orders(borrower, stock, side, price, lots)
+        desk.buy_ins_total += float(bought.sum()) / 100.0
+        # A buy-in is forced: what of it fills counts in the model's forced sales.
+        return Orders(borrower, stock, side, price, lots, forced=side > 0)
 
     def _hedge(self, rows, accounts, target, urgent) -> Orders:
         """Short IC and IM against the futures share of the long book."""

@@ -17,8 +17,9 @@ enters and leaves the system through ``Ledger.external_cash``.
 Redemptions are paid from cash; what cash cannot cover is owed (``payable``)
 and paid on later mornings, as fund redemptions settle T+1 and later. A fund
 whose cash is below its buffer sells the basket pro rata. When the shortfall
-comes from redemptions the sale is forced, at the limit-down price, and counted
-in ``forced_sales``: this is the second selling spiral next to the quant funds,
+comes from redemptions the sale is forced, at the limit-down price, and what of
+it fills counts in the model's ``forced_sales``: this is the second selling
+spiral next to the quant funds,
 losses bring redemptions, which bring selling, which brings losses.
 
 Set-up: open one account per fund holding its assets in cash (units are issued at
@@ -73,7 +74,6 @@ class PublicMicroCapFunds(Population):
         self.trailing = np.zeros(n)  # (n,) trailing return the flows chase
         self.flow = np.zeros(n)  # (n,) today's flow, share of assets (< 0: redemptions)
         self.payable = np.zeros(n)  # (n,) CNY redeemed but not yet paid out
-        self.forced_sales = 0.0  # CNY sold this step to meet redemptions
 
     # -- set-up -----------------------------------------------------------------------------
     def endow(self, available_lots: np.ndarray) -> np.ndarray:
@@ -128,11 +128,6 @@ class PublicMicroCapFunds(Population):
         self.payable = np.maximum(self.payable - paid / 100.0, 0.0)
 
     # -- orders -----------------------------------------------------------------------------
-    def _new_step(self) -> None:
-        """Reset the per-step counter on the first call of a step (either engine)."""
-        if self.begins_step():
-            self.forced_sales = 0.0
-
     def decide(self, rows: np.ndarray) -> Orders:
         return Orders.concat(self.decide_parts(rows))
 
@@ -143,12 +138,11 @@ class PublicMicroCapFunds(Population):
         Each fund's cash gap is worked out here; its orders over the basket come from
         one compiled pass (:func:`_mandate_orders`), which looks up what the fund holds.
         """
-        self._new_step()
         market, ledger = self.market, self.model.ledger
         accounts = self.accounts[rows]
         market.cancel_accounts(accounts)
         assets, trade, forced = self.cash_gap_trades(rows)
-        *columns, forced_cny = _mandate_orders(
+        columns = _mandate_orders(
             accounts,
             self.take(self.basket, rows),
             assets,
@@ -163,7 +157,6 @@ class PublicMicroCapFunds(Population):
             self.cfg.cash_buffer,
             market.lot,
         )
-        self.forced_sales += forced_cny
         return [Orders(*columns), self._exits(accounts)]
 
     def cash_gap_trades(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -229,19 +222,19 @@ def _mandate_orders(
     Buys go to the underweight stocks, ``trade`` (r,) CNY (> 0) spread by how far each is
     below ``(1 - cash_buffer) * assets / B``; sells (``trade`` < 0) are pro rata to what is
     held, and no more than is sellable now. A ``forced`` (r,) fund sells at the limit
-    down, and what it sells counts as forced sales. What each fund holds of each stock
-    is looked up in the ledger's table (``table_key`` sorted, ``table_shares``,
-    ``table_bought``: (P,) int64), each search from the last answer.
+    down, and those sells are flagged forced (what of them fills counts as forced
+    sales). What each fund holds of each stock is looked up in the ledger's table
+    (``table_key`` sorted, ``table_shares``, ``table_bought``: (P,) int64), each search
+    from the last answer.
 
     The numpy passes this replaced, one (r, B) array after another, are kept in
-    ``tests/test_public_fund.py``, which holds the pass to them; the per-fund sums and
-    the forced sales are added as numpy adds them (:func:`~model.pairwise.pairwise_sum`): the
-    same floats.
+    ``tests/test_public_fund.py``, which holds the pass to them; the per-fund sums are
+    added as numpy adds them (:func:`~model.pairwise.pairwise_sum`): the same floats.
 
     Returns:
-        (account, stock, side, price, lots) (r * B,) as ``Orders`` takes them (int8 sides,
-        prices and lots cut to whole numbers; cells without lots included), and the CNY
-        of forced sales.
+        (account, stock, side, price, lots, forced) (r * B,) as ``Orders`` takes them (int8
+        sides, prices and lots cut to whole numbers, bool ``forced``; cells without lots
+        included).
     """
     r, b = basket.shape
     cells = r * b
@@ -254,8 +247,8 @@ def _mandate_orders(
     value = np.empty(b)  # (B,) CNY held
     under = np.empty(b)  # (B,) CNY below the target
     sellable = np.empty(b, np.int64)
-    forced_cny = np.empty(cells)  # the forced sales, in cell order
-    f, at = 0, 0
+    out_forced = np.empty(cells, np.bool_)
+    at = 0
     for i in range(r):
         want = (1.0 - cash_buffer) * assets[i] / b  # CNY per stock
         for j in range(b):
@@ -280,13 +273,9 @@ def _mandate_orders(
             side = -1 if sell_lots > 0 else 1
             lots = sell_lots if side < 0 else buy_lots
             forced_sell = forced[i] and side < 0
-            if forced_sell:
-                forced_cny[f] = lots * lot_cny
-                f += 1
             near = price[j] * (1.0 + NEAR * side)
             c = i * b + j
             out_account[c], out_stock[c], out_side[c] = accounts[i], s, side
             out_price[c] = lower[s] if forced_sell else np.int64(near)
-            out_lots[c] = np.int64(lots)
-    total = 0.0 + pairwise_sum(forced_cny, 0, f)
-    return out_account, out_stock, out_side, out_price, out_lots, total
+            out_lots[c], out_forced[c] = np.int64(lots), forced_sell
+    return out_account, out_stock, out_side, out_price, out_lots, out_forced

@@ -133,24 +133,6 @@ def neighbour_lists(adjacency: sp.csr_array) -> np.ndarray | None:
     return adjacency.indices.astype(np.int32)
 
 
-@numba.njit(cache=True, nogil=True)
-def _panic_sales_fen(
-    account: np.ndarray, signed: np.ndarray, price: np.ndarray, first: int, panicking: np.ndarray
-) -> float:
-    """Fen sold in the fills ``account``, ``signed``, ``price`` (m,) by the population's
-    panicking rows (accounts ``first`` .. ``first + len(panicking) - 1``).
-
-    One pass over the fills where a row lookup, two masks and a dot product were four;
-    the sum is in integers, so its order does not matter.
-    """
-    total = 0
-    for i in range(account.shape[0]):
-        row = account[i] - first
-        if signed[i] < 0 and 0 <= row < panicking.shape[0] and panicking[row]:
-            total += -signed[i] * price[i]
-    return float(total)
-
-
 def attachments(degree: int) -> int:
     """Edges each new node brings in a Barabasi-Albert graph of mean degree about ``degree``."""
     return max((degree + 1) // 2, 1)
@@ -242,7 +224,7 @@ def _retail_orders(
     lot: int,
     action: np.ndarray,
     selling: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The orders of the active ``rows`` (r,), given their draws; ``action`` and
     ``selling`` (n,) of the rows are written in place.
 
@@ -261,13 +243,16 @@ def _retail_orders(
     holds this pass to them.
 
     Returns:
-        (account, stock, side, price, lots) of the orders sent: those with lots.
+        (account, stock, side, price, lots, forced) of the orders sent: those with lots;
+        ``forced`` (bool) marks the panicking sellers', whose fills the model counts as
+        forced sales.
     """
     r = rows.shape[0]
     out_stock = np.empty(r, np.int64)
     out_side = np.empty(r, np.int8)
     out_price = np.empty(r, np.int64)
     out_lots = np.empty(r, np.int64)
+    out_forced = np.empty(r, np.bool_)
     sent = np.zeros(r, np.bool_)
     n_pos, lo = slot.shape[0], 0  # positions; the row's first
     for i in range(r):
@@ -314,8 +299,12 @@ def _retail_orders(
         action[rows[i]] = side if sent[i] else 0
         selling[rows[i]] = sent[i] and side < 0
         out_stock[i], out_side[i], out_price[i], out_lots[i] = s, side, price, lots
+        out_forced[i] = panicking[rows[i]] and side < 0
     keep = np.flatnonzero(sent)
-    return accounts[keep], out_stock[keep], out_side[keep], out_price[keep], out_lots[keep]
+    return (
+        accounts[keep], out_stock[keep], out_side[keep], out_price[keep], out_lots[keep],
+        out_forced[keep],
+    )  # fmt: skip
 
 
 def social_graph(n: int, degree: int, seed: int) -> nx.Graph:
@@ -586,19 +575,6 @@ class RetailChasers(Population):
             return np.full(np.shape(account), -1, dtype=np.int64)
         row = np.asarray(account) - self.accounts[0]  # accounts are contiguous
         return np.where((row >= 0) & (row < self.n), row, -1)
-
-    @property
-    def panic_sales_cny(self) -> float:
-        """CNY sold in the last clearing by investors whose drawdown exceeded 10%.
-
-        Read it after the step's clearing (the model's data collection does): these
-        are the sales the lead may count as forced or panic selling.
-        """
-        account, _, signed, price = self.market.last_fills
-        if self.n == 0:
-            return 0.0
-        first = int(self.accounts[0])  # accounts are contiguous
-        return _panic_sales_fen(account, signed, price, first, self.panicking) / 100.0
 
     def sample_graph(self, n: int, source: int | None = None) -> nx.Graph:
         """A connected patch of up to ``n`` investors for the browser view.

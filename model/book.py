@@ -8,7 +8,7 @@ they are tested through ``Market.submit``.
 
 Every step some 30,000 orders join the book, are cleared and mostly withdrawn the
 next step. In numpy each of these edits is a mask, then one gather or concatenate
-per column (six of them, with the grid levels); here each is a single pass that
+per column (seven of them, with the grid levels); here each is a single pass that
 writes all the columns at once. Rows keep their order (time priority) throughout.
 """
 
@@ -65,22 +65,26 @@ def append_admitted(
     book_side: np.ndarray,
     book_price: np.ndarray,
     book_lots: np.ndarray,
+    book_forced: np.ndarray,
     book_level: np.ndarray,
     account: np.ndarray,
     stock: np.ndarray,
     side: np.ndarray,
     price: np.ndarray,
     admitted: np.ndarray,
+    forced: np.ndarray,
     lower: np.ndarray,
+    upper: np.ndarray,
     step: np.ndarray,
     n_active: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The book's ``resting`` rows ((r,) of the (m,) book columns), followed by the new
     orders (n,) with ``admitted`` (n,) lots > 0.
 
-    Returns the six columns (account, stock, side, price, lots, grid level) of the
-    new book; each new order's level is :meth:`model.kernel.Grid.level_of` on the
-    day's grid (``lower``, ``step``, ``n_active``: (I,) each).
+    Returns the seven columns (account, stock, side, price, lots, forced, grid level)
+    of the new book; each new order's level is :meth:`model.kernel.Grid.level_of` on
+    the day's grid (``lower``, ``upper``, ``step``, ``n_active``: (I,) each). ``forced`` (bool)
+    goes along so that the orders' fills can be counted as forced sales.
     """
     r = resting.shape[0]
     k = 0
@@ -91,20 +95,22 @@ def append_admitted(
     out_side = np.empty(r + k, np.int8)
     out_price = np.empty(r + k, np.int64)
     out_lots = np.empty(r + k, np.int64)
+    out_forced = np.empty(r + k, np.bool_)
     out_level = np.empty(r + k, np.int64)
     for j in range(r):
         i = resting[j]
         out_account[j], out_stock[j], out_side[j] = book_account[i], book_stock[i], book_side[i]
         out_price[j], out_lots[j], out_level[j] = book_price[i], book_lots[i], book_level[i]
+        out_forced[j] = book_forced[i]
     j = r
     for i in range(admitted.shape[0]):
         if admitted[i] > 0:
             s = stock[i]
             out_account[j], out_stock[j], out_side[j] = account[i], s, side[i]
-            out_price[j], out_lots[j] = price[i], admitted[i]
-            out_level[j] = level_at(lower[s], step[s], n_active[s], price[i], side[i])
+            out_price[j], out_lots[j], out_forced[j] = price[i], admitted[i], forced[i]
+            out_level[j] = level_at(lower[s], upper[s], step[s], n_active[s], price[i], side[i])
             j += 1
-    return out_account, out_stock, out_side, out_price, out_lots, out_level
+    return out_account, out_stock, out_side, out_price, out_lots, out_forced, out_level
 
 
 @numba.njit(cache=True, nogil=True)

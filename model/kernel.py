@@ -63,6 +63,7 @@ class Grid:
         """
         return _level_of(
             self.lower,
+            self.upper,
             self.step,
             self.n_active,
             np.asarray(stock, np.int64),
@@ -78,6 +79,7 @@ class Grid:
         """
         return _nearest_level(
             self.lower,
+            self.upper,
             self.step,
             self.n_active,
             np.asarray(stock, np.int64),
@@ -87,21 +89,33 @@ class Grid:
 
 @numba.njit(cache=True, nogil=True)
 def _nearest_level(
-    lower: np.ndarray, step: np.ndarray, n_active: np.ndarray, stock: np.ndarray, price: np.ndarray
+    lower: np.ndarray,
+    upper: np.ndarray,
+    step: np.ndarray,
+    n_active: np.ndarray,
+    stock: np.ndarray,
+    price: np.ndarray,
 ) -> np.ndarray:
     """(n,) :meth:`Grid.nearest_level`: ``np.rint`` of the offset over the step (half to
-    even, the true division's float), clipped to the stock's active levels."""
+    even, the true division's float), clipped to the stock's active levels; between the
+    two top levels, whichever price is nearer (the top one is ``upper``, closer than a
+    step to the one below when the span is not a whole number of steps)."""
     level = np.empty(stock.shape[0], np.int64)
     for i in range(stock.shape[0]):
         s = stock[i]
-        nearest = np.int64(np.rint((price[i] - lower[s]) / step[s]))
-        level[i] = min(max(nearest, 0), n_active[s] - 1)
+        top = n_active[s] - 1
+        nearest = min(max(np.int64(np.rint((price[i] - lower[s]) / step[s])), 0), top)
+        if nearest >= top - 1:
+            below_top = lower[s] + (top - 1) * step[s]
+            nearest = top if upper[s] - price[i] < price[i] - below_top else top - 1
+        level[i] = nearest
     return level
 
 
 @numba.njit(cache=True, nogil=True)
 def _level_of(
     lower: np.ndarray,
+    upper: np.ndarray,
     step: np.ndarray,
     n_active: np.ndarray,
     stock: np.ndarray,
@@ -115,13 +129,20 @@ def _level_of(
     level = np.empty(stock.shape[0], np.int64)
     for i in range(stock.shape[0]):
         s = stock[i]
-        level[i] = level_at(lower[s], step[s], n_active[s], price[i], side[i])
+        level[i] = level_at(lower[s], upper[s], step[s], n_active[s], price[i], side[i])
     return level
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def level_at(lower: int, step: int, n_active: int, price: int, side: int) -> int:
-    """Grid level of one order (:meth:`Grid.level_of`): buys round down, sells up."""
+def level_at(lower: int, upper: int, step: int, n_active: int, price: int, side: int) -> int:
+    """Grid level of one order (:meth:`Grid.level_of`): buys round down, sells up.
+
+    The top level is priced at ``upper``, which is below ``lower + top * step`` when the
+    span is not a whole number of steps: a buy at the limit-up price rests there, not a
+    level below, or the stock could never lock limit-up.
+    """
+    if side > 0 and price >= upper:
+        return n_active - 1
     # Down: offset // step; up: ceil(offset / step) = (offset + step - 1) // step.
     offset = price - lower + (0 if side > 0 else step - 1)
     return min(max(offset // step, 0), n_active - 1)

@@ -37,7 +37,7 @@ class LendingDesk:
         self.owed = np.zeros(0, dtype=np.int64)
         self.recall_due = np.zeros(0, dtype=np.int64)  # shares to hand back, per loan
         self.same_day_route = True  # borrowed shares may be sold the day they arrive (T+0)
-        self.buy_ins = 0.0  # CNY of shares bought in because of recalls, this step
+        self.buy_ins_total = 0.0  # CNY of shares bought in because of recalls, over the run
         # Shares ever lent and returned per stock: owed must always be their difference.
         self.lent_total = np.zeros(self.n_stocks, dtype=np.int64)
         self.returned_total = np.zeros(self.n_stocks, dtype=np.int64)

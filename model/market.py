@@ -70,6 +70,7 @@ class Market:
         self._withdrawn: np.ndarray | None = None  # (len(_book),) bool, gone, not yet removed
         self._pending: list[tuple[int, int]] = []  # blocks of accounts withdrawn, not yet marked
         self.turnover = 0.0  # CNY of stock traded in the last slice
+        self.forced_turnover = 0.0  # CNY of it filled for forced orders (``Orders.forced``)
         n_instr = price0.shape[0]
         self.volume = np.zeros(n_instr, dtype=np.int64)  # (I,) lots/contracts, last slice
         self.lock = np.zeros(n_instr, dtype=np.int8)  # (I,) limit lock after the last slice
@@ -160,10 +161,12 @@ class Market:
         blocks = self._pending_blocks()
         columns, n_kept = _submit_compiled(
             *book.columns(),
+            book.forced,
             self._book_level,
             withdrawn,
             blocks,
             *orders.columns(),
+            orders.forced,
             grid.lower,
             grid.upper,
             grid.step,
@@ -259,7 +262,7 @@ class Market:
         # Orders filled in full count as withdrawn: they leave the book with the next step's
         # cancels, in one pass, instead of the book being compacted twice.
         left = book.lots - result.filled  # (m,) lots still resting
-        self.book = Orders(book.account, book.stock, book.side, book.price, left)
+        self.book = Orders(book.account, book.stock, book.side, book.price, left, book.forced)
         self._withdrawn = left <= 0
 
         self.step_return = np.log(new_last / self.last)
@@ -269,6 +272,11 @@ class Market:
         self.turnover = (
             float(np.dot(result.volume[:n_stocks], result.price[:n_stocks])) * self.lot / 100.0
         )
+        # Of it, what the orders sent under duress got, counted in the slice it fills: the
+        # model's forced sales. (Their lots times fen is whole, so the sum is exact.)
+        forced = np.flatnonzero(book.forced)  # (f,) rows of the book, stock orders
+        forced_lot_fen = np.dot(result.filled[forced], result.price[book.stock[forced]])
+        self.forced_turnover = float(forced_lot_fen) * self.lot / 100.0
         self._track_volatility()
         self.last_clearing = result
         return result
@@ -323,6 +331,7 @@ def _submit_compiled(
     book_side: np.ndarray,
     book_price: np.ndarray,
     book_lots: np.ndarray,
+    book_forced: np.ndarray,
     book_level: np.ndarray,
     withdrawn: np.ndarray,
     blocks: np.ndarray,
@@ -331,6 +340,7 @@ def _submit_compiled(
     side: np.ndarray,
     price: np.ndarray,
     lots: np.ndarray,
+    forced: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
     step: np.ndarray,
@@ -361,14 +371,14 @@ def _submit_compiled(
         book_*: (m,) the book as it lies, withdrawn rows included; book_level (m,) their
             grid levels; withdrawn: (m,) bool, or empty for none; blocks: (k, 2) first
             and last account of each block whose orders are withdrawn.
-        account, stock, side, price, lots: (n,) new orders, stocks and futures.
+        account, stock, side, price, lots, forced: (n,) new orders, stocks and futures.
         lower, upper, step, n_active: (I,) the day's grid.
         key, shares, bought_today: (P,) the ledger's sorted holdings table.
         buying_power: (A,) fen, cash plus credit; fut_pos: (A, F); fut_mark, tick_value: (F,).
 
     Returns:
-        The new book's (account, stock, side, price, lots, level) columns, the resting
-        rows first, and the number of those rows.
+        The new book's (account, stock, side, price, lots, forced, level) columns, the
+        resting rows first, and the number of those rows.
     """
     resting = resting_rows(book_account, book_lots, withdrawn, blocks)  # (r,)
     price, lots = within_limits(stock, price, lots, lower, upper)
@@ -382,8 +392,9 @@ def _submit_compiled(
         tick_value, buying_power, n_stocks, margin,
     )  # fmt: skip
     columns = append_admitted(
-        resting, *book, book_level, account, stock, side, price, admitted, lower, step, n_active
-    )
+        resting, *book, book_forced, book_level, account, stock, side, price, admitted, forced,
+        lower, upper, step, n_active,
+    )  # fmt: skip
     return columns, resting.shape[0]
 
 
@@ -478,12 +489,6 @@ def _admit_stock_compiled(
     return admitted
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _adds_exposure(fut_pos: np.ndarray, account: int, contract: int, side: int) -> bool:
-    """Whether an order on ``side`` of ``contract`` adds to ``account``'s exposure (A, F)."""
-    return np.sign(fut_pos[account, contract]) != -side
-
-
 @numba.njit(cache=True, nogil=True)
 def _admit_futures_compiled(
     resting: np.ndarray,
@@ -507,17 +512,14 @@ def _admit_futures_compiled(
 ) -> None:
     """Futures orders' admitted contracts, written into ``admitted`` (n,) in place.
 
-    An order that adds exposure needs ``margin`` of its notional (fen); an account's
-    room is its ``buying_power`` (A,) less the margin its positions (``fut_pos``, (A, F))
-    tie up at ``fut_mark`` and less the margin of its resting exposure-adding orders;
-    its new exposure-adding orders take the room in time order, each at most its own
-    need, and get the whole contracts that fit. Orders that reduce a position pass.
-
-    The floats are those of the numpy passes this replaced (kept in
-    ``tests/test_rules.py`` as the reference it is held to): needs in the same order of
-    products, a resting book's margins summed in book order, and each order's room left
-    from one running sum over the new orders grouped by account (stably), as
-    ``cum - need - (cum at the group's first - its need)``.
+    Contracts that close a position pass free, up to the position less what the account's
+    resting and earlier orders already close; the rest of an order opens exposure (an
+    order that flips a position opens what lies beyond flat) and needs ``margin`` of its
+    notional (fen). An account's room is its ``buying_power`` (A,) less the margin its
+    positions (``fut_pos``, (A, F)) tie up at ``fut_mark`` and less the margin its resting
+    orders' opening parts claim; its new orders take the room in time order, each at most
+    its own need, and get the whole contracts that fit. ``tests/test_rules.py`` holds it
+    to a plain-loop reference.
 
     Args:
         resting: (r,) the rows of the book still resting, ascending.
@@ -525,11 +527,10 @@ def _admit_futures_compiled(
             orders (rows with ``instrument < n_stocks`` are stocks, and are left alone).
     """
     n = account.shape[0]
-    new = np.empty(n, np.int64)  # the new orders that add exposure
+    new = np.empty(n, np.int64)  # the new futures orders
     k = 0
     for i in range(n):
-        f = instrument[i] - n_stocks
-        if f >= 0 and lots[i] > 0 and _adds_exposure(fut_pos, account[i], f, side[i]):
+        if instrument[i] >= n_stocks and lots[i] > 0:
             new[k] = i
             k += 1
     if k == 0:
@@ -546,30 +547,51 @@ def _admit_futures_compiled(
     n_groups = g + 1
     group_account = group_account[:n_groups]
 
-    used = np.zeros(n_groups)  # (g,) fen of margin resting exposure-adding orders claim
+    n_fut = fut_pos.shape[1]
+    closable = np.empty((n_groups, n_fut), np.int64)  # (g, F) contracts left to close free
+    for g in range(n_groups):
+        for f in range(n_fut):
+            closable[g, f] = abs(fut_pos[group_account[g], f])
+    used = np.zeros(n_groups)  # (g,) fen of margin the resting orders' opening parts claim
     for i in resting:
         f = book_stock[i] - n_stocks
-        if f >= 0 and _adds_exposure(fut_pos, book_account[i], f, book_side[i]):
-            g = np.searchsorted(group_account, book_account[i])
-            if g < n_groups and group_account[g] == book_account[i]:
-                used[g] += margin * book_lots[i] * book_price[i] * tick_value[f]
+        if f < 0:
+            continue
+        g = np.searchsorted(group_account, book_account[i])
+        if g < n_groups and group_account[g] == book_account[i]:
+            opening = _opening_lots(
+                fut_pos[book_account[i], f], book_side[i], book_lots[i], closable[g, f]
+            )
+            closable[g, f] -= book_lots[i] - opening
+            used[g] += margin * opening * book_price[i] * tick_value[f]
     avail = np.empty(n_groups)  # (g,) fen of room left
     for g in range(n_groups):
         a, notional = group_account[g], 0
-        for f in range(fut_pos.shape[1]):
+        for f in range(n_fut):
             notional += abs(fut_pos[a, f]) * (fut_mark[f] * tick_value[f])
         avail[g] = (buying_power[a] - margin * notional) - used[g]
 
-    cum, first_cum, first_need = 0.0, 0.0, 0.0
+    claimed = 0.0  # fen the group's earlier new orders asked for
     for t in range(k):
-        i, f = new[t], instrument[new[t]] - n_stocks
-        need = margin * lots[i] * price[i] * tick_value[f]
-        cum += need
-        if t == 0 or group[t] != group[t - 1]:
-            first_cum, first_need = cum, need
-        before = cum - need - (first_cum - first_need)  # claimed by the group's earlier ones
-        fen = min(max(avail[group[t]] - before, 0.0), need)
-        admitted[i] = np.int64(np.floor(fen / (margin * price[i] * tick_value[f])))
+        i, f, g = new[t], instrument[new[t]] - n_stocks, group[t]
+        if t == 0 or g != group[t - 1]:
+            claimed = 0.0
+        opening = _opening_lots(fut_pos[account[i], f], side[i], lots[i], closable[g, f])
+        closable[g, f] -= lots[i] - opening
+        need = margin * opening * price[i] * tick_value[f]
+        fen = min(max(avail[g] - claimed, 0.0), need)
+        claimed += need
+        opened = np.int64(np.floor(fen / (margin * price[i] * tick_value[f])))
+        admitted[i] = lots[i] - opening + opened
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _opening_lots(position: int, side: int, lots: int, closable: int) -> int:
+    """Contracts of an order that open exposure: all of it unless it trades against
+    ``position``, then what lies beyond the ``closable`` contracts left to close."""
+    if np.sign(position) != -side:
+        return lots
+    return max(lots - closable, 0)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -133,7 +133,7 @@ class MarketModel(mesa.Model):
 
         self.turnover_today = 0.0
         self.closes: list[np.ndarray] = []  # daily closes, fen, one (S,) array per day
-        self.forced_sales = 0.0  # CNY sold under duress in the last step
+        self.forced_sales = 0.0  # CNY filled in the last step for orders sent under duress
         self.forced_sales_total = 0.0
         self._recorded: dict[str, tuple[int, np.ndarray]] = {}  # see :meth:`_once_a_step`
         self.datacollector = StepRecords(model_reporters=self._reporters())
@@ -509,9 +509,9 @@ class MarketModel(mesa.Model):
             self.checker.after_clear()
         self.indices.update(self.universe.float_shares, old, self.market.last[:n])
         self.turnover_today += self.market.turnover
-        self.forced_sales = sum(getattr(p, "forced_sales", 0.0) for p in self.populations)
-        if self.retail is not None:
-            self.forced_sales += self.retail.panic_sales_cny
+        # What filled of the orders sent under duress (``Orders.forced``), in the step it
+        # filled: an order re-sent unfilled step after step counts once, when it fills.
+        self.forced_sales = self.market.forced_turnover
         self.forced_sales_total += self.forced_sales
         # The record shows the session as it closed: on an expiry day the futures' last
         # trade, not the settlement at the index that the day's bookkeeping then books.

@@ -9,18 +9,27 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Orders:
-    """A batch of limit orders. A market order is a limit order at the day's limit price."""
+    """A batch of limit orders. A market order is a limit order at the day's limit price.
+
+    ``forced`` marks the stock orders sent because of a risk line, a margin call, a
+    buy-in, a redemption or a retail panic: it rides with each order onto the book, so
+    the market can count what of them fills (``Market.forced_turnover``, the model's
+    forced sales) in the step it fills, not what was sent. None: no order is forced.
+    """
 
     account: np.ndarray  # (n,) int64 ledger account
     stock: np.ndarray  # (n,) int64
     side: np.ndarray  # (n,) int8, +1 buy, -1 sell
     price: np.ndarray  # (n,) int64 limit price in fen
     lots: np.ndarray  # (n,) int64 board lots, > 0
+    forced: np.ndarray | None = None  # (n,) bool, sent under duress (stock orders only)
 
     def __post_init__(self) -> None:
         for name, dtype in _DTYPES:
             value = getattr(self, name)
-            if not (isinstance(value, np.ndarray) and value.dtype == dtype):
+            if value is None:  # ``forced`` left out: no order is (``account`` is an array now)
+                object.__setattr__(self, name, np.zeros(self.account.shape[0], dtype))
+            elif not (isinstance(value, np.ndarray) and value.dtype == dtype):
                 object.__setattr__(self, name, np.asarray(value, dtype=dtype))
 
     def __len__(self) -> int:
@@ -45,24 +54,38 @@ class Orders:
         batches = [b for b in batches if len(b)]
         if not batches:
             return cls.empty()
-        return cls(*map(np.concatenate, zip(*(b.columns() for b in batches), strict=True)))
+        return cls(
+            *map(np.concatenate, zip(*((*b.columns(), b.forced) for b in batches), strict=True))
+        )
 
     def select(self, mask: np.ndarray) -> Orders:
         """The rows where ``mask`` is true (or the rows at the given indices)."""
         at = np.flatnonzero(mask) if mask.dtype == bool else mask  # found once, not per column
         return Orders(
-            self.account[at], self.stock[at], self.side[at], self.price[at], self.lots[at]
+            self.account[at],
+            self.stock[at],
+            self.side[at],
+            self.price[at],
+            self.lots[at],
+            self.forced[at],
         )
 
     def with_lots(self, lots: np.ndarray) -> Orders:
         """Same orders with new sizes; rows with no lots left are dropped."""
         keep = np.flatnonzero(lots > 0)
         return Orders(
-            self.account[keep], self.stock[keep], self.side[keep], self.price[keep], lots[keep]
+            self.account[keep],
+            self.stock[keep],
+            self.side[keep],
+            self.price[keep],
+            lots[keep],
+            self.forced[keep],
         )
 
 
 _DTYPES = tuple(
     (f.name, np.dtype(t))
-    for f, t in zip(fields(Orders), (np.int64, np.int64, np.int8, np.int64, np.int64), strict=True)
+    for f, t in zip(
+        fields(Orders), (np.int64, np.int64, np.int8, np.int64, np.int64, np.bool_), strict=True
+    )
 )

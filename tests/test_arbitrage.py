@@ -220,7 +220,7 @@ def _numpy_orders(arbs: Arbitrageurs, rows: np.ndarray, legs: _Legs) -> Orders:
     sell = np.where(active, np.minimum(sellable, held - due), 0)
     bought_in = float((buy_in * price).sum()) / 100.0
     arbs.buy_ins_cny += bought_in
-    arbs.model.lending.buy_ins += bought_in
+    arbs.model.lending.buy_ins_total += bought_in
     buy_lots = np.ceil((buy_in + cover) / lot)
     side = np.where(buy_lots > 0, 1, -1).astype(np.int8)
     lots = np.where(side > 0, buy_lots, np.maximum(sell, 0) // lot)
@@ -287,16 +287,16 @@ def test_compiled_orders_match_the_numpy_rules_bit_for_bit():
     held (buy-ins) and some covered by futures no more: the same orders and buy-ins."""
     model, arbs, legs = _recalled()
     desk, rows = model.lending, arbs.rows
-    kept = copy.deepcopy((arbs.buy_ins_cny, desk.buy_ins))
+    kept = copy.deepcopy((arbs.buy_ins_cny, desk.buy_ins_total))
 
     got = arbs._orders(rows, legs)
-    got_buy_ins = arbs.buy_ins_cny, desk.buy_ins
-    arbs.buy_ins_cny, desk.buy_ins = kept
+    got_buy_ins = arbs.buy_ins_cny, desk.buy_ins_total
+    arbs.buy_ins_cny, desk.buy_ins_total = kept
     want = _numpy_orders(arbs, rows, legs)
     for name in ("account", "stock", "side", "price", "lots"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
         assert getattr(got, name).dtype == getattr(want, name).dtype
-    assert got_buy_ins == (arbs.buy_ins_cny, desk.buy_ins) and got_buy_ins[0] > 0
+    assert got_buy_ins == (arbs.buy_ins_cny, desk.buy_ins_total) and got_buy_ins[0] > 0
     is_stock = got.stock < model.universe.n
     buy, sell = is_stock & (got.side > 0) & (got.lots > 0), is_stock & (got.side < 0)
     limit = model.market.limit_price(got.stock, got.side)

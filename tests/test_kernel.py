@@ -158,9 +158,31 @@ def test_compiled_kernel_equals_the_numpy_reference_on_a_large_book():
 
 
 def _numpy_nearest_level(grid: Grid, stock: np.ndarray, price: np.ndarray) -> np.ndarray:
-    """``Grid.nearest_level`` as it was in numpy passes: the reference for the compiled pass."""
+    """``Grid.nearest_level`` in numpy passes: the reference for the compiled pass."""
+    top = grid.n_active[stock] - 1
     level = np.rint((price - grid.lower[stock]) / grid.step[stock]).astype(np.int64)
-    return np.clip(level, 0, grid.n_active[stock] - 1)
+    level = np.clip(level, 0, top)
+    # Between the two top levels the nearer price wins; the top one is the limit.
+    below_top = grid.lower[stock] + (top - 1) * grid.step[stock]
+    nearer_top = grid.upper[stock] - price < price - below_top
+    return np.where(level >= top - 1, np.where(nearer_top, top, top - 1), level)
+
+
+def test_nearest_level_is_the_level_whose_price_is_nearest():
+    """Against every active level's price: the nearest one (ties aside), the capped top too."""
+    rng = np.random.default_rng(2)
+    grid = Grid.from_close(rng.integers(50, 5000, 300), np.full(300, 0.10), 21)
+    prices = grid.prices()  # (S, L)
+    for _ in range(20):
+        stock = np.arange(300)
+        price = rng.integers(grid.lower, grid.upper + 1)
+        dist = np.abs(prices - price[:, None]).astype(float)
+        dist[np.arange(grid.n_levels)[None, :] >= grid.n_active[:, None]] = np.inf
+        level = grid.nearest_level(stock, price)
+        got = dist[stock, level]
+        assert (got == dist.min(axis=1)).all()
+    at_limit = grid.nearest_level(stock, grid.upper)
+    assert (at_limit == grid.n_active - 1).all()
 
 
 def test_compiled_nearest_level_matches_the_numpy_passes():
@@ -181,6 +203,25 @@ def test_compiled_nearest_level_matches_the_numpy_passes():
                 want = _numpy_nearest_level(grid, stock, p)
                 np.testing.assert_array_equal(grid.nearest_level(stock, p), want)
     assert (want == 0).any() and (want == grid.n_active[stock] - 1).any()
+
+
+def test_a_buy_at_limit_up_rests_at_the_top_level_and_can_lock_it():
+    """Where the span is not a whole number of steps the top level is priced at the limit,
+    closer than a step to the one below: a buy at the limit rests there (not a level
+    below, out of reach of the sells at the limit), so the stock can lock limit-up."""
+    grid = Grid.from_close(np.array([1037]), np.array([0.10]), 21)
+    top = int(grid.n_active[0] - 1)
+    assert grid.lower[0] + top * grid.step[0] > grid.upper[0]  # the capped case
+    s = np.zeros(2, np.int64)
+    upper = np.full(2, grid.upper[0])
+    level = grid.level_of(s, upper, np.array([1, -1], np.int8))
+    assert level.tolist() == [top, top]
+    # A flood of buys at the limit against a thin offer: the stock locks at the limit.
+    res = clear(grid, s, np.array([1, -1], np.int8), level, np.array([500, 5]), np.array([10]))
+    assert res.volume[0] == 5 and res.lock[0] == 1 and res.price[0] == grid.upper[0]
+    # A buy a fen below the limit still rounds down to the level below the top.
+    below = grid.level_of(s[:1], upper[:1] - 1, np.array([1], np.int8))
+    assert below.tolist() == [top - 1]
 
 
 def test_compiled_kernel_prices_stocks_cleared_at_a_capped_top_level():

@@ -31,7 +31,8 @@ def build(endow: bool = True, **overrides) -> tuple[MarketModel, PublicMicroCapF
 
 
 def step_day(model: MarketModel, funds: PublicMicroCapFunds) -> float:
-    """One trading day, books checked every step; return the CNY sold under duress."""
+    """One trading day, books checked every step; return the CNY sold under duress (the
+    model's forced sales: the funds are its only forced sellers here)."""
     forced = 0.0
     for _ in range(model.steps_per_day):
         model.step()
@@ -39,7 +40,7 @@ def step_day(model: MarketModel, funds: PublicMicroCapFunds) -> float:
         assert cash_drift == 0
         assert not drift.any()
         assert (model.ledger.cash[funds.accounts] >= 0).all()
-        forced += funds.forced_sales
+        forced += model.forced_sales
     return forced
 
 
@@ -144,9 +145,9 @@ def test_the_model_repicks_the_mandate_when_it_rebalances_the_micro_caps(monkeyp
     assert np.array_equal(funds.basket[0], smallest)
 
 
-def _numpy_decide(funds: PublicMicroCapFunds, rows: np.ndarray) -> tuple[Orders, float]:
+def _numpy_decide(funds: PublicMicroCapFunds, rows: np.ndarray) -> Orders:
     """``PublicMicroCapFunds.decide``'s orders as numpy passes worked them out (without the
-    cancel), and the forced sales they add."""
+    cancel), the forced ones flagged."""
     market, ledger = funds.market, funds.model.ledger
     accounts = funds.accounts[rows]
     basket = funds.basket[rows]  # (r, B)
@@ -170,29 +171,28 @@ def _numpy_decide(funds: PublicMicroCapFunds, rows: np.ndarray) -> tuple[Orders,
     side = np.where(sell_lots > 0, -1, 1).astype(np.int8)  # (r, B)
     lots = np.where(side < 0, sell_lots, buy_lots)
     forced_sell = forced[:, None] & (side < 0)
-    forced_sales = float((lots * lot_cny)[forced_sell].sum())
     near = price.reshape(r, b) * (1.0 + NEAR * side)
     order_price = np.where(forced_sell, market.limit_price(basket, side), near)
-    mandate = Orders(account, stock, side.ravel(), order_price.ravel(), lots.ravel())
-    return Orders.concat([mandate, funds._exits(accounts)]), forced_sales
+    mandate = Orders(
+        account, stock, side.ravel(), order_price.ravel(), lots.ravel(), forced_sell.ravel()
+    )
+    return Orders.concat([mandate, funds._exits(accounts)])
 
 
 def _assert_decides_as_numpy(funds: PublicMicroCapFunds, rows: np.ndarray) -> Orders:
-    want, want_forced = _numpy_decide(funds, rows)
-    funds.forced_sales = 0.0
+    want = _numpy_decide(funds, rows)
     got = funds.decide(rows)
-    for name in ("account", "stock", "side", "price", "lots"):
+    for name in ("account", "stock", "side", "price", "lots", "forced"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
         assert getattr(got, name).dtype == getattr(want, name).dtype
-    assert funds.forced_sales == want_forced
     return got
 
 
 def test_compiled_mandate_orders_match_the_numpy_rules_bit_for_bit():
     """Funds investing all their cash, then, holding their baskets, one given more cash to
     invest and the others selling under redemptions (forced, at the limit), some of what
-    they hold bought today: the same orders and forced sales as the numpy passes, for all
-    the funds and for some."""
+    they hold bought today: the same orders, the forced ones flagged, as the numpy passes,
+    for all the funds and for some."""
     model, funds = build(endow=False, **{"public_funds.flow_sensitivity": 0.0})
     model.step()  # all cash: buying
     calm = _assert_decides_as_numpy(funds, funds.rows)
@@ -212,7 +212,7 @@ def test_compiled_mandate_orders_match_the_numpy_rules_bit_for_bit():
     funds.payable[1], funds.flow[1] = 0.0, 0.0
     ledger.external_cash(funds.accounts[1:2], np.array([10**12]))  # cash to invest
     sold = _assert_decides_as_numpy(funds, funds.rows)
-    assert funds.forced_sales > 0
+    assert sold.forced.any() and (sold.side[sold.forced] < 0).all()
     mine = sold.account[: funds.basket.size]
     limit = model.market.limit_price(sold.stock, sold.side)
     assert ((sold.side < 0) & (sold.lots > 0) & (sold.price == limit)).any()

@@ -251,7 +251,8 @@ def _numpy_orders(pop: RetailChasers, rows: np.ndarray) -> Orders:
     sent = lots > 0
     pop.action[rows] = np.where(sent, side, 0)
     pop.selling[rows] = sent & (side < 0)
-    return Orders(pop.accounts[rows], stock, side, price, lots).select(sent)
+    panic = pop.panicking[rows] & (side < 0)  # forced: what of them fills is forced sales
+    return Orders(pop.accounts[rows], stock, side, price, lots, panic).select(sent)
 
 
 @pytest.mark.parametrize(("seed", "holdings"), [(5, 5), (6, 2)])
@@ -277,13 +278,14 @@ def test_compiled_orders_match_the_numpy_rules_bit_for_bit(seed, holdings):
     want_state, want_action, want_selling = model.rng.bit_generator.state, pop.action, pop.selling
     model.rng.bit_generator.state, pop.action, pop.selling = state, action, selling
     got = pop._orders(rows)
-    for name in ("account", "stock", "side", "price", "lots"):
+    for name in ("account", "stock", "side", "price", "lots", "forced"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
         assert getattr(got, name).dtype == getattr(want, name).dtype
     np.testing.assert_array_equal(pop.action, want_action)
     np.testing.assert_array_equal(pop.selling, want_selling)
     assert model.rng.bit_generator.state == want_state
     assert (got.side > 0).any() and (got.side < 0).any() and len(got) > 300
+    assert got.forced.any() and not got.forced[got.side < 0].all()
 
 
 def test_drawdown_raises_selling_and_counts_as_panic():
@@ -298,10 +300,10 @@ def test_drawdown_raises_selling_and_counts_as_panic():
     pop.peak_wealth[:] = 1.5 * pop.capital
     model.step()
     assert pop.panicking.all() and pop.selling.sum() > 0
-    assert pop.panic_sales_cny > 0
+    assert model.forced_sales > 0
     calm_model, calm = _model(seed=5, n=1500, activity=0.5)
     calm_model.step()
-    assert not calm.panicking.any() and calm.panic_sales_cny == 0
+    assert not calm.panicking.any() and calm_model.forced_sales == 0
 
 
 def test_herding_buy_share_rises_when_neighbours_bought():
@@ -357,7 +359,7 @@ def test_an_empty_population_is_harmless():
     model, pop = _model(n=0)
     for _ in range(4):
         model.step()
-    assert len(pop.decide(pop.rows)) == 0 and pop.panic_sales_cny == 0
+    assert len(pop.decide(pop.rows)) == 0 and model.forced_sales == 0
     assert pop.sample_graph(10).number_of_nodes() == 0
 
 
@@ -385,7 +387,9 @@ def test_social_graph_from_edges_is_networkx_barabasi_albert(n, degree, seed):
 
 
 def _numpy_panic_sales_cny(pop: RetailChasers) -> float:
-    """``panic_sales_cny`` as it was in numpy passes: the reference for the compiled pass."""
+    """CNY sold in the last clearing by the investors panicking, from the fills: what the
+    population's ``panic_sales_cny`` counted, in numpy passes, before the panic sells
+    were flagged forced."""
     account, _, signed, price = pop.market.last_fills
     row = pop.rows_of(account)  # (m,)
     mine = (row >= 0) & (signed < 0)
@@ -393,14 +397,16 @@ def _numpy_panic_sales_cny(pop: RetailChasers) -> float:
     return float(np.dot(-signed[mine], price[mine])) / 100.0
 
 
-def test_panic_sales_match_the_numpy_passes():
-    """Some investors panic, others not; sells and buys of this and other populations."""
+def test_forced_sales_are_the_panic_sales_that_filled():
+    """Some investors panic, others not; sells and buys of this and other populations: the
+    model's forced sales (retail is its only forced seller here) are what the panicking
+    sold in the step's clearing."""
     model, pop = _model(seed=5, n=1500, activity=0.5)
     pop.peak_wealth[::2] = 1.5 * pop.capital[::2]  # every other investor in a drawdown
     seen = 0.0
     for _ in range(4):
         model.step()
-        got, want = pop.panic_sales_cny, _numpy_panic_sales_cny(pop)
+        got, want = model.forced_sales, _numpy_panic_sales_cny(pop)
         assert got == want
         seen += got
     assert seen > 0 and pop.panicking.any() and not pop.panicking.all()

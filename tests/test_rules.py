@@ -67,32 +67,45 @@ def _buying_power(market, accounts: np.ndarray) -> np.ndarray:
     return market.ledger.cash[accounts] + market.ledger.credit[accounts]
 
 
-def _numpy_admit_futures(market, orders: Orders) -> np.ndarray:
-    """(n,) contracts the numpy passes admitted for futures ``orders`` (all futures, lots >
-    0): the reference for the compiled futures admission."""
+def _reference_admit_futures(market, orders: Orders) -> np.ndarray:
+    """(n,) contracts admitted for futures ``orders`` (all futures, lots > 0), by plain
+    loops over accounts and orders: the reference for the compiled futures admission.
+
+    Per account and contract, the contracts an order closes pass free up to the position
+    less what its resting orders, then its earlier new ones, close; the rest opens
+    exposure and needs margin from the account's room, taken in time order.
+    """
     ledger, margin, book = market.ledger, market.futures_margin, market.book
-    first = market.n_stocks
-    tick_value = ledger.fut_tick_value
-
-    def adds(o: Orders) -> np.ndarray:
-        held = ledger.fut_pos[o.account, o.stock - first]
-        return np.sign(held) != -o.side
-
-    def need(o: Orders) -> np.ndarray:
-        return margin * o.lots * o.price * tick_value[o.stock - first]
-
-    def room(accounts: np.ndarray) -> np.ndarray:
-        return _buying_power(market, accounts) - ledger.futures_margin_used(accounts, margin)
-
+    first, tick_value = market.n_stocks, ledger.fut_tick_value
     lots = orders.lots.copy()
-    add = adds(orders)
-    old = book.select(book.stock >= first)
-    old = old.select(adds(old))
-    if add.any():
-        new = orders.select(add)
-        fen = _fit(old.account, need(old), new.account, need(new), room)
-        per_lot = margin * new.price * tick_value[new.stock - first]
-        lots[add] = np.floor(fen / per_lot).astype(np.int64)
+    for a in np.unique(orders.account):
+        closable = np.abs(ledger.fut_pos[a]).copy()  # (F,)
+
+        def opening(f: int, side: int, n: int, closable=closable, a=a) -> int:
+            if np.sign(ledger.fut_pos[a, f]) != -side:
+                return n
+            taken = min(n, closable[f])
+            closable[f] -= taken
+            return n - taken
+
+        used = 0.0
+        for i in np.flatnonzero((book.account == a) & (book.stock >= first)):
+            f = book.stock[i] - first
+            used += margin * opening(f, book.side[i], book.lots[i]) * book.price[i] * tick_value[f]
+        room = (
+            _buying_power(market, np.array([a]))[0]
+            - ledger.futures_margin_used(np.array([a]), margin)[0]
+        )
+        room -= used
+        claimed = 0.0
+        for i in np.flatnonzero(orders.account == a):
+            f = orders.stock[i] - first
+            opens = opening(f, orders.side[i], orders.lots[i])
+            per_lot = margin * orders.price[i] * tick_value[f]
+            need = margin * opens * orders.price[i] * tick_value[f]
+            fen = min(max(room - claimed, 0.0), need)
+            claimed += need
+            lots[i] = orders.lots[i] - opens + int(np.floor(fen / per_lot))
     return lots
 
 
@@ -132,7 +145,7 @@ def _numpy_submit(market, orders: Orders) -> tuple[np.ndarray, Orders, np.ndarra
     The book loses its withdrawn orders (masks, pending blocks of accounts) and those
     without lots; the new prices are clipped to today's limits and lots floored at zero;
     stock orders are admitted by :func:`_numpy_admit_stock`, futures orders by
-    :func:`_numpy_admit_futures`; the admitted join the book's tail at their grid levels.
+    :func:`_reference_admit_futures`; the admitted join the book's tail at their grid levels.
     """
     ref = copy.deepcopy(market)  # the market itself stays as it is, for the compiled pass
     book, grid = ref._book, ref.grid
@@ -149,7 +162,7 @@ def _numpy_submit(market, orders: Orders) -> tuple[np.ndarray, Orders, np.ndarra
     lots[is_stock] = _numpy_admit_stock(ref, orders.select(is_stock))
     fut = ~is_stock & (orders.lots > 0)
     if fut.any():
-        lots[fut] = _numpy_admit_futures(ref, orders.select(fut))
+        lots[fut] = _reference_admit_futures(ref, orders.select(fut))
     admitted = orders.with_lots(lots)
     new_level = grid.level_of(admitted.stock, admitted.price, admitted.side)
     return lots, Orders.concat([ref.book, admitted]), np.concatenate([level, new_level])
@@ -344,6 +357,25 @@ def test_compiled_submission_of_futures_matches_the_numpy_passes():
         fut = (new.stock >= first) & (new.lots > 0)
         binding += int((lots[fut] < new.lots[fut]).sum())
     assert binding > 50
+
+
+def test_a_futures_order_that_flips_a_position_needs_margin_beyond_flat():
+    """Long 5 contracts with no room for margin: selling 8 closes the 5 and opens none;
+    with the 5 already offered by a resting sell, a new sell closes nothing free."""
+    m = MarketModel(rng=5, **{**SMALL, "futures.enabled": True})
+    m.step()
+    market, ledger = m.market, m.ledger
+    a = _fresh_account(m, 0.0)
+    contract = market.n_stocks  # the first futures contract's instrument
+    ledger.fut_pos[a, 0] = 5
+    ledger.cash[a] = int(ledger.futures_margin_used(np.array([a]), market.futures_margin)[0])
+    price = int(market.last[contract])
+    assert market.submit(_one(a, contract, -1, price, 8)).lots.tolist() == [5]
+    assert len(market.submit(_one(a, contract, -1, price, 3))) == 0  # the 5 are on offer
+    # Buying adds to the long: no room, nothing admitted; with room for two, two.
+    assert len(market.submit(_one(a, contract, 1, price, 3))) == 0
+    ledger.cash[a] += int(np.ceil(2 * market.futures_margin * price * ledger.fut_tick_value[0]))
+    assert market.submit(_one(a, contract, 1, price, 3)).lots.tolist() == [2]
 
 
 def test_cancels_add_up_before_the_book_is_read(small_model):
