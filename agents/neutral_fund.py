@@ -309,19 +309,23 @@ class NeutralFunds(Population):
             c.forced_discount,
         )
         parts = [Orders(*columns)]
+        # The book the hedge covers: the one planned, or (``hedge_held_book``) the one
+        # held, whose longs a cut may not have sold yet.
+        hedged = (held * price).sum(axis=1) / 100.0 if c.hedge_held_book else target  # (r,)
         if model.lending is not None:
             # Only the short leg's orders of a lot or more go to the exchange (most loans
             # have nothing to trade on a step, some 1,600 of 1,800): it admits nothing of
             # the others and they claim no shares or cash, so the book and every fill are
             # the same without them.
-            short = self._short_leg(rows, accounts, target)
+            short = self._short_leg(rows, accounts, hedged)
             parts.append(short.select(short.lots > 0))
         if model.futures is not None:
-            parts.append(self._hedge(rows, accounts, target, urgent))
+            parts.append(self._hedge(rows, accounts, hedged, urgent))
         return parts
 
-    def _short_leg(self, rows, accounts, target) -> Orders:
-        """Sell borrowed shares short; buy in what a recall wants back and is no longer held.
+    def _short_leg(self, rows, accounts, book) -> Orders:
+        """Sell borrowed shares short; buy in what a recall wants back and is no longer held;
+        note what share of ``book`` (r,), the long book hedged, the loans cover.
 
         One compiled pass finds the accounts' open loans on the desk, looks up what each
         borrower holds of the stock, and writes the orders (:func:`_short_orders`).
@@ -343,13 +347,13 @@ class NeutralFunds(Population):
             market.lot,
             self.cfg.forced_discount,
         )
-        self.lend_share[rows] = np.clip(value / np.maximum(target, 1.0), 0.0, 1.0)
+        self.lend_share[rows] = np.clip(value / np.maximum(book, 1.0), 0.0, 1.0)
         desk.buy_ins_total += float(bought.sum()) / 100.0
         # A buy-in is forced: what of it fills counts in the model's forced sales.
         return Orders(borrower, stock, side, price, lots, forced=side > 0)
 
-    def _hedge(self, rows, accounts, target, urgent) -> Orders:
-        """Short IC and IM against the futures share of the long book."""
+    def _hedge(self, rows, accounts, book, urgent) -> Orders:
+        """Short IC and IM against the futures share of ``book`` (r,), the long book's CNY."""
         model, market, c = self.model, self.market, self.cfg
         spec = model.futures
         value = spec.contract_value(model.indices.level)[1:]  # (2,) CNY per IC, IM contract
@@ -358,7 +362,7 @@ class NeutralFunds(Population):
         columns = _hedge_orders(
             accounts,
             instrument,
-            target * (1.0 - self.lend_share[rows]),
+            book * (1.0 - self.lend_share[rows]),
             self.hedge_split,
             value,
             held,

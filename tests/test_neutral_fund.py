@@ -93,6 +93,32 @@ def test_drawdown_line_cuts_exposure_until_nav_wins_back_half_of_it():
     assert f.state[0] == NORMAL
 
 
+def _futures_orders(hedge_held_book: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A product just stopped, its longs not yet sold: its IC/IM orders of one decision
+    (contracts, buys positive) and its IC/IM position, with the hedge sized on the book
+    planned (none left) or, with ``hedge_held_book``, on the book still held."""
+    m = MarketModel(rng=4, **EPISODE, **{"neutral.hedge_held_book": hedge_held_book})
+    m.step()
+    f = m.neutral
+    f.state[0] = STOPPED  # its target is now nothing; its basket is still held
+    f.lend_share[0] = 0.0
+    parts = f.decide_parts(np.array([0]))
+    futures = parts[-1]
+    signed = futures.side.astype(np.int64) * futures.lots
+    return signed, m.ledger.futures_position(f.accounts[:1])[0, 1:]
+
+
+def test_the_hedge_covers_the_book_held_or_the_book_planned():
+    """By default a stopped product buys its futures back at the liquidation pace whatever
+    its longs; with ``hedge_held_book`` it covers only what its held book no longer
+    needs, so it stays short about as much as before."""
+    planned, position = _futures_orders(False)
+    held, same = _futures_orders(True)
+    assert (position < 0).all() and (position == same).all()  # short IC and IM
+    assert (planned > 0).all()  # buying back
+    assert (np.abs(held) < np.abs(planned)).all()
+
+
 @pytest.mark.parametrize("holds_low", [False, True])
 def test_a_cut_held_without_a_new_low_is_rebuilt_from_a_new_base(holds_low):
     m = MarketModel(
