@@ -12,10 +12,9 @@ import argparse
 import gc
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from model.collector import collector_paused
 from model.config import ConfigError
 
 EXIT_USAGE = 2
@@ -145,26 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextmanager
-def _spared_by_the_collector() -> Iterator[None]:
-    """Run the block with the garbage collector off, then freeze what it left alive.
-
-    A run's imports (mesa with scipy and networkx, pandas, numba and its typing tables,
-    the model) allocate some 130,000 objects that live as long as the process: collected
-    while they pile up, and again at each full collection after, they cost 0.15-0.2 s of
-    a default run and free nothing. Frozen, the collector passes over them; the caller
-    unfreezes them (``gc.unfreeze``) when it is done.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
-
-
 # The files Python gives the frames of its import machinery, and the modules they are.
 IMPORT_FRAME_MODULES = {
     "<frozen importlib._bootstrap>": "_frozen_importlib",
@@ -197,7 +176,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # hands it (no BLAS call of the model is large enough to split), on a shared machine
     # taking that time from the run itself. Read once, when numpy is first imported.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    with _spared_by_the_collector():
+    # The collector stays off through the imports and the run: they leave some 130,000
+    # objects that live as long as the process, whose collections (one of some 45 ms
+    # after set-up, one of some 70 ms in the summary's pandas work) free nothing, while
+    # the run leaves a few hundred objects in cycles. The process ends after the run; a
+    # caller of :func:`main` gets the collector back as it was, with nothing frozen.
+    with collector_paused():
         # mesa first, from here: at import it walks the call stack with inspect, which
         # searches every loaded module for each import frame on the stack. Imported
         # through the model, five imports deep and after numba, that took 0.3-0.4 s of
@@ -206,19 +190,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         import mesa  # noqa: F401
 
         import experiments.run  # noqa: F401  (pandas, numba and the model)
-    # The run itself with the collector off too: set-up leaves tens of thousands of
-    # long-lived objects (numba's loaded passes, the model) whose first collection took
-    # some 45 ms, and the summary's pandas work brought one of some 70 ms, while the
-    # whole run leaves a few hundred objects in cycles to collect. The process ends
-    # after the run; a caller of :func:`main` gets the collector back as it was.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _run(args)
-    finally:
-        gc.unfreeze()
-        if enabled:
-            gc.enable()
+
+        try:
+            return _run(args)
+        finally:
+            gc.unfreeze()  # and nothing left frozen for the caller, whatever it froze
 
 
 def _corr(value: float | None) -> str:

@@ -8,9 +8,7 @@ clearing house, the indices move, and the DataCollector records a row.
 from __future__ import annotations
 
 import datetime as dt
-import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import mesa
@@ -28,6 +26,7 @@ from agents.retail import RetailChasers
 from agents.snowball import SnowballIssuers
 from agents.speculator import Speculators
 from model.calendar import trading_days
+from model.collector import collector_paused
 from model.config import ScenarioConfig
 from model.fundamentals import Fundamentals
 from model.futures import NAMES as FUTURES_NAMES
@@ -42,22 +41,6 @@ from model.records import StepRecords
 from model.universe import INDEX_NAMES, REFERENCE_N, build_universe
 
 ENGINES = ("vectorized", "agents")
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector, e.g. while the agents are created.
-
-    Set-up allocates some 10^5 objects that live as long as the model (Mesa agents,
-    the social graph); they would set off full collections that find nothing to free.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class MarketModel(mesa.Model):
@@ -128,7 +111,7 @@ class MarketModel(mesa.Model):
         self.fundamentals = Fundamentals(f, self.universe.price0, self.universe.size_z, news_rng)
         self.lending: LendingDesk | None = None
         self.day_index = 0
-        with _gc_paused():
+        with collector_paused():
             self.populations: list[Population] = self._populate()
 
         self.turnover_today = 0.0
@@ -175,7 +158,7 @@ class MarketModel(mesa.Model):
         ``agents_by_type`` or ``agent_types``, the per-agent engine) makes all of them,
         numbered as an eager set-up numbered them.
         """
-        with _gc_paused():
+        with collector_paused():
             for population in getattr(self, "populations", ()):
                 population.build_agents()
 
