@@ -309,8 +309,8 @@ class NeutralFunds(Population):
             c.forced_discount,
         )
         parts = [Orders(*columns)]
-        # The book the hedge covers: the one planned, or (``hedge_held_book``) the one
-        # held, whose longs a cut may not have sold yet.
+        # The book the hedge covers: the one held, so a cut's longs not yet sold stay
+        # hedged, or (``hedge_held_book`` off) the one planned, which a cut leads.
         hedged = (held * price).sum(axis=1) / 100.0 if c.hedge_held_book else target  # (r,)
         if model.lending is not None:
             # Only the short leg's orders of a lot or more go to the exchange (most loans
@@ -359,6 +359,10 @@ class NeutralFunds(Population):
         value = spec.contract_value(model.indices.level)[1:]  # (2,) CNY per IC, IM contract
         held = model.ledger.futures_position(accounts)[:, 1:]  # (r, 2) contracts
         instrument = spec.instrument[1:]  # (2,)
+        # Hedging the book held, an urgent product closes the whole gap each step, so its
+        # futures come off as its longs are sold; hedging the book planned, it works the
+        # gap over the liquidation, as it does its longs.
+        hurry = 1.0 if c.hedge_held_book else 1.0 / c.liquidation_days / model.steps_per_day
         columns = _hedge_orders(
             accounts,
             instrument,
@@ -368,7 +372,7 @@ class NeutralFunds(Population):
             held,
             urgent,
             market.last[instrument],
-            1.0 / c.liquidation_days / model.steps_per_day,
+            hurry,
             1.0 / c.trade_days / model.steps_per_day,
             c.forced_discount,
         )
@@ -411,7 +415,8 @@ def _short_orders(
         (borrower, stock) (l,) int64 of each loan; (side, price, lots) per loan as
         ``Orders`` takes them (int8, fen cut to whole fen, int64; no lots where nothing is
         to trade); the (l,) fen ``buy * last`` bought in; and the (r,) CNY of each
-        account's loans that stay short, summed in loan order.
+        account's stock hedge (shares owed and not recalled, and recalled shares not yet
+        bought back), summed in loan order.
     """
     r = accounts.shape[0]
     lo = np.empty(r, np.int64)
@@ -442,7 +447,9 @@ def _short_orders(
             owed, due = loan_owed[j], loan_due[j]
             borrower[k], stock[k] = accounts[i], key - accounts[i] * n_stocks
             p = last[stock[k]]
-            value[i] += (owed - due) * p / 100.0
+            # Short: what is owed and not recalled, and what is recalled but not yet
+            # bought back (a recalled short hedges until it is bought in).
+            value[i] += (owed - due + max(due - held, 0)) * p / 100.0
             buy = np.ceil(max(due - held, 0) * pace)
             bought[k] = buy * p
             if buy > 0:

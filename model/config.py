@@ -385,9 +385,9 @@ class NeutralFundConfig(Section):
     )
     # true: rebuild only once NAV has held above the cut's low for recovery_days
     recovery_holds_low: bool = False
-    # true: size the futures hedge on the long book held, not the book planned, so a cut
-    # covers its futures only as its longs are sold
-    hedge_held_book: bool = False
+    # true: size the futures hedge on the long book held, so a cut covers its futures only
+    # as its longs are sold; false: on the book planned, so the hedge leads the sales
+    hedge_held_book: bool = True
     basket_size: int = _num(300, 1, 5000, doc="stocks in each long basket at full scale")
     size_tilt: float = _num(2.0, 0.0, 10.0, doc="preference for small caps in basket picks")
     lending_hedge_share: float = _num(0.3, 0.0, 1.0, doc="hedge share via borrowed stock")

@@ -68,9 +68,15 @@ def test_warning_line_cuts_and_stop_line_liquidates(model):
     stock_sells = mine & (orders.side < 0) & (orders.stock < model.universe.n)
     assert stock_sells.sum() > 0 and orders.forced[stock_sells].all()
     assert model.liquidated_funds() == 1
-    # A stopped product also buys back its futures shorts.
-    fut_buys = mine & (orders.side > 0) & (orders.stock >= model.universe.n)
-    assert fut_buys.any()
+    # A stopped product buys its futures shorts back as its longs are sold.
+    short = -model.ledger.futures_position(f.accounts[1:2])[0].sum()  # contracts
+    longs = f.holdings_value(np.array([1]))[0]
+    for _ in range(2 * model.steps_per_day):
+        model.step()
+    assert f.state[1] == STOPPED
+    sold = 1.0 - f.holdings_value(np.array([1]))[0] / longs
+    covered = 1.0 + model.ledger.futures_position(f.accounts[1:2])[0].sum() / short
+    assert sold > 0.1 and covered == pytest.approx(sold, abs=0.1)
 
 
 def test_drawdown_line_cuts_exposure_until_nav_wins_back_half_of_it():
@@ -96,7 +102,7 @@ def test_drawdown_line_cuts_exposure_until_nav_wins_back_half_of_it():
 def _futures_orders(hedge_held_book: bool) -> tuple[np.ndarray, np.ndarray]:
     """A product just stopped, its longs not yet sold: its IC/IM orders of one decision
     (contracts, buys positive) and its IC/IM position, with the hedge sized on the book
-    planned (none left) or, with ``hedge_held_book``, on the book still held."""
+    still held (``hedge_held_book``) or on the book planned (none left)."""
     m = MarketModel(rng=4, **EPISODE, **{"neutral.hedge_held_book": hedge_held_book})
     m.step()
     f = m.neutral
@@ -109,9 +115,9 @@ def _futures_orders(hedge_held_book: bool) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_the_hedge_covers_the_book_held_or_the_book_planned():
-    """By default a stopped product buys its futures back at the liquidation pace whatever
-    its longs; with ``hedge_held_book`` it covers only what its held book no longer
-    needs, so it stays short about as much as before."""
+    """By default (``hedge_held_book``) a stopped product covers only what its held book no
+    longer needs, so it stays short about as much as before; with the hedge sized on the
+    book planned it buys its futures back at the liquidation pace whatever its longs."""
     planned, position = _futures_orders(False)
     held, same = _futures_orders(True)
     assert (position < 0).all() and (position == same).all()  # short IC and IM
@@ -218,7 +224,14 @@ def test_lending_curb_recalls_loans_and_moves_the_hedge_to_futures():
     m = MarketModel(rng=4, **{**EPISODE, **curb})
     f, desk = m.neutral, m.lending
     _, _, owed0 = desk.loans(f.accounts)
-    fut0 = -m.ledger.futures_position(f.accounts)[:, 1:].sum()
+
+    def futures_share() -> float:
+        """The futures shorts' CNY over the long book's: what the futures hedge."""
+        value = m.futures.contract_value(m.indices.level)[1:]  # (2,) CNY per IC, IM
+        short = -(m.ledger.futures_position(f.accounts)[:, 1:] * value).sum()
+        return float(short / f.holdings_value(f.rows).sum())
+
+    fut0 = futures_share()
     assert owed0.sum() > 0
     peak = owed0.sum()  # what was owed before the recalls began (products borrow till then)
     while m.running:  # to 2024-02-09: nine sessions into the cut
@@ -227,9 +240,8 @@ def test_lending_curb_recalls_loans_and_moves_the_hedge_to_futures():
         peak = max(peak, desk.loans(f.accounts)[2].sum())
     _, _, owed = desk.loans(f.accounts)
     assert owed.sum() < 0.6 * peak  # recalled and repaid (bought in where needed)
-    fut = -m.ledger.futures_position(f.accounts)[:, 1:].sum()
     assert (f.state == NORMAL).all()
-    assert fut > fut0  # the lost stock hedge reappears as futures shorts
+    assert futures_share() > fut0 + 0.03  # the lost stock hedge reappears as futures shorts
 
 
 def test_loans_of_a_block_of_borrowers_are_those_of_the_same_set_in_any_order(model):
@@ -267,7 +279,7 @@ def _numpy_short_leg(f: NeutralFunds, rows, accounts, target) -> Orders:
     key = borrower * desk.n_stocks + stock
     due = desk.recall_due[np.searchsorted(desk.key, key)] if key.size else owed
     held, sellable = model.ledger.holding_and_sellable(borrower, stock)
-    keep_short = owed - due
+    keep_short = owed - due + np.maximum(due - held, 0)  # a recall hedges until bought in
     sell = np.minimum(sellable, np.maximum(held - due, 0))
     pace = 1.0 / (f.cfg.liquidation_days * model.steps_per_day)
     buy = np.ceil(np.maximum(due - held, 0) * pace)
@@ -292,7 +304,8 @@ def _numpy_hedge(f: NeutralFunds, rows, accounts, target, urgent) -> Orders:
     want = -(target * fut_share)[:, None] * f.hedge_split[None, :] / value[None, :]
     held = model.ledger.futures_position(accounts)[:, 1:]
     c = f.cfg
-    pace = np.where(urgent, 1.0 / c.liquidation_days, 1.0 / c.trade_days) / model.steps_per_day
+    hurry = 1.0 if c.hedge_held_book else 1.0 / c.liquidation_days / model.steps_per_day
+    pace = np.where(urgent, hurry, 1.0 / c.trade_days / model.steps_per_day)
     lots = np.trunc((want - held) * pace[:, None])
     lots = np.where(np.abs(want - held) < 1, 0, np.where(lots == 0, np.sign(want - held), lots))
     side = np.sign(lots).astype(np.int8)
@@ -347,6 +360,9 @@ def test_compiled_short_leg_and_hedge_match_the_numpy_rules_bit_for_bit(model):
     hedge_target = target.copy()
     hedge_target[-1] = -ledger.futures_position(accounts[-1:])[0, 1] * value
     hedge_target[-1] /= f.hedge_split[0] * (1.0 - f.lend_share[-1])
+    # The second (not urgent) five contracts of IC short of it: a step trades one.
+    hedge_target[1] = -(ledger.futures_position(accounts[1:2])[0, 1] - 5) * value
+    hedge_target[1] /= f.hedge_split[0] * (1.0 - f.lend_share[1])
     got_hedge = f._hedge(rows, accounts, hedge_target, urgent)
     f.lend_share, desk.buy_ins_total = copy.deepcopy(kept)
     want = _numpy_short_leg(f, rows, accounts, target)
