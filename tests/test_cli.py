@@ -166,6 +166,38 @@ def test_a_run_keeps_the_collector_off_and_gives_it_back(tmp_path, monkeypatch):
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
+def test_the_console_script_run_never_collects(tmp_path):
+    """``unwind run`` as a process (:func:`entry`) runs no collection from the command's
+    start to its end: turned back on after the run, the collector would pass over
+    everything the run allocated."""
+    code = (
+        "import gc, sys\n"
+        "from experiments.cli import entry\n"
+        "gc.callbacks.append(lambda phase, info: phase == 'start' and print('collected'))\n"
+        f"sys.argv = ['unwind', 'run', 'calm', '--out', {str(tmp_path / 'calm')!r}, '--quiet',"
+        f" *{TINY!r}]\n"
+        "sys.exit(entry())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "calm" / "model.parquet").exists()
+    assert "collected" not in proc.stdout
+
+
+def test_run_imports_numpy_only_once_the_command_starts():
+    """numpy waits for ``unwind run`` to choose one BLAS thread: nothing :func:`main`
+    imports before the command's function runs brings it in."""
+    code = (
+        "import sys\n"
+        "import experiments.cli as cli\n"
+        "cli._cmd_run = lambda args: print('numpy' in sys.modules) or 0\n"
+        "sys.exit(cli.main(['run', 'calm']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
 def test_import_frames_named_for_inspect_read_as_before(tmp_path, monkeypatch):
     """After :func:`name_import_frames`, ``inspect.stack()`` from inside an import (as mesa
     calls it) gives the import machinery's frames as before: the same files, lines and
