@@ -170,6 +170,43 @@ def name_import_frames() -> None:
             inspect.modulesbyfile.setdefault(filename, module)
 
 
+def name_stack_files(package: str) -> None:
+    """Tell ``inspect`` the modules of the files on the call stack, and of ``package``'s.
+
+    The stack walks of ``import mesa`` (:func:`name_import_frames`) also look up the
+    module of each real file on the stack: the command's frames, and mesa's own modules
+    importing one another. The first file missing from ``inspect.modulesbyfile`` has
+    ``inspect.getmodule`` map every loaded module's file, a ``realpath`` each (some 1,270
+    modules by then: 0.2 s at a load of 2). Each entry here is what that mapping writes
+    for the file: a stack frame's file under the name of the loaded module whose file it
+    is, and each ``.py`` file of ``package`` under the dotted name importing it gives.
+    """
+    import importlib.util
+    import inspect
+
+    table = inspect.modulesbyfile
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_globals.get("__name__")
+        module = sys.modules.get(name) if isinstance(name, str) else None
+        path = getattr(module, "__file__", None)
+        if path and os.path.abspath(path) == os.path.abspath(frame.f_code.co_filename):
+            table.setdefault(os.path.normcase(os.path.abspath(path)), name)
+        frame = frame.f_back
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return
+    for root in spec.submodule_search_locations:
+        for folder, _, files in os.walk(root):
+            below = os.path.relpath(folder, root)
+            parts = [package] if below == os.curdir else [package, *below.split(os.sep)]
+            for file in files:
+                if file.endswith(".py"):
+                    name = ".".join(parts if file == "__init__.py" else [*parts, file[:-3]])
+                    path = os.path.normcase(os.path.abspath(os.path.join(folder, file)))
+                    table.setdefault(path, name)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     # One BLAS thread, unless the caller chose: numpy's and scipy's OpenBLAS each start a
     # worker per further core at import, which spins some 50 ms waiting for work a run never
@@ -187,6 +224,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # through the model, five imports deep and after numba, that took 0.3-0.4 s of
         # a run; from here 0.25 s, and with the import frames known beforehand less.
         name_import_frames()
+        name_stack_files("mesa")
         import mesa  # noqa: F401
 
         import experiments.run  # noqa: F401  (pandas, numba and the model)
