@@ -170,6 +170,43 @@ def name_import_frames() -> None:
             inspect.modulesbyfile.setdefault(filename, module)
 
 
+def name_stack_files(package: str) -> None:
+    """Tell ``inspect`` the modules of the files on the call stack, and of ``package``'s.
+
+    The stack walks of ``import mesa`` (:func:`name_import_frames`) also look up the
+    module of each real file on the stack: the command's frames, and mesa's own modules
+    importing one another. The first file missing from ``inspect.modulesbyfile`` has
+    ``inspect.getmodule`` map every loaded module's file, a ``realpath`` each (some 1,270
+    modules by then: 0.2 s at a load of 2). Each entry here is what that mapping writes
+    for the file: a stack frame's file under the name of the loaded module whose file it
+    is, and each ``.py`` file of ``package`` under the dotted name importing it gives.
+    """
+    import importlib.util
+    import inspect
+
+    table = inspect.modulesbyfile
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_globals.get("__name__")
+        module = sys.modules.get(name) if isinstance(name, str) else None
+        path = getattr(module, "__file__", None)
+        if path and os.path.abspath(path) == os.path.abspath(frame.f_code.co_filename):
+            table.setdefault(os.path.normcase(os.path.abspath(path)), name)
+        frame = frame.f_back
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return
+    for root in spec.submodule_search_locations:
+        for folder, _, files in os.walk(root):
+            below = os.path.relpath(folder, root)
+            parts = [package] if below == os.curdir else [package, *below.split(os.sep)]
+            for file in files:
+                if file.endswith(".py"):
+                    name = ".".join(parts if file == "__init__.py" else [*parts, file[:-3]])
+                    path = os.path.normcase(os.path.abspath(os.path.join(folder, file)))
+                    table.setdefault(path, name)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     # One BLAS thread, unless the caller chose: numpy's and scipy's OpenBLAS each start a
     # worker per further core at import, which spins some 50 ms waiting for work a run never
@@ -187,6 +224,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # through the model, five imports deep and after numba, that took 0.3-0.4 s of
         # a run; from here 0.25 s, and with the import frames known beforehand less.
         name_import_frames()
+        name_stack_files("mesa")
         import mesa  # noqa: F401
 
         import experiments.run  # noqa: F401  (pandas, numba and the model)
@@ -376,16 +414,26 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _invariant_error() -> type[Exception]:
+    """:class:`model.invariants.InvariantError`, imported when an exception asks for it.
+
+    ``model.invariants`` imports numpy, which must wait for ``unwind run`` to choose one
+    BLAS thread (:func:`_cmd_run`): ``main`` names the class in an ``except`` clause,
+    which Python evaluates only when an exception reaches it.
+    """
     from model.invariants import InvariantError
 
+    return InvariantError
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as exc:
         print(f"unwind: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except InvariantError as exc:
+    except _invariant_error() as exc:
         print(f"unwind: {exc}", file=sys.stderr)
         return EXIT_INVARIANT
     except KeyboardInterrupt:
@@ -401,16 +449,23 @@ def entry() -> int:
     the modules: 0.4-0.6 s after a default run, to free memory the operating system
     takes back anyway. Frozen objects are left out of those passes; everything else
     (atexit handlers, flushing, files already closed) happens as before. Tests call
-    :func:`main` in their own process, which keeps collecting.
+    :func:`main` in their own process, which keeps collecting. ``unwind run`` turns the
+    collector off here, before :func:`main`, and never back on.
 
     After ``unwind run``, whose files are written and closed by then, the process ends
     right after the atexit handlers and a flush (:func:`experiments.process_exit.exit_now`):
     the interpreter's teardown of the modules took another 0.07 s or so. Other commands (a
     sweep's Dask cluster, the view's server) exit the usual way.
     """
+    run = sys.argv[1:2] == ["run"]
+    if run:
+        # Off from here to the process's end: turned back on after the run, the collector
+        # would pass at once over everything allocated since it went off (its youngest
+        # generation: the imports, the model, the tables), some 0.1-0.25 s to free nothing.
+        gc.disable()
     status = main()
     gc.freeze()
-    if sys.argv[1:2] == ["run"]:
+    if run:
         from experiments.process_exit import exit_now
 
         exit_now(status)  # returns only when a plain exit is needed

@@ -118,19 +118,44 @@ def split_fills(
     account: np.ndarray,
     instrument: np.ndarray,
     side: np.ndarray,
+    lots: np.ndarray,
+    forced: np.ndarray,
     filled: np.ndarray,
     clearing_price: np.ndarray,
     n_stocks: int,
     lot: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The filled orders of the book (n,), in book order, split by instrument kind.
+) -> tuple[
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    int,
+]:
+    """The filled orders of the book (n,), in book order, split by instrument kind, and
+    what the auction leaves of the book.
 
-    Returns the stock fills (account, stock, signed shares, price in fen) and the
-    futures fills (account, contract ``instrument - n_stocks``, signed contracts);
-    ``clearing_price`` is (I,).
+    Returns the stock fills (account, stock, signed shares, price in fen); the futures
+    fills (account, contract ``instrument - n_stocks``, signed contracts); the (n,) lots
+    left to each order (``lots - filled``) and whether none are (``left <= 0``); and the
+    lots times clearing price filled for the ``forced`` (n,) orders, in integers (the
+    sum ``np.dot(filled[forced], clearing_price[instrument[forced]])`` was). ``filled``
+    is the auction's (n,) lots, ``clearing_price`` (I,).
     """
+    n = filled.shape[0]
+    left = np.empty(n, np.int64)
+    gone = np.empty(n, np.bool_)
+    forced_lot_fen = 0
     n_stock_fills, n_futures_fills = 0, 0
-    for i in range(filled.shape[0]):
+    for i in range(n):
+        left[i] = lots[i] - filled[i]
+        gone[i] = left[i] <= 0
+        if forced[i]:
+            forced_lot_fen += filled[i] * clearing_price[instrument[i]]
         if filled[i] > 0:
             if instrument[i] < n_stocks:
                 n_stock_fills += 1
@@ -144,7 +169,7 @@ def split_fills(
     f_contract = np.empty(n_futures_fills, np.int64)
     f_lots = np.empty(n_futures_fills, np.int64)
     j, k = 0, 0
-    for i in range(filled.shape[0]):
+    for i in range(n):
         if filled[i] <= 0:
             continue
         signed = np.int64(side[i]) * filled[i]
@@ -155,7 +180,10 @@ def split_fills(
         else:
             f_account[k], f_contract[k], f_lots[k] = account[i], instrument[i] - n_stocks, signed
             k += 1
-    return s_account, s_stock, s_shares, s_price, f_account, f_contract, f_lots
+    return (
+        s_account, s_stock, s_shares, s_price, f_account, f_contract, f_lots, left, gone,
+        forced_lot_fen,
+    )  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

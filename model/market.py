@@ -242,9 +242,11 @@ class Market:
         book, grid, n_stocks = self.book, self.grid, self.n_stocks
         ref = grid.nearest_level(self._instruments, self.last)
         result = clear(grid, book.stock, book.side, self.book_level, book.lots, ref)
-        *stock_fills, fut_account, contract, fut_lots = split_fills(
-            book.account, book.stock, book.side, result.filled, result.price, n_stocks, self.lot
-        )
+        # One pass over the book for its fills, what is left of it and the forced sales.
+        *stock_fills, fut_account, contract, fut_lots, left, gone, forced_lot_fen = split_fills(
+            book.account, book.stock, book.side, book.lots, book.forced, result.filled,
+            result.price, n_stocks, self.lot,
+        )  # fmt: skip
         self.ledger.settle(*stock_fills)
         self.last_fills = tuple(stock_fills)  # (account, stock, signed shares, price)
 
@@ -261,9 +263,8 @@ class Market:
 
         # Orders filled in full count as withdrawn: they leave the book with the next step's
         # cancels, in one pass, instead of the book being compacted twice.
-        left = book.lots - result.filled  # (m,) lots still resting
         self.book = Orders(book.account, book.stock, book.side, book.price, left, book.forced)
-        self._withdrawn = left <= 0
+        self._withdrawn = gone  # (m,) no lots left
 
         self.step_return = np.log(new_last / self.last)
         self.last = new_last
@@ -274,8 +275,6 @@ class Market:
         )
         # Of it, what the orders sent under duress got, counted in the slice it fills: the
         # model's forced sales. (Their lots times fen is whole, so the sum is exact.)
-        forced = np.flatnonzero(book.forced)  # (f,) rows of the book, stock orders
-        forced_lot_fen = np.dot(result.filled[forced], result.price[book.stock[forced]])
         self.forced_turnover = float(forced_lot_fen) * self.lot / 100.0
         self._track_volatility()
         self.last_clearing = result

@@ -23,13 +23,22 @@ def _orders(rng: np.random.Generator, n: int, n_instruments: int) -> Orders:
 
 
 def test_split_fills_matches_numpy():
+    """The fills split by kind, the lots left, and the forced orders' lots times price."""
     rng = np.random.default_rng(3)
     want = _orders(rng, 100, 12)
     filled = rng.integers(0, 3, len(want)).clip(max=want.lots)
     price = rng.integers(900, 1100, 12)
-    s_acc, s_stock, s_shares, s_price, f_acc, f_contract, f_lots = split_fills(
-        want.account, want.stock, want.side, filled, price, 10, 100
+    forced = rng.random(len(want)) < 0.3
+    *fills, left, gone, forced_lot_fen = split_fills(
+        want.account, want.stock, want.side, want.lots, forced, filled, price, 10, 100
     )
+    s_acc, s_stock, s_shares, s_price, f_acc, f_contract, f_lots = fills
+    np.testing.assert_array_equal(left, want.lots - filled)
+    np.testing.assert_array_equal(gone, want.lots - filled <= 0)
+    assert gone.any() and (~gone).any()
+    rows = np.flatnonzero(forced)  # as Market.clear summed them
+    assert (filled[rows] > 0).any() and (want.stock[rows][filled[rows] > 0] >= 10).any()
+    assert forced_lot_fen == np.dot(filled[rows], price[want.stock[rows]])
     traded = filled > 0
     signed = want.side[traded].astype(np.int64) * filled[traded]
     is_stock = want.stock[traded] < 10

@@ -166,6 +166,38 @@ def test_a_run_keeps_the_collector_off_and_gives_it_back(tmp_path, monkeypatch):
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
+def test_the_console_script_run_never_collects(tmp_path):
+    """``unwind run`` as a process (:func:`entry`) runs no collection from the command's
+    start to its end: turned back on after the run, the collector would pass over
+    everything the run allocated."""
+    code = (
+        "import gc, sys\n"
+        "from experiments.cli import entry\n"
+        "gc.callbacks.append(lambda phase, info: phase == 'start' and print('collected'))\n"
+        f"sys.argv = ['unwind', 'run', 'calm', '--out', {str(tmp_path / 'calm')!r}, '--quiet',"
+        f" *{TINY!r}]\n"
+        "sys.exit(entry())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "calm" / "model.parquet").exists()
+    assert "collected" not in proc.stdout
+
+
+def test_run_imports_numpy_only_once_the_command_starts():
+    """numpy waits for ``unwind run`` to choose one BLAS thread: nothing :func:`main`
+    imports before the command's function runs brings it in."""
+    code = (
+        "import sys\n"
+        "import experiments.cli as cli\n"
+        "cli._cmd_run = lambda args: print('numpy' in sys.modules) or 0\n"
+        "sys.exit(cli.main(['run', 'calm']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
 def test_import_frames_named_for_inspect_read_as_before(tmp_path, monkeypatch):
     """After :func:`name_import_frames`, ``inspect.stack()`` from inside an import (as mesa
     calls it) gives the import machinery's frames as before: the same files, lines and
@@ -194,3 +226,54 @@ def test_import_frames_named_for_inspect_read_as_before(tmp_path, monkeypatch):
     after = import_frames()
     assert before and after == before
     assert all(context is None for *_, context in after)
+
+
+def test_stack_files_named_for_inspect_read_as_before(tmp_path):
+    """After :func:`name_stack_files`, a stack walk from inside a package's import (as mesa
+    walks it) reads the same frames and finds the same modules, without ``inspect``
+    mapping every loaded module's file (a ``realpath`` each). In a process of its own,
+    started from a script as ``unwind`` is."""
+    package = tmp_path / "walkpkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("from walkpkg.sub import inner\n")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "inner.py").write_text(
+        "import inspect\n"
+        "STACK = inspect.stack()\n"
+        "FRAMES = [(f.filename, f.lineno, f.function, f.code_context) for f in STACK]\n"
+        "REAL = [f.frame for f in STACK if not f.filename.startswith('<')]  # as mesa asks\n"
+        "MODULES = [inspect.getmodule(frame).__name__ for frame in REAL]\n"
+    )
+    script = tmp_path / "walk.py"
+    script.write_text(
+        "import inspect, json, os, sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from experiments.cli import name_import_frames, name_stack_files\n"
+        "if sys.argv[1] == 'named':\n"
+        "    name_import_frames()\n"
+        "    name_stack_files('walkpkg')\n"
+        "realpaths = []\n"
+        "realpath = os.path.realpath\n"
+        "os.path.realpath = lambda p, **k: realpaths.append(p) or realpath(p, **k)\n"
+        "from walkpkg.sub import inner\n"
+        "named = {f: m for f, m in inspect.modulesbyfile.items() if 'walkpkg' in f}\n"
+        "print(json.dumps([inner.FRAMES, inner.MODULES, len(realpaths), named]))\n"
+    )
+
+    def walk(mode: str) -> list:
+        proc = subprocess.run(
+            [sys.executable, str(script), mode], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    frames, modules, mapped, _ = walk("plain")
+    assert mapped > 50  # inspect mapped every loaded module's file
+    assert modules[0] == "walkpkg.sub.inner" and modules[-1] == "__main__"
+    named_frames, named_modules, named_mapped, named = walk("named")
+    assert (named_frames, named_modules, named_mapped) == (frames, modules, 0)
+    assert named == {
+        os.path.normcase(str(package / "__init__.py")): "walkpkg",
+        os.path.normcase(str(package / "sub" / "__init__.py")): "walkpkg.sub",
+        os.path.normcase(str(package / "sub" / "inner.py")): "walkpkg.sub.inner",
+    }
