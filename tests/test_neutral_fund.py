@@ -68,11 +68,13 @@ def test_warning_line_cuts_and_stop_line_liquidates(model):
     stock_sells = mine & (orders.side < 0) & (orders.stock < model.universe.n)
     assert stock_sells.sum() > 0 and orders.forced[stock_sells].all()
     assert model.liquidated_funds() == 1
-    # A stopped product buys its futures shorts back as its longs are sold.
+    # A stopped product buys its futures shorts back as its longs are sold, and sells
+    # none on the way: its loans, all recalled, hedge until they are bought back.
     short = -model.ledger.futures_position(f.accounts[1:2])[0].sum()  # contracts
     longs = f.holdings_value(np.array([1]))[0]
     for _ in range(2 * model.steps_per_day):
         model.step()
+        assert -model.ledger.futures_position(f.accounts[1:2])[0].sum() <= short
     assert f.state[1] == STOPPED
     sold = 1.0 - f.holdings_value(np.array([1]))[0] / longs
     covered = 1.0 + model.ledger.futures_position(f.accounts[1:2])[0].sum() / short
