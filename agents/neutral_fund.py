@@ -403,7 +403,8 @@ def _short_orders(
 
     What is owed and not recalled stays short: the shares held beyond the recall are
     sold (no lower than last, the uptick rule); what a recall wants back and is not held
-    is bought in, ``pace`` of it a step, paying up to ``forced_discount`` over last.
+    is bought in, ``pace`` of it a step, paying up to ``forced_discount`` over last, and
+    hedges until it is.
 
     Args:
         accounts: (r,) int64 sorted, distinct borrowers' accounts. loan_key, loan_owed,

@@ -109,7 +109,6 @@ def _futures_orders(hedge_held_book: bool) -> tuple[np.ndarray, np.ndarray]:
     m.step()
     f = m.neutral
     f.state[0] = STOPPED  # its target is now nothing; its basket is still held
-    f.lend_share[0] = 0.0
     parts = f.decide_parts(np.array([0]))
     futures = parts[-1]
     signed = futures.side.astype(np.int64) * futures.lots
