@@ -481,9 +481,9 @@ def _hedge_orders(
 ) -> tuple[np.ndarray, ...]:
     """Each product's IC and IM orders towards short ``split`` of its futures book.
 
-    A step trades ``pace`` of the gap to the target in contracts (``hurry`` when urgent),
-    at least one contract, none when the gap is under one; near last, or up to
-    ``forced_discount`` through it when urgent.
+    A step trades ``pace`` of the gap to the target in contracts (``hurry`` when urgent
+    and buying back), at least one contract, none when the gap is under one; near last,
+    or up to ``forced_discount`` through it when urgent and buying back.
 
     Args:
         accounts: (r,) int64 the products'; instrument: (2,) the IC and IM instruments.
@@ -502,16 +502,18 @@ def _hedge_orders(
     price = np.empty(n * k, np.int64)
     lots = np.empty(n * k, np.int64)
     for i in range(n):
-        share = hurry if urgent[i] else pace
         for j in range(k):
             gap = -futures_book[i] * split[j] / value[j] - held[i, j]  # contracts to trade
-            trade = np.trunc(gap * share)
+            # Urgency hurries a cover, never a new short: a product cutting under a line
+            # buys its hedge back at once but adds to it only at the calm pace and price.
+            cover = urgent[i] and gap > 0
+            trade = np.trunc(gap * (hurry if cover else pace))
             if abs(gap) < 1:
                 trade = 0.0
             elif trade == 0:
                 trade = np.sign(gap)
             s = np.int8(np.sign(trade))
-            through = forced_discount if urgent[i] else 0.001  # share of last to pay or give
+            through = forced_discount if cover else 0.001  # share of last to pay or give
             p = last[j] * (1.0 + through * s)
             account[i * k + j], stock[i * k + j] = accounts[i], instrument[j]
             side[i * k + j], price[i * k + j], lots[i * k + j] = (

@@ -81,6 +81,24 @@ def test_warning_line_cuts_and_stop_line_liquidates(model):
     assert sold > 0.1 and covered == pytest.approx(sold, abs=0.1)
 
 
+def test_a_cut_hurries_buy_backs_never_a_new_short(model):
+    """A product under-hedged when its warning line makes it urgent adds to its short
+    only at the calm pace and near last: urgency hurries buying the hedge back, never
+    selling more of it at a forced price."""
+    f, ledger = model.neutral, model.ledger
+    gone = ledger.fut_pos[f.accounts[0], 1:] // 2  # (2,) half its IC and IM shorts
+    ledger.fut_pos[f.accounts[0], 1:] -= gone  # under-hedged (the books no longer net)
+    f.units[0] *= f.nav[0] / (f.warning[0] - 0.02)
+    f.begin_day()
+    assert f.state[0] == WARNED
+    futures = f.decide_parts(np.array([0]))[-1]
+    assert (futures.side < 0).all()  # its held book wants the short back
+    pace = 1.0 / f.cfg.trade_days / model.steps_per_day
+    assert (futures.lots <= np.ceil(-gone * pace) + 1).all(), (futures.lots, gone)
+    last = model.market.last[futures.stock]
+    assert (futures.price >= np.floor(last * (1.0 - 0.001))).all()
+
+
 def test_drawdown_line_cuts_exposure_until_nav_wins_back_half_of_it():
     m = MarketModel(rng=4, **EPISODE, **{"neutral.drawdown_line": 0.1, "neutral.line_spread": 0.0})
     m.step()
@@ -306,14 +324,16 @@ def _numpy_hedge(f: NeutralFunds, rows, accounts, target, urgent) -> Orders:
     held = model.ledger.futures_position(accounts)[:, 1:]
     c = f.cfg
     hurry = 1.0 if c.hedge_held_book else 1.0 / c.liquidation_days / model.steps_per_day
-    pace = np.where(urgent, hurry, 1.0 / c.trade_days / model.steps_per_day)
-    lots = np.trunc((want - held) * pace[:, None])
+    cover = urgent[:, None] & (want - held > 0)  # (r, 2) urgency hurries buy-backs only
+    lots = np.trunc(
+        (want - held) * np.where(cover, hurry, 1.0 / c.trade_days / model.steps_per_day)
+    )
     lots = np.where(np.abs(want - held) < 1, 0, np.where(lots == 0, np.sign(want - held), lots))
     side = np.sign(lots).astype(np.int8)
     instr = np.broadcast_to(spec.instrument[1:], lots.shape)
     near = market.last[instr] * (1.0 + 0.001 * side)
-    hurry = market.last[instr] * (1.0 + c.forced_discount * side)
-    price = np.where(urgent[:, None], hurry, near)
+    forced = market.last[instr] * (1.0 + c.forced_discount * side)
+    price = np.where(cover, forced, near)
     return Orders(
         np.repeat(accounts, 2), instr.ravel(), side.ravel(), price.ravel(), np.abs(lots).ravel()
     )
