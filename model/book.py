@@ -133,7 +133,6 @@ def split_fills(
     np.ndarray,
     np.ndarray,
     np.ndarray,
-    np.ndarray,
     int,
 ]:
     """The filled orders of the book (n,), in book order, split by instrument kind, and
@@ -141,19 +140,17 @@ def split_fills(
 
     Returns the stock fills (account, stock, signed shares, price in fen); the futures
     fills (account, contract ``instrument - n_stocks``, signed contracts); the (n,) lots
-    left to each order (``lots - filled``) and whether none are (``left <= 0``); and the
+    left to each order (``lots - filled``); and the
     lots times clearing price filled for the ``forced`` (n,) orders, in integers (the
     sum ``np.dot(filled[forced], clearing_price[instrument[forced]])`` was). ``filled``
     is the auction's (n,) lots, ``clearing_price`` (I,).
     """
     n = filled.shape[0]
     left = np.empty(n, np.int64)
-    gone = np.empty(n, np.bool_)
     forced_lot_fen = 0
     n_stock_fills, n_futures_fills = 0, 0
     for i in range(n):
         left[i] = lots[i] - filled[i]
-        gone[i] = left[i] <= 0
         if forced[i]:
             forced_lot_fen += filled[i] * clearing_price[instrument[i]]
         if filled[i] > 0:
@@ -181,7 +178,7 @@ def split_fills(
             f_account[k], f_contract[k], f_lots[k] = account[i], instrument[i] - n_stocks, signed
             k += 1
     return (
-        s_account, s_stock, s_shares, s_price, f_account, f_contract, f_lots, left, gone,
+        s_account, s_stock, s_shares, s_price, f_account, f_contract, f_lots, left,
         forced_lot_fen,
     )  # fmt: skip
 

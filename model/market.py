@@ -243,7 +243,7 @@ class Market:
         ref = grid.nearest_level(self._instruments, self.last)
         result = clear(grid, book.stock, book.side, self.book_level, book.lots, ref)
         # One pass over the book for its fills, what is left of it and the forced sales.
-        *stock_fills, fut_account, contract, fut_lots, left, gone, forced_lot_fen = split_fills(
+        *stock_fills, fut_account, contract, fut_lots, left, forced_lot_fen = split_fills(
             book.account, book.stock, book.side, book.lots, book.forced, result.filled,
             result.price, n_stocks, self.lot,
         )  # fmt: skip
@@ -264,7 +264,7 @@ class Market:
         # Orders filled in full count as withdrawn: they leave the book with the next step's
         # cancels, in one pass, instead of the book being compacted twice.
         self.book = Orders(book.account, book.stock, book.side, book.price, left, book.forced)
-        self._withdrawn = gone  # (m,) no lots left
+        self._withdrawn = left <= 0  # (m,) no lots left
 
         self.step_return = np.log(new_last / self.last)
         self.last = new_last
