@@ -320,7 +320,11 @@ class NeutralFunds(Population):
             short = self._short_leg(rows, accounts, hedged)
             parts.append(short.select(short.lots > 0))
         if model.futures is not None:
-            parts.append(self._hedge(rows, accounts, hedged, urgent))
+            # Hedging the book held, an urgent product closes the whole gap each step, so its
+            # futures come off as its longs are sold; hedging the book planned, it works the
+            # gap over the liquidation, as it does its longs.
+            cover_pace = 1.0 if c.hedge_held_book else hurry
+            parts.append(self._hedge(rows, accounts, hedged, urgent, cover_pace))
         return parts
 
     def _short_leg(self, rows, accounts, book) -> Orders:
@@ -352,17 +356,14 @@ class NeutralFunds(Population):
         # A buy-in is forced: what of it fills counts in the model's forced sales.
         return Orders(borrower, stock, side, price, lots, forced=side > 0)
 
-    def _hedge(self, rows, accounts, book, urgent) -> Orders:
-        """Short IC and IM against the futures share of ``book`` (r,), the long book's CNY."""
+    def _hedge(self, rows, accounts, book, urgent, hurry: float) -> Orders:
+        """Short IC and IM against the futures share of ``book`` (r,), the long book's CNY;
+        ``urgent`` (r,) products buy a cover back ``hurry`` of its gap a step."""
         model, market, c = self.model, self.market, self.cfg
         spec = model.futures
         value = spec.contract_value(model.indices.level)[1:]  # (2,) CNY per IC, IM contract
         held = model.ledger.futures_position(accounts)[:, 1:]  # (r, 2) contracts
         instrument = spec.instrument[1:]  # (2,)
-        # Hedging the book held, an urgent product closes the whole gap each step, so its
-        # futures come off as its longs are sold; hedging the book planned, it works the
-        # gap over the liquidation, as it does its longs.
-        hurry = 1.0 if c.hedge_held_book else 1.0 / c.liquidation_days / model.steps_per_day
         columns = _hedge_orders(
             accounts,
             instrument,

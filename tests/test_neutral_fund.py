@@ -313,7 +313,7 @@ def _numpy_short_leg(f: NeutralFunds, rows, accounts, target) -> Orders:
     return Orders(borrower, stock, side, price, lots, forced=buy > 0)  # buy-ins are forced
 
 
-def _numpy_hedge(f: NeutralFunds, rows, accounts, target, urgent) -> Orders:
+def _numpy_hedge(f: NeutralFunds, rows, accounts, target, urgent, hurry) -> Orders:
     """``NeutralFunds._hedge`` as it was in numpy passes."""
     model, market = f.model, f.market
     spec = model.futures
@@ -323,7 +323,6 @@ def _numpy_hedge(f: NeutralFunds, rows, accounts, target, urgent) -> Orders:
     want = -(target * fut_share)[:, None] * f.hedge_split[None, :] / value[None, :]
     held = model.ledger.futures_position(accounts)[:, 1:]
     c = f.cfg
-    hurry = 1.0 if c.hedge_held_book else 1.0 / c.liquidation_days / model.steps_per_day
     cover = urgent[:, None] & (want - held > 0)  # (r, 2) urgency hurries buy-backs only
     lots = np.trunc(
         (want - held) * np.where(cover, hurry, 1.0 / c.trade_days / model.steps_per_day)
@@ -384,7 +383,9 @@ def test_compiled_short_leg_and_hedge_match_the_numpy_rules_bit_for_bit(model):
     # The second (not urgent) five contracts of IC short of it: a step trades one.
     hedge_target[1] = -(ledger.futures_position(accounts[1:2])[0, 1] - 5) * value
     hedge_target[1] /= f.hedge_split[0] * (1.0 - f.lend_share[1])
-    got_hedge = f._hedge(rows, accounts, hedge_target, urgent)
+    c = f.cfg
+    hurry = 1.0 if c.hedge_held_book else 1.0 / c.liquidation_days / model.steps_per_day
+    got_hedge = f._hedge(rows, accounts, hedge_target, urgent, hurry)
     f.lend_share, desk.buy_ins_total = copy.deepcopy(kept)
     want = _numpy_short_leg(f, rows, accounts, target)
     _assert_same_orders(got, want)
@@ -404,7 +405,7 @@ def test_compiled_short_leg_and_hedge_match_the_numpy_rules_bit_for_bit(model):
     assert got_sub_state[1] == desk.buy_ins_total
     assert 0 < len(got_sub) < len(got)
 
-    want_hedge = _numpy_hedge(f, rows, accounts, hedge_target, urgent)
+    want_hedge = _numpy_hedge(f, rows, accounts, hedge_target, urgent, hurry)
     _assert_same_orders(got_hedge, want_hedge)
     # Both ways, at least one contract, and none under a contract's gap.
     assert (want_hedge.side > 0).any() and (want_hedge.side < 0).any()
