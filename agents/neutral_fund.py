@@ -103,6 +103,9 @@ class NeutralFunds(Population):
         draw = rng.random((n, mid.size)) + in_basket[:, mid]  # (n, M) held names sort last
         pick = np.argsort(draw, axis=1)[:, :n_hedge]
         self.hedge_stocks = mid[pick]  # (n, H) stocks shorted with borrowed shares
+        # In a universe too small for H names outside every basket, a product borrows none
+        # of those it holds long: its short leg would sell the basket's own shares.
+        self.hedge_free = ~np.take_along_axis(in_basket[:, mid], pick, axis=1)  # (n, H)
         self.lend_share = np.zeros(n)  # share of the hedge actually done with borrowed stock
         self.weights = np.full(self.basket.shape, 1.0 / self.basket.shape[1])  # (n, B) of longs
         self.exposure = self.leverage * equity_cny  # (n,) CNY long exposure planned
@@ -234,13 +237,20 @@ class NeutralFunds(Population):
         have = desk.owed_value(self.accounts[healthy], market.last)  # (h,) CNY
         short = np.maximum(plan - have, 0.0)  # (h,)
         hedge = self.hedge_stocks[healthy]  # (h, H)
-        shares = (short / hedge.shape[1])[:, None] * 100.0 / market.last[hedge]
+        shares = self.hedge_shares(healthy, short, market.last[hedge])  # (h, H)
         desk.borrow(
             np.repeat(self.accounts[healthy], hedge.shape[1]),
             hedge.ravel(),
             shares.ravel(),
             model.date,
         )
+
+    def hedge_shares(self, rows: np.ndarray, cny: np.ndarray, price: np.ndarray) -> np.ndarray:
+        """(r, H) shares to borrow of the rows' hedge names at ``price`` (r, H) fen: ``cny``
+        (r,) spread evenly over the names each may borrow (none it holds long)."""
+        free = self.hedge_free[rows]  # (r, H)
+        each = cny / np.maximum(free.sum(axis=1), 1)  # (r,) CNY a name
+        return np.where(free, each[:, None] * 100.0 / price, 0.0)
 
     def target_exposure(self, rows: np.ndarray) -> np.ndarray:
         """(r,) gross long exposure wanted, CNY.

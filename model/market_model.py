@@ -393,7 +393,7 @@ class MarketModel(mesa.Model):
         target = funds.target_exposure(funds.rows)  # CNY
         hedge = funds.hedge_stocks  # (n, H)
         plan = target * funds.cfg.lending_hedge_share
-        shares = (plan / hedge.shape[1])[:, None] * 100.0 / uni.price0[hedge]
+        shares = funds.hedge_shares(funds.rows, plan, uni.price0[hedge])  # (n, H)
         borrower = np.repeat(funds.accounts, hedge.shape[1])
         lent = desk.borrow(borrower, hedge.ravel(), shares.ravel(), self.days[0])
         sold = lent > 0

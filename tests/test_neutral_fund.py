@@ -263,6 +263,22 @@ def test_lending_curb_recalls_loans_and_moves_the_hedge_to_futures():
     assert futures_share() > fut0 + 0.03  # the lost stock hedge reappears as futures shorts
 
 
+def test_no_product_borrows_a_name_it_holds_long():
+    # At 80 stocks the baskets (60 names) leave some products fewer than their 20 hedge
+    # names outside the basket: those borrow only the ones outside, or their short leg
+    # would sell the basket's own shares as if short.
+    m = MarketModel(rng=4, **EPISODE)
+    f, desk = m.neutral, m.lending
+    held = np.zeros((f.n, m.universe.n), dtype=bool)  # (n, S) names in each basket
+    np.put_along_axis(held, f.basket, True, axis=1)
+    assert np.take_along_axis(held, f.hedge_stocks, axis=1).any()  # the case in question
+    for _ in range(3 * m.steps_per_day):  # products borrow each morning
+        m.step()
+        borrower, stock, owed = desk.loans(f.accounts)
+        assert (owed > 0).sum() > 20
+        assert not held[np.searchsorted(f.accounts, borrower), stock][owed > 0].any()
+
+
 def test_loans_of_a_block_of_borrowers_are_those_of_the_same_set_in_any_order(model):
     accounts = model.neutral.accounts
     block = model.lending.loans(accounts)  # consecutive: one slice of the loan table
@@ -346,8 +362,9 @@ def _assert_same_orders(got: Orders, want: Orders) -> None:
 
 def test_compiled_short_leg_and_hedge_match_the_numpy_rules_bit_for_bit(model):
     """Loans recalled in part and in full, some beyond what the borrower still holds (buy-
-    ins), on products urgent and not, with targets from none to more than the book: the
-    same orders (buy-ins flagged forced), lending shares and buy-ins as the numpy rules."""
+    ins), some not yet sold short, on products urgent and not, with targets from none to
+    more than the book: the same orders (buy-ins flagged forced), lending shares and
+    buy-ins as the numpy rules."""
     for _ in range(3):
         model.step()
     f, desk, ledger, lot = model.neutral, model.lending, model.ledger, model.market.lot
@@ -362,6 +379,10 @@ def test_compiled_short_leg_and_hedge_match_the_numpy_rules_bit_for_bit(model):
         borrower, stock = np.divmod(desk.key[gone], desk.n_stocks)
         give = np.maximum(ledger.holding(borrower, stock) - keep, 0)
         ledger.transfer(borrower, np.full(gone.size, desk.lender), stock, give, locked=False)
+    # Every fifth from the fifth: shares borrowed and not yet sold short (held, to sell).
+    borrower, stock = np.divmod(desk.key[loan[4::5]], desk.n_stocks)
+    lender = np.full(borrower.size, desk.lender)
+    ledger.transfer(lender, borrower, stock, desk.owed[loan[4::5]], locked=False)
     # Some loans repaid in full (their rows stay on the desk, owing nothing), and half of
     # some borrowed positions bought today (not sellable until tomorrow).
     desk.owed[loan[2::7]], desk.recall_due[loan[2::7]] = 0, 0
