@@ -17,7 +17,7 @@ from agents.market_maker import FuturesMakers
 from experiments.cli import main
 from experiments.scenarios import load_scenario
 from model import MarketModel
-from model.invariants import InvariantError
+from model.invariants import HUGE, InvariantError
 from model.ledger import Ledger
 
 CRASH = {
@@ -152,6 +152,7 @@ def test_a_loan_that_vanishes():
     model = crash_model()
     model.step()
     desk = model.lending
+    assert (desk.owed > 0).any(), "no loan open after a step: nothing to break"
     row = int(np.flatnonzero(desk.owed > 0)[0])
     desk.owed[row] -= desk.lot
     desk.recall_due[row] = min(desk.recall_due[row], desk.owed[row])
@@ -169,6 +170,73 @@ def test_futures_moved_outside_the_market_break_the_margin_reconciliation():
     with pytest.raises(InvariantError, match=r"futures: account \d+ received -?\d+ fen of var"):
         for _ in range(8):  # until the IM mark moves
             model.step()
+
+
+def test_a_futures_contract_from_nowhere():
+    model = crash_model()
+    model.step()
+    ledger = model.ledger
+    holder = int(np.flatnonzero(ledger.fut_pos[:, 2] != 0)[0])
+    ledger.fut_pos[holder, 2] += 1  # a long without a short
+    broken(model, r"futures: contract 2 longs minus shorts = 1 contracts")
+
+
+def test_a_price_that_is_not_positive(small_model):
+    small_model.step()
+    small_model.market.last[4] = 0
+    with pytest.raises(InvariantError, match=r"stock s4 price 0 is not positive"):
+        small_model.checker.after_clear()
+
+
+def test_cash_near_int64_overflow(small_model):
+    small_model.step()
+    ledger = small_model.ledger
+    rich, poor = 2, 5
+    ledger.cash[rich] += HUGE  # conserved: taken from an account with the credit for it
+    ledger.cash[poor] -= HUGE
+    ledger.credit[poor] += HUGE
+    broken(small_model, rf"account {rich}: cash \d+ fen is near int64 overflow")
+
+
+def test_a_futures_notional_near_int64_overflow():
+    model = crash_model()
+    model.step()
+    ledger = model.ledger
+    value = int(ledger.fut_mark[2] * ledger.fut_tick_value[2])  # fen a contract
+    lots = HUGE // value + 1
+    a, b = np.flatnonzero(ledger.fut_pos[:, 2] != 0)[:2]
+    ledger.fut_pos[a, 2] += lots  # netted out: only the size is wrong
+    ledger.fut_pos[b, 2] -= lots
+    broken(model, rf"futures: account {min(a, b)} holds \[.*\] contracts, a notional near")
+
+
+def test_a_loan_recalled_beyond_what_it_owes():
+    model = crash_model()
+    model.step()
+    desk = model.lending
+    row = int(np.flatnonzero(desk.owed > 0)[0])
+    borrower, stock = divmod(int(desk.key[row]), desk.n_stocks)
+    desk.recall_due[row] = desk.owed[row] + desk.lot
+    owed, due = int(desk.owed[row]), int(desk.recall_due[row])
+    broken(
+        model, rf"account {borrower}: loan of stock s{stock} owes {owed} shares with {due} recalled"
+    )
+
+
+def test_a_loan_table_out_of_order():
+    model = crash_model()
+    model.step()
+    desk = model.lending
+    assert desk.key.size >= 2
+    desk.key[[0, 1]] = desk.key[[1, 0]]
+    broken(model, r"loans: the loan table is not sorted by \(borrower, stock\)")
+
+
+@pytest.mark.parametrize("name", ["step_return", "var_fast", "var_slow"])
+def test_a_non_finite_volatility_tracker(small_model, name):
+    small_model.step()
+    getattr(small_model.market, name)[3] = np.inf
+    broken(small_model, rf"market\.{name} of stock s3 is inf")
 
 
 def test_a_non_finite_index(small_model):
