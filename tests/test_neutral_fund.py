@@ -279,6 +279,37 @@ def test_no_product_borrows_a_name_it_holds_long():
         assert not held[np.searchsorted(f.accounts, borrower), stock][owed > 0].any()
 
 
+def test_borrowed_shares_sell_the_same_day_until_the_t1_rule():
+    """Before 2024-01-29 borrowed shares may be sold short the day they are lent (the T+0
+    route); from then on they wait a day, as bought shares do."""
+    m = MarketModel(rng=4, **{**EPISODE, "market.start": "2024-01-25"})
+    desk, ledger, lot = m.lending, m.ledger, m.market.lot
+    idle = ledger.open_accounts(np.zeros(1))  # borrows, and trades nothing
+    t1 = desk.cfg.t1_date
+    assert t1 == dt.date(2024, 1, 29)
+
+    def borrow_now() -> tuple[int, int, int]:
+        """Borrow ten lots where the most is left to lend: (lent, held, sellable) gained."""
+        room = desk.supply(m.date) - desk.owed_by_stock()
+        stock = np.array([int(np.argmax(room))])
+        held0, sell0 = ledger.holding_and_sellable(idle, stock)
+        lent = int(desk.borrow(idle, stock, np.array([10.0 * lot]), m.date)[0])
+        held1, sell1 = ledger.holding_and_sellable(idle, stock)
+        return lent, int(held1[0] - held0[0]), int(sell1[0] - sell0[0])
+
+    seen = {}
+    while m.running and m.date <= t1 + dt.timedelta(days=1):
+        m.step()
+        if m.steps % m.steps_per_day == 1:  # each day's first slice, the day opened
+            seen[m.date] = (borrow_now(), int(ledger.sellable(idle, np.arange(m.universe.n)).sum()))
+    before, on, after = seen[dt.date(2024, 1, 26)], seen[t1], seen[dt.date(2024, 1, 30)]
+    assert before[0][0] == before[0][1] == before[0][2] == 10 * lot  # lent, held, sellable
+    assert on[0][0] == on[0][1] == 10 * lot and on[0][2] == 0  # held, not sellable today
+    # The next morning the 01-29 loan is sellable with the earlier ones (30 lots before
+    # the day's own borrowing).
+    assert after[1] - after[0][2] == 30 * lot and after[0][2] == 0
+
+
 def test_loans_of_a_block_of_borrowers_are_those_of_the_same_set_in_any_order(model):
     accounts = model.neutral.accounts
     block = model.lending.loans(accounts)  # consecutive: one slice of the loan table
