@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 
@@ -157,6 +158,63 @@ def test_engines_agree_exactly_when_the_rules_draw_no_random_numbers():
     for m in (vec, per):
         cash, shares = m.ledger.conservation_error()
         assert cash == 0 and not shares.any()
+
+
+ORDER_COLUMNS = ("account", "stock", "side", "price", "lots", "forced")
+
+
+def _order_rows(orders: Orders) -> list[np.ndarray]:
+    """The orders' columns, rows sorted: the same orders in any order compare equal."""
+    cols = [np.asarray(getattr(orders, k)).astype(np.int64) for k in ORDER_COLUMNS]
+    at = np.lexsort(cols[::-1])
+    return [c[at] for c in cols]
+
+
+def test_every_rule_without_draws_decides_row_by_row_as_for_all_rows_at_once():
+    """What the per-agent engine asks of each rule, one row at a time, gives the orders
+    and state the vectorized engine's one call for all rows gives, on the episode's
+    populations under the lending curb, with products cutting and stopped. Noise traders
+    and retail investors draw random numbers in their rules, so their draws, and with
+    them their orders, follow the order of the calls (``test_per_agent_engine_...``)."""
+    from agents.neutral_fund import STOPPED, WARNED
+
+    overrides = {
+        "universe.n_stocks": 200,
+        "retail.n_agents": 500,
+        "public_funds.n_funds": 150,  # 6 funds at 200 stocks
+        "market.start": "2024-01-22",
+        "market.end": "2024-02-08",
+    }
+    model = MarketModel(load_scenario("jan2024-speculators", overrides=overrides), rng=3)
+    while model.date < dt.date(2024, 2, 7):
+        model.step()
+    model.neutral.state[::3] = WARNED
+    model.neutral.state[1::5] = STOPPED
+    assert (model.lending.recall_due > 0).any()
+    random_rules = {"NoiseTraders", "RetailChasers"}
+    checked = []
+    for i, population in enumerate(model.populations):
+        name = type(population).__name__
+        if name in random_rules:
+            continue
+        together, apart = copy.deepcopy(model), copy.deepcopy(model)
+        for m in (together, apart):
+            m.steps += 1  # the next step's decisions
+        mine = together.populations[i]
+        theirs = apart.populations[i]
+        all_rows = Orders.concat(mine.decide_parts(mine.rows))
+        # As the engines call them: the per-agent one ``decide``, the vectorized one
+        # ``decide_parts``.
+        by_row = Orders.concat([theirs.decide(np.array([r])) for r in theirs.rows])
+        for a, b in zip(_order_rows(all_rows), _order_rows(by_row), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        for key, value in vars(mine).items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(value, vars(theirs)[key], err_msg=f"{name}.{key}")
+        checked.append((name, len(all_rows)))
+    traded = {name for name, n in checked if n > 0}
+    assert {"NeutralFunds", "Arbitrageurs", "Speculators", "PublicMicroCapFunds"} <= traded
+    assert {"SnowballIssuers", "NationalTeam", "FundamentalTraders"} <= traded
 
 
 def test_counterfactuals_of_one_seed_share_the_news():
