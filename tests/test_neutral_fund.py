@@ -323,8 +323,11 @@ def test_nav_by_kind_pools_back_to_the_whole(model):
     for _ in range(6):
         model.step()
     f = model.neutral
-    f.nav = f.nav * np.linspace(0.8, 1.1, f.n)  # let the products differ
+    nav, units = model.recorded_nav(), f.units  # the step's record: each product's NAV
+    assert np.ptp(nav[f.is_dma]) > 0 and np.ptp(nav[~f.is_dma]) > 0  # weights matter
     plain, dma = model.neutral_nav(dma=False), model.neutral_nav(dma=True)
+    for got, kind in ((plain, ~f.is_dma), (dma, f.is_dma)):
+        assert got == pytest.approx(np.dot(nav[kind], units[kind]) / units[kind].sum())
     u_plain, u_dma = f.units[~f.is_dma].sum(), f.units[f.is_dma].sum()
     assert u_plain > 0 and u_dma > 0 and plain != dma
     pooled = (plain * u_plain + dma * u_dma) / (u_plain + u_dma)

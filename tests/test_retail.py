@@ -119,7 +119,12 @@ def test_neighbour_means_are_the_sparse_products_to_the_bit():
     pop.use_graph(weighted)
     assert neighbour_lists(pop.adjacency) is None
     np.testing.assert_array_equal(pop.neighbour_action(rows), pop.adjacency @ x)
-    assert pop.neighbour_action(np.array([0]))[0] != want[0] or x[7] == 0
+    # Row 0 with neighbour 7 buying and the others selling: 7 counts three times.
+    others = [j for j in weighted[0] if j != 7]
+    pop.last_action[others], pop.last_action[7] = -1, 1
+    heavy = (3.0 - len(others)) / (3.0 + len(others))
+    assert pop.neighbour_action(np.array([0]))[0] == pytest.approx(heavy)
+    assert heavy != pytest.approx((1.0 - len(others)) / (1.0 + len(others)))  # unweighted
 
 
 def test_endowment_is_a_handful_of_stocks_worth_half_the_capital():
