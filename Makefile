@@ -4,6 +4,7 @@
 #   make run     one calm scenario run into runs/calm
 #   make test    test suite (installs Debian chromium first if missing) — what .ci/run calls
 #   make bench   benchmarks
+#   make screenshot  the browser test, writing docs/view.png for the README
 #   make lint    ruff check + ruff format --check
 #
 # uv is run as `python3 -m uv` on purpose: with .python-version = 3.12, pyenv's `uv` shim
@@ -34,7 +35,7 @@ STAMP         := $(VENV)/.setup.stamp
 SOLARA_ASSETS := solara-assets==1.58.2
 CHROMIUM      := /usr/bin/chromium
 
-.PHONY: setup venv .venv warm browser run test bench lint format clean
+.PHONY: setup venv .venv warm browser run test screenshot bench lint format clean
 
 # The project's own packages are byte-compiled too: uv's compile-bytecode covers only the
 # venv, and with PYTHONDONTWRITEBYTECODE=1 every `unwind` process would compile model/,
@@ -83,6 +84,9 @@ run: $(STAMP)
 
 test: $(STAMP) browser
 	$(VENV_PY) -m pytest -n 2 --dist loadgroup tests
+
+screenshot: $(STAMP) browser
+	UNWIND_SCREENSHOT=1 $(VENV_PY) -m pytest -q tests/test_view_browser.py
 
 bench: $(STAMP)
 	$(VENV)/bin/unwind bench

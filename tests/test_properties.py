@@ -1,8 +1,9 @@
 """Random scenarios within the documented ranges keep every invariant; a long calm run stays sane.
 
 The scenarios draw every numeric key of model/config.py from its documented range
-(the field metadata the config validates against), on top of the calm or the
-jan2024 scenario; counts of agents, stocks and baskets are kept small so each
+(the field metadata the config validates against), every switch, and every date of
+the timelines from 2022-12 to 2024-03, on top of the calm or the jan2024 scenario;
+counts of agents, stocks and baskets are kept small so each
 example runs in well under a second. The invariant checker is on (conftest), so
 running a few steps is the test.
 """
@@ -78,6 +79,29 @@ def documented_ranges() -> dict[str, tuple[type, float, float, bool]]:
 RANGES = documented_ranges()
 
 
+def switches_and_dates() -> dict[str, st.SearchStrategy]:
+    """Dotted key -> strategy for every on/off switch and every date of the policy and
+    agent timelines (the run's own start and end are drawn apart, below)."""
+    out: dict[str, st.SearchStrategy] = {}
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            kind, key = hints[f.name], f"{prefix}{f.name}"
+            if isinstance(kind, type) and issubclass(kind, Section):
+                walk(kind, key + ".")
+            elif kind is bool:
+                out[key] = st.booleans()
+            elif kind is dt.date and key not in ("market.start", "market.end"):
+                out[key] = st.dates(dt.date(2022, 12, 1), dt.date(2024, 3, 31))
+
+    walk(ScenarioConfig, "")
+    return out
+
+
+OTHER_KEYS = switches_and_dates()
+
+
 def value_of(key: str) -> st.SearchStrategy:
     kind, lo, hi, is_open = RANGES[key]
     if key in SMALL:
@@ -93,6 +117,8 @@ def scenarios(draw: st.DrawFn) -> tuple[ScenarioConfig, int]:
     base = draw(st.sampled_from(["calm", "jan2024", "jan2024-speculators"]))
     keys = draw(st.lists(st.sampled_from(sorted(RANGES)), max_size=12, unique=True))
     overrides = {k: draw(value_of(k)) for k in keys}
+    others = draw(st.lists(st.sampled_from(sorted(OTHER_KEYS)), max_size=4, unique=True))
+    overrides.update({k: draw(OTHER_KEYS[k]) for k in others})
     for key in SIZES:  # the run time stays small when they are not drawn
         if key not in overrides:
             overrides[key] = draw(value_of(key))
