@@ -347,7 +347,8 @@ def test_per_agent_engine_runs_the_same_rules_one_row_at_a_time():
     slot, *_ = pop.positions(pop.rows)
     assert np.bincount(slot, minlength=pop.n).max() <= pop.cfg.holdings
     assert np.abs(pop.last_action).sum() + np.abs(pop.action).sum() > 0
-    assert pop.decide(np.array([7])).account.shape[0] <= 1
+    counts = [len(pop.decide(np.array([row]))) for row in range(20)]
+    assert max(counts) == 1, counts  # some trade this step, none more than one order
 
 
 def test_sample_graph_is_a_small_connected_patch_with_state():
