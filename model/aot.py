@@ -174,8 +174,8 @@ def main() -> int:
         return code
     try:
         exports = build()
-    except ImportError as exc:  # no setuptools: the passes stay numba's, as before
-        print(f"aot: not built ({exc}); numba loads the passes", file=sys.stderr)
+    except Exception as exc:  # no setuptools or C compiler: the passes stay numba's
+        print(f"aot: not built ({exc!r}); numba loads the passes", file=sys.stderr)
         return 0
     print(f"aot: {exports} functions of {len(_entries)} passes built into {BUILD_DIR}")
     return 0
