@@ -41,7 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = ROOT / "model" / "__pycache__"
 SOURCE_DIRS = ("model", "agents")
 
-# Pass name -> [(argument types, the build's function)] of the current build, if any.
+# Pass name -> [(argument types, the build's function)] of the current build, if any. The
+# table also keeps those numba types alive: numba interns its types weakly, and a type no
+# one holds is made anew, with another code, the next time the dispatch asks for it.
 Table = dict[str, list[tuple[tuple[Any, ...], Any]]]
 
 _entries: dict[str, Any] = {}  # pass name -> numba dispatcher
@@ -51,7 +53,11 @@ status = "not loaded"  # whether the build is in use, or why not (tests, diagnos
 
 def entry(dispatcher: Any) -> Any:
     """Mark a compiled pass (``numba.njit``) that Python calls: the current build's
-    functions join its overloads. Returns the dispatcher itself."""
+    functions join its overloads. Returns the dispatcher itself.
+
+    Only passes called from Python alone: a compiled caller would have numba compile the
+    pass for the same types again, and insert it beside the build's.
+    """
     name = _name(dispatcher)
     _entries[name] = dispatcher
     for types, function in _loaded().get(name, ()):
