@@ -37,6 +37,7 @@ import numba
 import numpy as np
 
 from agents.base import ArrayAgent, Population
+from model.aot import entry
 from model.config import ArbitrageConfig
 from model.futures import MIN_DAYS, TICK_POINTS, UNDERLYING
 from model.orders import Orders
@@ -304,6 +305,7 @@ class Arbitrageurs(Population):
         ]
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _borrow_shares(
     active: np.ndarray,
@@ -353,6 +355,7 @@ def _borrow_shares(
     return shares
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _basis_orders(
     active: np.ndarray,

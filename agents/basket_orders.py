@@ -11,7 +11,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from model.aot import entry
 
+
+@entry
 @numba.njit(cache=True, nogil=True)
 def basket_orders(
     accounts: np.ndarray,

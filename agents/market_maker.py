@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 from agents.base import ArrayAgent, Population
+from model.aot import entry
 from model.config import FuturesConfig, MarketMakerConfig
 from model.orders import Orders
 
@@ -121,6 +122,7 @@ class LadderMakers(Population):
         )
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _taken_off(
     account: np.ndarray,
@@ -155,6 +157,7 @@ def _taken_off(
     return taken
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def ladder_orders(
     accounts: np.ndarray,

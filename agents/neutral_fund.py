@@ -33,6 +33,7 @@ import numpy as np
 
 from agents.base import ArrayAgent, Population
 from agents.basket_orders import basket_orders
+from model.aot import entry
 from model.config import NeutralFundConfig
 from model.ledger import search_near
 from model.orders import Orders
@@ -390,6 +391,7 @@ class NeutralFunds(Population):
         return Orders(*columns)
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _short_orders(
     accounts: np.ndarray,
@@ -476,6 +478,7 @@ def _short_orders(
     return borrower, stock, side, price, lots, bought, value
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _hedge_orders(
     accounts: np.ndarray,

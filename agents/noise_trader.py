@@ -20,6 +20,7 @@ import numpy as np
 
 from agents.base import ArrayAgent, Population
 from agents.sampling import choice
+from model.aot import entry
 from model.config import NoiseTraderConfig
 from model.ledger import consecutive
 from model.orders import Orders
@@ -130,6 +131,7 @@ class NoiseTraders(Population):
         )
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _block_positions_and_tilt(
     key: np.ndarray,
@@ -176,6 +178,7 @@ def _block_positions_and_tilt(
     return slot, stock, sellable, tilt
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _noise_orders(
     accounts: np.ndarray,

@@ -35,6 +35,7 @@ import numba
 import numpy as np
 
 from agents.base import ArrayAgent, Population
+from model.aot import entry
 from model.config import PublicFundConfig
 from model.ledger import search_near
 from model.orders import Orders
@@ -201,6 +202,7 @@ def _minimum(a: float, b: float) -> float:
     return a if a <= b or a != a else b
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _mandate_orders(
     accounts: np.ndarray,

@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from agents.base import ArrayAgent, Population
 from agents.sampling import choice
 from agents.social import barabasi_albert_edges, row_normalized_adjacency_from_edges, to_networkx
+from model.aot import entry
 from model.config import RetailConfig
 from model.orders import Orders
 
@@ -96,6 +97,7 @@ def _row_products(
     return out
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _neighbour_means(
     indptr: np.ndarray, neighbour: np.ndarray, rows: np.ndarray, x: np.ndarray
@@ -138,6 +140,7 @@ def attachments(degree: int) -> int:
     return max((degree + 1) // 2, 1)
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _mark_rows(
     rows: np.ndarray,
@@ -163,6 +166,7 @@ def _mark_rows(
         panicking[r] = 1.0 - w / max(peak, 1e-9) > PANIC_DRAWDOWN
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _scores(
     looked: np.ndarray,
@@ -199,6 +203,7 @@ def _scores(
     return score
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _retail_orders(
     rows: np.ndarray,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from model.aot import entry
+
 
 def choice(rng: np.random.Generator, p: np.ndarray, size: int | tuple[int, ...]) -> np.ndarray:
     """``rng.choice(p.shape[0], size=size, p=p)``: the same int64 picks, leaving ``rng``
@@ -29,6 +31,7 @@ def choice(rng: np.random.Generator, p: np.ndarray, size: int | tuple[int, ...])
     return _invert(cdf, uniform.ravel()).reshape(uniform.shape)
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _invert(cdf: np.ndarray, uniform: np.ndarray) -> np.ndarray:
     """(m,) ``np.searchsorted(cdf, uniform, side="right")`` for the sorted ``cdf`` (n,).

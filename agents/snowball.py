@@ -54,6 +54,7 @@ import numba
 import numpy as np
 
 from agents.base import ArrayAgent, Population
+from model.aot import entry
 from model.config import SnowballConfig
 from model.futures import TICK_POINTS, UNDERLYING
 from model.orders import Orders
@@ -109,6 +110,7 @@ class DeltaTable:
         )
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _bilinear(
     delta: np.ndarray,
@@ -413,6 +415,7 @@ class SnowballIssuers(Population):
         return orders.select(orders.lots > 0)
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _hedge_step(
     chosen: np.ndarray,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from model.aot import entry
 from model.kernel import level_at
 
 
@@ -113,6 +114,7 @@ def append_admitted(
     return out_account, out_stock, out_side, out_price, out_lots, out_forced, out_level
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def split_fills(
     account: np.ndarray,
@@ -192,6 +194,7 @@ def _in_blocks(account: int, blocks: np.ndarray) -> bool:
     return j < blocks.shape[0]
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def withdraw_blocks(account: np.ndarray, blocks: np.ndarray, withdrawn: np.ndarray) -> np.ndarray:
     """(n,) bool: ``withdrawn`` (n,; or empty: none yet) plus the orders (``account``, (n,))
@@ -204,6 +207,7 @@ def withdraw_blocks(account: np.ndarray, blocks: np.ndarray, withdrawn: np.ndarr
     return out
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def withdraw_share(
     account: np.ndarray,

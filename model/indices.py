@@ -14,6 +14,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from model.aot import entry
 from model.pairwise import pairwise_sum
 from model.universe import INDEX_NAMES, TIERS, assign_tiers
 
@@ -65,6 +66,7 @@ class Indices:
         return {name: float(v) for name, v in zip(INDEX_NAMES, self.level, strict=True)}
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _chain_levels(
     level: np.ndarray,

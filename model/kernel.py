@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from model.aot import entry
+
 BUY, SELL = np.int8(1), np.int8(-1)
 
 
@@ -87,6 +89,7 @@ class Grid:
         )
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _nearest_level(
     lower: np.ndarray,
@@ -202,6 +205,7 @@ def clear(
     )
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _clear_compiled(
     stock, side, level, lots, ref_level, n_active, lower, step, upper, n_stocks, n_levels

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from model.aot import entry
+
 
 def consecutive(ids: np.ndarray) -> bool:
     """Whether ``ids`` ascend one by one (a population's accounts do).
@@ -34,6 +36,7 @@ def sorted_rows(keys: np.ndarray, key: np.ndarray) -> np.ndarray:
     return np.where(keys[row] == key, row, -1)  # a key past the last finds a smaller one
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _ascend_by_one(ids: np.ndarray) -> bool:
     """Whether each of ``ids`` (n,) is the one before it plus one.
@@ -382,6 +385,7 @@ class Ledger:
         return cash_drift, np.concatenate([share_drift, self.fut_pos.sum(axis=0)])
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _ascending(key: np.ndarray) -> bool:
     """Whether ``key`` (n,) never decreases (stops at the first that does)."""
@@ -391,6 +395,7 @@ def _ascending(key: np.ndarray) -> bool:
     return i >= key.shape[0]
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _pay_variation(
     fut_pos: np.ndarray, move: np.ndarray, cash: np.ndarray, received: np.ndarray
@@ -416,6 +421,7 @@ def _pay_variation(
     return paid
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _slice_value(
     key: np.ndarray,
@@ -453,6 +459,7 @@ def _slice_value(
     return value
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _held(
     key: np.ndarray, shares: np.ndarray, bought_today: np.ndarray, n_stocks: int
@@ -540,6 +547,7 @@ def search_near(table_key: np.ndarray, k: int, hint: int) -> int:
     return _bisect(table_key, k, lo, hi)
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _rows_of(table_key: np.ndarray, key: np.ndarray) -> np.ndarray:
     """(n,) row of each of ``key`` (n,) in the sorted ``table_key``, -1 where absent.
@@ -555,6 +563,7 @@ def _rows_of(table_key: np.ndarray, key: np.ndarray) -> np.ndarray:
     return row
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _basket_holding(
     table_key: np.ndarray,
@@ -577,6 +586,7 @@ def _basket_holding(
     return held
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _account_positions(
     table_key: np.ndarray,
@@ -653,6 +663,7 @@ def key_order(key: np.ndarray) -> np.ndarray:
     return order
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _add_positions_compiled(
     table: np.ndarray,
@@ -703,6 +714,7 @@ def _add_positions_compiled(
     return lo, n_rows + n_new
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _drop_empty(table: np.ndarray, lo: int, n_rows: int) -> int:
     """Drop the positions of ``table[:, lo:lo + n_rows]`` holding no shares and clear the

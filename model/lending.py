@@ -15,6 +15,7 @@ import datetime as dt
 import numba
 import numpy as np
 
+from model.aot import entry
 from model.config import LendingConfig
 from model.ledger import Ledger, consecutive, sorted_rows
 
@@ -216,6 +217,7 @@ class LendingDesk:
         return np.maximum(row, 0), found
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _owed_value(
     key: np.ndarray, owed: np.ndarray, n_stocks: int, borrowers: np.ndarray, price_fen: np.ndarray

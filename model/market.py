@@ -12,6 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from model.aot import entry
 from model.book import (
     append_admitted,
     resting_rows,
@@ -323,6 +324,7 @@ class Market:
         return self.universe.caps(self.last[: self.n_stocks])
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _submit_compiled(
     book_account: np.ndarray,
@@ -593,6 +595,7 @@ def _opening_lots(position: int, side: int, lots: int, closable: int) -> int:
     return max(lots - closable, 0)
 
 
+@entry
 @numba.njit(cache=True, nogil=True)
 def _book_mid_compiled(
     bid_qty: np.ndarray, ask_qty: np.ndarray, lower: np.ndarray, upper: np.ndarray, step: np.ndarray
