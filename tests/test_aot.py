@@ -13,7 +13,6 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 from numba.core.registry import CPUDispatcher
 
 from model import aot
@@ -50,15 +49,17 @@ def test_sources_digest_follows_the_sources(tmp_path, monkeypatch):
     assert aot.sources_digest() != before
 
 
-@pytest.mark.skipif(aot.status != "loaded", reason=f"no current build ({aot.status})")
 def test_built_function_serves_only_its_types():
     """An int64 C-contiguous array is the type the build has: numba's dispatch calls it
-    and compiles nothing. A strided view or int32 ids, which the build's function would
-    misread, go to a pass numba compiles (or loads) for them, and answer right."""
+    and, with a current build (what ``make test``'s setup makes), compiles nothing. A
+    strided view or int32 ids, which the build's function would misread, go to a pass
+    numba compiles (or loads) for them, and answer right, built or not."""
+    assert aot.status in ("loaded", "stale", "not built", "off (UNWIND_AOT=0)"), aot.status
     compiled = len(_ascend_by_one.overloads)
     ids = np.arange(7, 20, dtype=np.int64)
     assert _ascend_by_one(ids) and not _ascend_by_one(ids[::-1].copy())
-    assert len(_ascend_by_one.overloads) == compiled
+    if aot.status == "loaded":
+        assert len(_ascend_by_one.overloads) == compiled
     assert not _ascend_by_one(np.arange(40, dtype=np.int64)[::2])  # steps of 2, strided
     assert _ascend_by_one(np.arange(5, dtype=np.int32))
     assert consecutive(np.arange(3, 9))
