@@ -26,6 +26,7 @@ import datetime as dt
 import numpy as np
 
 from agents.base import ArrayAgent, Population
+from model.calendar import trading_days_from
 from model.config import NationalTeamConfig
 from model.orders import Orders
 from model.universe import REST
@@ -68,9 +69,10 @@ class NationalTeam(Population):
         return int(np.ceil(1.5 * max(cfg.late_bn, cfg.early_bn) * scale * 1e9 * 100)) + 1
 
     def _day_of(self, day: dt.date) -> float:
-        """Index of the first trading day on or after ``day`` (len(days) if none)."""
-        days = np.array(self.model.days, dtype="datetime64[D]")
-        return float(np.searchsorted(days, np.datetime64(day)))
+        """Index of the first trading day on or after ``day`` in the run's days, counted on
+        the exchanges' calendar: beyond the last day when after it, negative when before
+        the first, so a run cut short keeps the schedule's pace."""
+        return float(trading_days_from(self.model.days[0], day))
 
     # -- read-outs --------------------------------------------------------------------------
     def spent(self, rows: np.ndarray) -> np.ndarray:
@@ -112,7 +114,9 @@ class NationalTeam(Population):
             return Orders.empty()
         slice_ = (model.steps - 1) % model.steps_per_day
         elapsed = model.day_index + (slice_ + 1) / model.steps_per_day
-        due = self.schedule(elapsed) / self.n - self.spent(rows)  # (r,) CNY behind schedule
+        # What the schedule called for before the run's first day was bought before it.
+        bought_before = self.schedule(0.0)
+        due = (self.schedule(elapsed) - bought_before) / self.n - self.spent(rows)  # (r,) CNY
         if not (due > 0.0).any():
             return Orders.empty()  # every order would be of no lots
         w = self.weights()  # (S,)

@@ -84,6 +84,14 @@ def trading_days(start: dt.date, end: dt.date) -> list[dt.date]:
     return days
 
 
+def trading_days_from(first: dt.date, day: dt.date) -> int:
+    """Trading days from ``first`` to the first trading day on or after ``day``: the index
+    ``day`` takes in a run starting on ``first``, wherever the run ends; negative before it."""
+    lo, hi, sign = (first, day, 1) if day >= first else (day, first, -1)
+    span = (lo + dt.timedelta(days=i) for i in range((hi - lo).days))
+    return sign * sum(1 for d in span if is_trading_day(d))
+
+
 def as_datetime64(days: list[dt.date]) -> np.ndarray:
     """Days as a ``datetime64[D]`` array, for vectorized date arithmetic."""
     return np.array(days, dtype="datetime64[D]")

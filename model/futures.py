@@ -16,6 +16,8 @@ from functools import cached_property
 
 import numpy as np
 
+from model.calendar import is_trading_day
+
 NAMES = ("IF", "IC", "IM")
 UNDERLYING = np.array([0, 1, 2])  # index positions: csi300, csi500, csi1000
 MULTIPLIER = np.array([300, 200, 200])  # CNY per index point
@@ -29,17 +31,21 @@ def third_friday(year: int, month: int) -> dt.date:
     return first + dt.timedelta(days=offset + 14)
 
 
+def expiry_date(year: int, month: int) -> dt.date:
+    """The month's expiry: its third Friday, or the next trading day when that is closed
+    (on the exchanges' calendar, whatever days a run covers)."""
+    day = third_friday(year, month)
+    while not is_trading_day(day):
+        day += dt.timedelta(days=1)
+    return day
+
+
 def expiry_days(days: list[dt.date]) -> np.ndarray:
-    """Index of each month's expiry in ``days``: the third Friday or the next trading day."""
+    """Index of each month's expiry (:func:`expiry_date`) in ``days``, where it is one."""
+    position = {day: i for i, day in enumerate(days)}
     months = sorted({(d.year, d.month) for d in days})
-    dates = np.array(days, dtype="datetime64[D]")
-    out = []
-    for year, month in months:
-        target = np.datetime64(third_friday(year, month))
-        i = int(np.searchsorted(dates, target))
-        if 0 < i < len(days) or (i == 0 and dates[0] == target):  # not one before the days
-            out.append(i)
-    return np.unique(np.array(out, dtype=np.int64))
+    found = (position.get(expiry_date(year, month)) for year, month in months)
+    return np.array(sorted(i for i in found if i is not None), dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -92,13 +98,13 @@ class FuturesSpec:
         return tuple(self._count_days_to_expiry(day) for day in range(len(self.days)))
 
     def _count_days_to_expiry(self, day: int) -> int:
-        later = self.expiries[self.expiries >= day]
-        if later.size:
-            end = self.days[int(later[0])]
-        else:  # past the last expiry in the run: next month's third Friday
-            d = self.days[day]
-            end = third_friday(d.year + (d.month == 12), d.month % 12 + 1)
-        return max((end - self.days[day]).days, 0)
+        """To this month's expiry, or next month's once this month's has passed: on the
+        exchanges' calendar, so a run that ends before an expiry still counts to it."""
+        d = self.days[day]
+        end = expiry_date(d.year, d.month)
+        if end < d:
+            end = expiry_date(d.year + (d.month == 12), d.month % 12 + 1)
+        return (end - d).days
 
     def basis(self, price_ticks: np.ndarray, levels: np.ndarray, day: int) -> np.ndarray:
         """(3,) annualized basis (futures / index - 1) * 365 / days to expiry, as fractions."""

@@ -23,7 +23,8 @@ from agents.market_maker import (
 from agents.noise_trader import NoiseTrader
 from experiments.scenarios import load_scenario, scenario_names
 from model import ConfigError, MarketModel
-from model.futures import expiry_days
+from model.calendar import trading_days
+from model.futures import FuturesSpec, expiry_days
 from model.indices import Indices
 from model.orders import Orders
 from tests.conftest import SMALL
@@ -497,6 +498,23 @@ def test_compiled_book_mid_matches_the_numpy_passes():
             market.grid = grid
             zeros += int((want == 0).sum())
     assert zeros > 0 and (want > 0).any()
+
+
+def test_days_to_expiry_count_on_the_calendar_whatever_days_a_run_covers():
+    """February 2024's contract expired on 02-19 (its third Friday, 02-16, fell in the
+    Spring Festival closure): a run ending 02-08 counts to it as one ending 02-29 does,
+    and a run starting 02-19 settles it on its first day."""
+    trading = trading_days(dt.date(2024, 1, 22), dt.date(2024, 3, 1))
+    full = FuturesSpec(10, expiry_days(trading), tuple(trading))
+    cut = [d for d in trading if d <= dt.date(2024, 2, 8)]
+    short = FuturesSpec(10, expiry_days(cut), tuple(cut))
+    for i in range(len(cut)):
+        assert short.days_to_expiry(i) == full.days_to_expiry(i)
+    assert short.days_to_expiry(len(cut) - 1) == 11  # 02-08 to 02-19
+    assert short.days_to_expiry(cut.index(dt.date(2024, 1, 31))) == 19
+    late = [d for d in trading if d >= dt.date(2024, 2, 19)]
+    assert expiry_days(late).tolist() == [0]
+    assert FuturesSpec(10, expiry_days(late), tuple(late)).days_to_expiry(1) == 24  # to 03-15
 
 
 def test_a_month_whose_expiry_came_before_the_first_day_has_none():

@@ -56,6 +56,23 @@ def test_schedule_is_piecewise_linear_in_trading_days():
     assert 0.0 < team.schedule(start + 2) < cfg.early_bn * bn
 
 
+def test_the_schedule_keeps_its_pace_in_a_run_cut_short_at_either_end():
+    """The knots are trading days on the exchanges' calendar: a run that ends before the
+    late date calls for what the full run calls for by its last day, and one that starts
+    after the schedule's start buys only what falls due from its first day."""
+    full, team_full = build()
+    short, team_short = build(**{"market.end": "2024-02-08"})
+    day = full.days.index(dt.date(2024, 2, 8)) + 1.0  # the close of 02-08
+    assert team_short.schedule(len(short.days)) == pytest.approx(team_full.schedule(day))
+    late, team_late = build(**{"market.start": "2024-02-01"})
+    offset = full.days.index(dt.date(2024, 2, 1))
+    assert team_full.schedule(offset) > 0
+    assert team_late.schedule(0.0) == pytest.approx(team_full.schedule(offset))
+    run_through(late, dt.date(2024, 2, 2))  # two days of buying
+    due = team_full.schedule(offset + 2.0) - team_full.schedule(offset)
+    assert 0.5 * due < team_late.spent_cny <= due * 1.01
+
+
 def test_spending_tracks_the_schedule_and_goes_to_large_caps_first():
     model, team = build()
     cfg, bn = model.config.national_team, 1e9 * model.scale
