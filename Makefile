@@ -58,14 +58,14 @@ $(STAMP): pyproject.toml uv.lock .python-version
 
 # numba compiles the model's passes on first use and caches them in __pycache__: about 35 s
 # of CPU that would otherwise land on a user's first run (46 s instead of 11) or on each test
-# worker. `python -m model.aot` runs `unwind run jan2024`, which takes nearly every compiled path and
-# fills numba's cache, then builds the passes the run calls from Python ahead of time into one
-# extension module (numba.pycc, in model/__pycache__), which a run loads in a millisecond
+# worker. `python -m experiments.warm` runs `unwind run jan2024`, which takes nearly every
+# compiled path and fills numba's cache, then builds the passes the run calls from Python
+# ahead of time into one extension module (numba.pycc, in model/__pycache__), which a run loads in a millisecond
 # instead of numba's 0.5 s of cache loads. A failure here only means numba compiles or loads
 # on first use, as before, so it does not stop the setup.
 warm:
 	@echo "setup: compiling the model's numba passes and their ahead-of-time build (once, about 90 s)"
-	@$(VENV_PY) -m model.aot >/dev/null \
+	@$(VENV_PY) -m experiments.warm >/dev/null \
 	  || echo "setup: the warm-up run failed; numba will compile on first use" >&2
 
 # Debian's chromium for browser tests (playwright drives it via executable_path; never

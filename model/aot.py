@@ -3,7 +3,7 @@
 numba loads a cached pass into LLVM at its first call in each process: the first load
 sets up numba's typing and lowering registries (some 0.26 s), each further pass costs
 3-30 ms, about 0.5 s of every ``unwind run`` for its 36 passes. ``make warm`` (``python
--m model.aot``) also builds those passes, for the argument types ``unwind run jan2024``
+-m experiments.warm``) also builds those passes, for the argument types ``unwind run jan2024``
 hands them, into one extension module with ``numba.pycc``. The module loads in about a
 millisecond; its functions are the same numba code, compiled for this machine's CPU.
 
@@ -27,7 +27,6 @@ import json
 import os
 import pickle
 import platform
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -165,31 +164,3 @@ def build(folder: Path = BUILD_DIR) -> int:
         json.dumps({"versions": _versions(), "sources": digest, "functions": functions})
     )
     return sum(len(rows) for rows in functions.values())
-
-
-def main() -> int:
-    """``make warm``: ``unwind run jan2024`` with every pass numba's (so each is compiled,
-    and cached, for the types the run hands it), then the build of those passes. A smaller
-    universe would leave out a search for many keys."""
-    os.environ["UNWIND_AOT"] = "0"  # before the model's modules are imported
-    from experiments.cli import main as unwind
-
-    with tempfile.TemporaryDirectory() as tmp:
-        code = unwind(["run", "jan2024", "--seed", "1", "--quiet", "--out", f"{tmp}/run"])
-    if code:
-        return code
-    try:
-        exports = build()
-    except Exception as exc:  # no setuptools or C compiler: the passes stay numba's
-        print(f"aot: not built ({exc!r}); numba loads the passes", file=sys.stderr)
-        return 0
-    print(f"aot: {exports} functions of {len(_entries)} passes built into {BUILD_DIR}")
-    return 0
-
-
-if __name__ == "__main__":
-    # Run as a script this file is ``__main__``, not the ``model.aot`` the passes were
-    # registered with: call that one's.
-    from model import aot
-
-    sys.exit(aot.main())
