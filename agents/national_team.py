@@ -61,6 +61,8 @@ class NationalTeam(Population):
             ]
         )  # (3,)
         self.levels_cny = np.array([0.0, cfg.early_bn, cfg.late_bn]) * scale * 1e9  # (3,)
+        # What the schedule called for before the run's first day was bought before it.
+        self.bought_before = self.schedule(0.0)
         self.small_cap_day = self._day_of(cfg.small_cap_date)
 
     @staticmethod
@@ -114,9 +116,7 @@ class NationalTeam(Population):
             return Orders.empty()
         slice_ = (model.steps - 1) % model.steps_per_day
         elapsed = model.day_index + (slice_ + 1) / model.steps_per_day
-        # What the schedule called for before the run's first day was bought before it.
-        bought_before = self.schedule(0.0)
-        due = (self.schedule(elapsed) - bought_before) / self.n - self.spent(rows)  # (r,) CNY
+        due = (self.schedule(elapsed) - self.bought_before) / self.n - self.spent(rows)  # (r,)
         if not (due > 0.0).any():
             return Orders.empty()  # every order would be of no lots
         w = self.weights()  # (S,)
