@@ -46,6 +46,7 @@ MAX_FLOW = 0.10  # largest daily flow, share of assets, either way
 TOLERANCE = 0.01  # cash gap (share of assets) a fund leaves alone when not forced
 NEAR = 0.002  # distance of a rebalancing limit order from the last price
 EXIT_DAYS = 5  # a stock that left the mandate is sold at 1/EXIT_DAYS of what is left a day
+HALF_FEN = 0.005  # CNY: what is left owed after paying in whole fen, when nothing is
 
 
 class PublicMicroCapFund(ArrayAgent):
@@ -126,7 +127,10 @@ class PublicMicroCapFunds(Population):
         paid = np.minimum(np.rint(self.payable * 100).astype(np.int64), np.maximum(cash, 0))
         subscribed = cash - ledger.cash[self.accounts]
         ledger.external_cash(self.accounts, subscribed - paid)
-        self.payable = np.maximum(self.payable - paid / 100.0, 0.0)
+        # Paid in whole fen: a residue under half a fen is rounding, not a debt (left
+        # "payable" it would mark the fund a forced seller for ever).
+        rest = self.payable - paid / 100.0
+        self.payable = np.where(rest < HALF_FEN, 0.0, rest)
 
     # -- orders -----------------------------------------------------------------------------
     def decide(self, rows: np.ndarray) -> Orders:

@@ -7,6 +7,7 @@ amounts.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -283,3 +284,23 @@ def test_futures_makers_carry_what_they_are_handed_however_thin_their_quotes():
     assert held.sum() > 0  # they do hold the other side of the hedges
     assert (model.ledger.cash[makers.accounts] >= np.floor(notional_fen)).all()
     model.run()  # and the checker finds no account below its credit line
+
+
+def test_a_recall_is_not_made_again_while_it_is_outstanding():
+    """Supply cut to half of what is lent, all the excess recalled at once: the next day,
+    with nothing handed back yet, nothing more is recalled."""
+    model = crash_model()
+    model.step()
+    desk = model.lending
+    owed = desk.owed_by_stock()
+    assert (owed > 0).sum() >= 2, "too few loans open to recall"
+    half = np.floor(owed / 2 / desk.lot) * desk.lot
+    desk.supply = lambda day: half
+    desk.cfg = dataclasses.replace(desk.cfg, recall_per_day=1.0)
+    day = model.days[0]
+    desk.new_day(day)
+    due = np.bincount(desk.key % desk.n_stocks, desk.recall_due, minlength=desk.n_stocks)
+    assert (due >= owed - half).all() and due.sum() > 0  # the whole excess, in whole lots
+    first = desk.recall_due.copy()
+    desk.new_day(day)
+    np.testing.assert_array_equal(desk.recall_due, first)

@@ -219,3 +219,14 @@ def test_compiled_mandate_orders_match_the_numpy_rules_bit_for_bit():
     assert ((mine == funds.accounts[1]) & (sold.side > 0) & (sold.lots > 0)).any()
     _assert_decides_as_numpy(funds, np.array([2]))
     _assert_decides_as_numpy(funds, np.array([0, 1]))
+
+
+def test_a_residue_under_half_a_fen_is_not_owed():
+    """Redemptions are paid in whole fen: what rounding leaves is no debt, so a calm fund
+    is no forced seller after paying one."""
+    model, funds = build(**{"public_funds.flow_sensitivity": 0.0})
+    step_day(model, funds)
+    funds.payable[:] = [1000.004, 2000.0049, 3000.006]
+    step_day(model, funds)
+    np.testing.assert_array_equal(funds.payable, 0.0)
+    assert not funds.cash_gap_trades(funds.rows)[2].any()
