@@ -258,7 +258,12 @@ def test_lending_curb_recalls_loans_and_moves_the_hedge_to_futures():
         _books_balance(m)
         peak = max(peak, desk.loans(f.accounts)[2].sum())
     _, _, owed = desk.loans(f.accounts)
-    assert owed.sum() < 0.6 * peak  # recalled and repaid (bought in where needed)
+    due = desk.recall_due[desk.loan_rows(f.accounts)]
+    # Nine sessions in, a third is repaid (bought in where needed, over the liquidation's
+    # days) and nearly all the rest is recalled: what is owed and not recalled is about
+    # the supply left (1% of the institutional part), and the recalls still to come.
+    assert owed.sum() < 0.75 * peak
+    assert (owed - due).sum() < 0.15 * peak
     assert (f.state == NORMAL).all()
     assert futures_share() > fut0 + 0.03  # the lost stock hedge reappears as futures shorts
 
