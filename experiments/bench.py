@@ -3,7 +3,8 @@
 - ``engines``: the vectorized engine against the per-agent reference engine on one
   scenario (1,000 stocks, 10,000 agents), both measured in this process: seconds per
   trading day (four steps) of each, the ratio of the medians.
-- ``scaling``: steps per second as the stocks grow (500 to 5,000) and as the agents
+- ``scaling``: steps per second as the stocks grow (500 to 5,000: the whole market
+  scaled, and the stocks alone with every population's number held) and as the agents
   grow (1,000 to 200,000 retail investors on top of the other types), with the log-log
   slope of cost against size (1 = linear).
 - ``episodes``: ``unwind run jan2024`` at default and full scale in a fresh process:
@@ -102,6 +103,28 @@ def _model(
     return MarketModel(config, rng=seed, engine=engine)
 
 
+# The populations whose numbers grow with the market's scale (their counts are set at full
+# scale, ``round(n_funds * scale)``); every other population's number is fixed.
+SCALED_COUNTS = ("neutral.n_funds", "public_funds.n_funds")
+
+
+def agents_held(n_stocks: int, base_stocks: int, overrides: dict | None = None) -> dict:
+    """Overrides that give jan2024 at ``n_stocks`` the funds' numbers it has at
+    ``base_stocks`` (their money still grows with the market): the same agents at every size,
+    so the cost measured against stocks is the stocks' alone."""
+    from experiments.scenarios import load_scenario
+    from model.universe import REFERENCE_N
+
+    config = load_scenario("jan2024", overrides=overrides or {})
+    held = {}
+    for key in SCALED_COUNTS:
+        section, name = key.split(".")
+        at_full = getattr(getattr(config, section), name)
+        count = max(round(at_full * base_stocks / REFERENCE_N), 1) if at_full else 0
+        held[key] = round(count * REFERENCE_N / n_stocks)
+    return held
+
+
 def other_agents(n_stocks: int, overrides: dict | None = None) -> int:
     """Agents of every type but retail in jan2024 at ``n_stocks`` stocks."""
     return len(_model(n_stocks, 0, overrides=overrides).agents)
@@ -172,13 +195,16 @@ def bench_scaling(
     """Steps per second of the vectorized engine as stocks grow, then as agents grow.
 
     Each point is a fresh jan2024 model; its cost is the median of ``days`` timed days.
-    Growing the stocks grows the funds with them (their sizes are set at full scale);
-    growing the agents adds retail investors.
+    Stocks grow two ways: the whole market scaled (the quant products and public funds
+    grow in number with it, as their sizes are set at full scale, and so do the products'
+    baskets: their orders grow with the square of the stocks), and the stocks alone (every
+    population's number held at its ``base_stocks`` size, :func:`agents_held`). Growing
+    the agents adds retail investors.
     """
 
-    def point(n_stocks: int, n_retail: int) -> dict:
+    def point(n_stocks: int, n_retail: int, held: dict | None = None) -> dict:
         _say(progress, f"scaling: {n_stocks:,} stocks, {n_retail:,} retail investors")
-        model = _model(n_stocks, n_retail, overrides=overrides)
+        model = _model(n_stocks, n_retail, overrides={**(overrides or {}), **(held or {})})
         wall, cpu = day_seconds(model, days)
         step = float(np.median(wall)) / STEPS_PER_DAY
         return {
@@ -191,13 +217,20 @@ def bench_scaling(
         }
 
     by_stocks = [point(s, base_retail) for s in stocks]
+    alone = [point(s, base_retail, agents_held(s, base_stocks, overrides)) for s in stocks]
+    if len({p["n_agents"] for p in alone}) != 1:
+        raise RuntimeError(f"agents not held as the stocks grow: {alone}")
     by_agents = [point(base_stocks, r) for r in retail]
     return {
         "days_timed": days,
         "stocks": by_stocks,
+        "stocks_alone": alone,
         "agents": by_agents,
         "slope_stocks": _slope(
             [p["n_stocks"] for p in by_stocks], [p["ms_per_step"] for p in by_stocks]
+        ),
+        "slope_stocks_alone": _slope(
+            [p["n_stocks"] for p in alone], [p["ms_per_step"] for p in alone]
         ),
         "slope_agents": _slope(
             [p["n_agents"] for p in by_agents], [p["ms_per_step"] for p in by_agents]
@@ -541,25 +574,32 @@ def chart(results: dict) -> Any:
         rows=1,
         cols=3,
         subplot_titles=(
-            f"Cost per step vs stocks (slope {scaling['slope_stocks']})",
+            f"Cost per step vs stocks (slope {scaling['slope_stocks_alone']} alone, "
+            f"{scaling['slope_stocks']} with the funds)",
             f"Cost per step vs agents (slope {scaling['slope_agents']})",
             f"Engines, {engines['n_stocks']:,} stocks, {engines['n_agents']:,} agents",
         ),
         horizontal_spacing=0.09,
     )
-    for col, key, x_title in ((1, "stocks", "stocks"), (2, "agents", "agents")):
+    series = (
+        (1, "stocks_alone", "n_stocks", "stocks alone (agents held)"),
+        (1, "stocks", "n_stocks", "stocks, the funds growing with them"),
+        (2, "agents", "n_agents", "agents (retail added)"),
+    )
+    for col, key, size_key, label in series:
         points = scaling[key]
-        size = np.array([p[f"n_{key}"] for p in points], dtype=float)
+        size = np.array([p[size_key] for p in points], dtype=float)
         ms = np.array([p["ms_per_step"] for p in points])
-        fig.add_trace(
-            go.Scatter(x=size, y=ms, mode="lines+markers", name=f"measured ({key})"), 1, col
-        )
+        fig.add_trace(go.Scatter(x=size, y=ms, mode="lines+markers", name=label), 1, col)
+        if key == "stocks":
+            continue  # one linear guide a panel, from the series the target is read on
         linear = ms[0] * size / size[0]  # what linear growth from the first point would cost
         fig.add_trace(
             go.Scatter(x=size, y=linear, mode="lines", line={"dash": "dot"}, name="linear"),
             1,
             col,
         )
+    for col, x_title in ((1, "stocks"), (2, "agents")):
         fig.update_xaxes(type="log", title_text=x_title, row=1, col=col)
         fig.update_yaxes(type="log", title_text="ms per step", row=1, col=col)
     fig.add_trace(

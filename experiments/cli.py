@@ -388,9 +388,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         f"{e['vectorized_ms_per_step']} ms/step, per-agent {e['agents_ms_per_step']} ms/step, "
         f"{e['speed_ratio']}x"
     )
-    for key in ("stocks", "agents"):
-        points = ", ".join(f"{p[f'n_{key}']:,}: {p['steps_per_s']}" for p in s[key])
-        print(f"steps/s by {key}: {points} (log-log slope {s[f'slope_{key}']})")
+    for key, size, label in (
+        ("stocks_alone", "n_stocks", "stocks alone (agents held)"),
+        ("stocks", "n_stocks", "stocks, the funds growing with them"),
+        ("agents", "n_agents", "agents"),
+    ):
+        points = ", ".join(f"{p[size]:,}: {p['steps_per_s']}" for p in s[key])
+        print(f"steps/s by {label}: {points} (log-log slope {s[f'slope_{key}']})")
     for label, ep in results.get("episodes", {}).items():
         print(
             f"{label}: {ep['wall_s']} s wall (median of {ep['repeats']}; target "

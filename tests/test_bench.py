@@ -20,9 +20,15 @@ def test_quick_bench_writes_json_and_chart(tmp_path, capsys):
     assert {"n_stocks", "n_agents", "vectorized_ms_per_step", "agents_ms_per_step"} <= set(engines)
     assert engines["speed_ratio"] > 0
     scaling = data["scaling"]
-    for key in ("stocks", "agents"):
+    for key in ("stocks", "stocks_alone", "agents"):
         assert len(scaling[key]) >= 2 and isinstance(scaling[f"slope_{key}"], float)
         assert all(p["steps_per_s"] > 0 and p["ms_per_step"] > 0 for p in scaling[key])
+    # The stocks alone: the agents are the same at every size, and fewer at the largest
+    # than where the funds grow with the market.
+    alone, grown = scaling["stocks_alone"], scaling["stocks"]
+    assert len({p["n_agents"] for p in alone}) == 1
+    assert alone[0]["n_agents"] == grown[0]["n_agents"]
+    assert alone[-1]["n_agents"] < grown[-1]["n_agents"]
     (episode,) = data["episodes"].values()
     assert episode["steps"] > 0 and episode["wall_s"] > 0 and episode["peak_rss_mb"] > 0
     assert {"target_wall_s", "meets_target", "model_s", "cpu_s"} <= set(episode)
