@@ -151,40 +151,31 @@ IMPORT_FRAME_MODULES = {
 }
 
 
-def name_import_frames() -> None:
-    """Tell ``inspect`` which modules the import machinery's frames belong to.
+def name_stack_modules(package: str) -> None:
+    """Tell ``inspect`` the module of every file the stack walks of ``import package`` meet.
 
-    ``import mesa`` calls ``inspect.stack()`` (and ``inspect.getouterframes``) to name
-    its loggers. For a frame whose file does not exist, ``inspect.getmodule`` looks in
-    its file-to-module table, and failing that goes through every loaded module
-    (some 1,270 by then): three times for each of the 15 or so import frames on the
-    stack. Those frames' files are the frozen importlib's, never in the table, so
-    every search fails. Entered here, each frame is one lookup; the frames' file,
-    line, function and (absent) source lines stay what they were, and mesa's loggers
-    are named from its own frames as before.
-    """
-    import inspect
+    ``import mesa`` calls ``inspect.stack()`` (and ``inspect.getouterframes``) to name its
+    loggers, and ``inspect.getmodule`` looks each frame's file up in
+    ``inspect.modulesbyfile``. Two kinds of miss are costly, and each entry here is what
+    inspect's own search would have written:
 
-    for filename, module in IMPORT_FRAME_MODULES.items():
-        if module in sys.modules:
-            inspect.modulesbyfile.setdefault(filename, module)
-
-
-def name_stack_files(package: str) -> None:
-    """Tell ``inspect`` the modules of the files on the call stack, and of ``package``'s.
-
-    The stack walks of ``import mesa`` (:func:`name_import_frames`) also look up the
-    module of each real file on the stack: the command's frames, and mesa's own modules
-    importing one another. The first file missing from ``inspect.modulesbyfile`` has
-    ``inspect.getmodule`` map every loaded module's file, a ``realpath`` each (some 1,270
-    modules by then: 0.2 s at a load of 2). Each entry here is what that mapping writes
-    for the file: a stack frame's file under the name of the loaded module whose file it
-    is, and each ``.py`` file of ``package`` under the dotted name importing it gives.
+    - The import machinery's frames (some 15 on the stack, three lookups each) have files
+      that do not exist (the frozen importlib's), never in the table, so each lookup goes
+      through every loaded module (some 1,270 by then) and fails. Entered here, each is one
+      lookup; the frames' file, line, function and (absent) source lines stay as they were.
+    - The first real file missing from the table (the command's frames, ``package``'s own
+      modules importing one another) has inspect map every loaded module's file, a
+      ``realpath`` each (0.2 s at a load of 2). Entered here: each stack frame's file under
+      the name of the loaded module whose file it is, and each ``.py`` file of ``package``
+      under the dotted name importing it gives.
     """
     import importlib.util
     import inspect
 
     table = inspect.modulesbyfile
+    for filename, module in IMPORT_FRAME_MODULES.items():
+        if module in sys.modules:
+            table.setdefault(filename, module)
     frame = sys._getframe(1)
     while frame is not None:
         name = frame.f_globals.get("__name__")
@@ -223,8 +214,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # searches every loaded module for each import frame on the stack. Imported
         # through the model, five imports deep and after numba, that took 0.3-0.4 s of
         # a run; from here 0.25 s, and with the import frames known beforehand less.
-        name_import_frames()
-        name_stack_files("mesa")
+        name_stack_modules("mesa")
         import mesa  # noqa: F401
 
         import experiments.run  # noqa: F401  (pandas, numba and the model)

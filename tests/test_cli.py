@@ -199,13 +199,13 @@ def test_run_imports_numpy_only_once_the_command_starts():
 
 
 def test_import_frames_named_for_inspect_read_as_before(tmp_path, monkeypatch):
-    """After :func:`name_import_frames`, ``inspect.stack()`` from inside an import (as mesa
+    """After :func:`name_stack_modules`, ``inspect.stack()`` from inside an import (as mesa
     calls it) gives the import machinery's frames as before: the same files, lines and
     functions, no source lines; and inspect finds their modules by table."""
     import importlib
     import inspect
 
-    from experiments.cli import IMPORT_FRAME_MODULES, name_import_frames
+    from experiments.cli import IMPORT_FRAME_MODULES, name_stack_modules
 
     (tmp_path / "walks_the_stack.py").write_text(
         "import inspect\n"
@@ -221,7 +221,7 @@ def test_import_frames_named_for_inspect_read_as_before(tmp_path, monkeypatch):
         return [f for f in frames if f[0] in IMPORT_FRAME_MODULES]
 
     before = import_frames()
-    name_import_frames()
+    name_stack_modules("json")
     assert {f: inspect.modulesbyfile[f] for f in IMPORT_FRAME_MODULES} == IMPORT_FRAME_MODULES
     after = import_frames()
     assert before and after == before
@@ -229,7 +229,7 @@ def test_import_frames_named_for_inspect_read_as_before(tmp_path, monkeypatch):
 
 
 def test_stack_files_named_for_inspect_read_as_before(tmp_path):
-    """After :func:`name_stack_files`, a stack walk from inside a package's import (as mesa
+    """After :func:`name_stack_modules`, a stack walk from inside a package's import (as mesa
     walks it) reads the same frames and finds the same modules, without ``inspect``
     mapping every loaded module's file (a ``realpath`` each). In a process of its own,
     started from a script as ``unwind`` is."""
@@ -248,10 +248,9 @@ def test_stack_files_named_for_inspect_read_as_before(tmp_path):
     script.write_text(
         "import inspect, json, os, sys\n"
         f"sys.path.insert(0, {str(tmp_path)!r})\n"
-        "from experiments.cli import name_import_frames, name_stack_files\n"
+        "from experiments.cli import name_stack_modules\n"
         "if sys.argv[1] == 'named':\n"
-        "    name_import_frames()\n"
-        "    name_stack_files('walkpkg')\n"
+        "    name_stack_modules('walkpkg')\n"
         "realpaths = []\n"
         "realpath = os.path.realpath\n"
         "os.path.realpath = lambda p, **k: realpaths.append(p) or realpath(p, **k)\n"
