@@ -3,10 +3,17 @@
 The kernel knows nothing of agents: it sees order arrays (stock, side, price
 level, lots) and a per-stock price grid spanning the day's limits. For each
 stock it finds the price level that maximizes executed volume (ties: smallest
-imbalance, then closest to the reference level, as in the exchanges' call
-auction), fills every order above the marginal level in full and the orders at
-the marginal level pro rata in whole lots, earliest orders first for the
-leftover lots. Everything is integer: lots and fen, so fills balance exactly.
+imbalance, then closest to the reference level), fills every order above the
+marginal level in full and the orders at the marginal level pro rata in whole
+lots, earliest orders first for the leftover lots. Everything is integer: lots
+and fen, so fills balance exactly.
+
+Where one side has lots left over at every level of most volume, the imbalance
+ties and the price stays nearest the reference; the exchanges' rule (every buy
+above the price and every sell below it fills in full) puts it at that side's
+marginal level instead. This damps one-sided auctions: a wall of sells at
+limit-down against thin bids higher up trades at the bids and does not lock.
+The episode's calibration was made on this rule (README, "What the model is").
 """
 
 from __future__ import annotations
