@@ -99,14 +99,16 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def cell_id(scenario: str, scale: str, fixed: Mapping[str, Any], params: Mapping, seed: int) -> str:
+def cell_id(base: Mapping[str, Any], params: Mapping, seed: int) -> str:
     """Hash of the canonical JSON of everything that determines a cell's run.
 
-    Fixed keys, scenario and scale are included with the varied parameters and the
-    seed, so a cell file can never be mistaken for a run with different settings;
-    adding values or seeds to a sweep keeps the ids of the cells already done.
+    ``base`` is the sweep's scenario as resolved (:meth:`Section.to_dict`, with its scale
+    and fixed keys applied): hashed whole with the varied parameters and the seed, so a
+    cell file can never be mistaken for a run with different settings, even after the
+    scenario file is edited; adding values or seeds to a sweep keeps the ids of the cells
+    already done.
     """
-    payload = {"scenario": scenario, "scale": scale, "set": fixed, "params": params, "seed": seed}
+    payload = {"scenario": base, "params": params, "seed": seed}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:ID_LENGTH]
 
 
@@ -359,6 +361,9 @@ def parse_spec(data: Mapping[str, Any], path: Path, text: str = "") -> SweepSpec
     ref = _scenario_ref(scenario, path.parent)
     fixed = {k: _tidy(v, object) for k, v in fixed.items()}
     base = load_scenario(ref, scale=scale, overrides=fixed)
+    # One value per setting (3 and 3.0 for a float key are the same run), as for [vary].
+    fixed_kinds = _key_kinds(base, list(fixed))
+    fixed = {k: _tidy(v, fixed_kinds[k]) for k, v in fixed.items()}
     kinds = _key_kinds(base, list(vary))
     mode, samples, sweep_seed = _mode(data, bool(vary))
     if mode == "grid":
@@ -372,7 +377,7 @@ def parse_spec(data: Mapping[str, Any], path: Path, text: str = "") -> SweepSpec
     seeds = _seeds(data.get("seeds"))
     for point in _distinct(points):
         _validate(base, point)
-    cells = _cells(str(scenario), scale, fixed, points, seeds)
+    cells = _cells(base.to_dict(), points, seeds)
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name or "/" in name:
         raise ConfigError(f"name = {name!r}: must be a non-empty string without '/'")
@@ -422,17 +427,13 @@ def _distinct(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _cells(
-    scenario: str,
-    scale: str,
-    fixed: Mapping[str, Any],
-    points: list[dict[str, Any]],
-    seeds: tuple[int, ...],
+    base: Mapping[str, Any], points: list[dict[str, Any]], seeds: tuple[int, ...]
 ) -> tuple[Cell, ...]:
     """Every (point, seed) pair once, in file order; repeated points collapse."""
     cells = []
     for point in _distinct(points):
         for seed in seeds:
-            cid = cell_id(scenario, scale, fixed, point, seed)
+            cid = cell_id(base, point, seed)
             cells.append(Cell(len(cells), point, seed, cid))
     if not cells:
         raise ConfigError("vary: the sweep has no cells")

@@ -172,6 +172,22 @@ def test_cell_ids_are_stable_and_depend_on_everything_that_matters():
     assert set(ids) < {c.cell_id for c in spec_of(more).cells}
     other = {**data, "set": {**TINY_SET, "universe.n_stocks": 40}}
     assert not set(ids) & {c.cell_id for c in spec_of(other).cells}
+    # A fixed value written 2 or 2.0 for a float key is the same run, the same cell.
+    whole = {**data, "set": {**TINY_SET, "neutral.dma_share": 1}}
+    real = {**data, "set": {**TINY_SET, "neutral.dma_share": 1.0}}
+    assert [c.cell_id for c in spec_of(whole).cells] == [c.cell_id for c in spec_of(real).cells]
+
+
+def test_editing_the_scenario_file_gives_new_cell_ids(tmp_path: Path):
+    """A resume must not take a cell run on the scenario as it was before an edit."""
+    data = {"scenario": "mine.toml", "vary": {"neutral.dma_leverage": [1.0, 2.0]}}
+    ids = []
+    for aum in (300.0, 30.0):
+        (tmp_path / "mine.toml").write_text(
+            f'base = "calm"\nname = "mine"\n[neutral]\naum_bn = {aum}\n'
+        )
+        ids.append({c.cell_id for c in spec_of(data, tmp_path).cells})
+    assert len(ids[0]) == 2 and not ids[0] & ids[1]
 
 
 @pytest.mark.parametrize(
