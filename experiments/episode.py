@@ -132,6 +132,7 @@ def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
         if len(after) > 1
         else None,
         "forced_sales_in_window_cny": float(window["forced_sales"].sum()),
+        # Over the whole run, as the dates of the first cut and stop-out below.
         "forced_sales_peak_day": str(d["forced_sales"].idxmax())
         if d["forced_sales"].any()
         else None,
@@ -148,7 +149,8 @@ def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
         figures["flow_drawdown"] = flows
         figures["flow_gradient"] = in_size_order(flows)
     if "value_appetite" in d.columns and d["value_appetite"].lt(1.0).any():
-        # When the micro-caps' anchor stepped back: the value investors' lowest bid share.
+        # When the micro-caps' anchor stepped back: the value investors' lowest bid share
+        # over the whole run (it may come after the window, as the loss fades slowly).
         figures["value_appetite_low"] = {
             "share": float(d["value_appetite"].min()),
             "day": str(d["value_appetite"].idxmin()),
