@@ -57,6 +57,7 @@ class LadderMakers(Population):
         self.spacing = spacing
         self.replenish = replenish
         self.depth = np.zeros((self.instrument.shape[0], 2))  # (Q, 2) lots: [bid, ask]
+        self.within_limits = False  # True: rungs priced beyond the day's limits are not sent
 
     def fill_depth(self) -> None:
         """Start with full ladders."""
@@ -109,6 +110,7 @@ class LadderMakers(Population):
         ref = self.reference(q, accounts)  # (n,)
         k = self.rung  # (K,)
         shown = depth * self.side_scale(q, accounts)  # (n, 2)
+        grid = market.grid
         return Orders(
             *ladder_orders(
                 accounts,
@@ -118,6 +120,9 @@ class LadderMakers(Population):
                 1.0 - self.spacing * k,
                 1.0 + self.spacing * k,
                 k / self.rung.sum(),
+                grid.lower,
+                grid.upper,
+                self.within_limits,
             )
         )
 
@@ -167,6 +172,9 @@ def ladder_orders(
     bid_factor: np.ndarray,
     ask_factor: np.ndarray,
     weight: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    drop_beyond: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Order columns of the ladders: all bids (instrument by instrument, rung by rung),
     then all asks in the same order.
@@ -176,6 +184,9 @@ def ladder_orders(
     of instrument i bids ``floor(ref * bid_factor[j])`` for ``floor(shown[i, 0] *
     weight[j])`` lots and asks ``ceil(ref * ask_factor[j])`` for ``floor(shown[i, 1] *
     weight[j])``: the same float operations as the numpy expressions, so the same values.
+    With ``drop_beyond``, a bid rung priced below the day's ``lower`` limit or an ask rung
+    above ``upper`` ((I,) fen or ticks, by instrument) gets no lots: the exchange would
+    reject it, where holding it within the limits would stack the deep rungs at the limit.
     """
     n, n_rungs = ref.shape[0], weight.shape[0]
     m = n * n_rungs  # orders a side
@@ -196,6 +207,11 @@ def ladder_orders(
             price[ask] = np.int64(np.ceil(ref[i] * ask_factor[j]))
             lots[bid] = np.int64(np.floor(shown[i, 0] * weight[j]))
             lots[ask] = np.int64(np.floor(shown[i, 1] * weight[j]))
+            if drop_beyond:
+                if price[bid] < lower[instrument[i]]:
+                    lots[bid] = 0
+                if price[ask] > upper[instrument[i]]:
+                    lots[ask] = 0
     return account, stock, side, price, lots
 
 
@@ -214,6 +230,7 @@ class MarketMakers(LadderMakers):
             replenish=cfg.replenish,
         )
         self.cfg = cfg
+        self.within_limits = cfg.rungs_within_limits
         self.inventory0 = np.zeros(n_stocks, dtype=np.int64)  # (S,) shares, target
         self.news = np.zeros(n_stocks)  # (S,) log value change not yet in the quotes
         self.seen_value = model.fundamentals.log_value.copy()  # (S,)

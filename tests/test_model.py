@@ -348,6 +348,9 @@ def _gathered_decide(makers, rows: np.ndarray):
             1.0 - makers.spacing * k,
             1.0 + makers.spacing * k,
             k / makers.rung.sum(),
+            makers.market.grid.lower,
+            makers.market.grid.upper,
+            makers.within_limits,
         )
     )
 
