@@ -4,7 +4,8 @@ A maker's ladder has ``rungs`` price levels a side, the k-th one ``k * spacing``
 from a reference price and holding depth proportional to k: latent liquidity
 that grows linearly away from the price, which is what makes the impact of a
 meta-order grow like the square root of its size. What the market takes is gone
-until it is replenished, at ``replenish`` of the gap per step.
+until it is replenished, at ``replenish`` of the gap per step. A rung priced
+beyond the day's limits is not sent: the exchange would reject it.
 
 Stock makers thin out when recent volatility is high, lean against inventory,
 and move their morning quotes by the overnight news about fundamental value,
@@ -57,7 +58,6 @@ class LadderMakers(Population):
         self.spacing = spacing
         self.replenish = replenish
         self.depth = np.zeros((self.instrument.shape[0], 2))  # (Q, 2) lots: [bid, ask]
-        self.within_limits = False  # True: rungs priced beyond the day's limits are not sent
 
     def fill_depth(self) -> None:
         """Start with full ladders."""
@@ -122,7 +122,6 @@ class LadderMakers(Population):
                 k / self.rung.sum(),
                 grid.lower,
                 grid.upper,
-                self.within_limits,
             )
         )
 
@@ -174,7 +173,6 @@ def ladder_orders(
     weight: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
-    drop_beyond: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Order columns of the ladders: all bids (instrument by instrument, rung by rung),
     then all asks in the same order.
@@ -184,9 +182,9 @@ def ladder_orders(
     of instrument i bids ``floor(ref * bid_factor[j])`` for ``floor(shown[i, 0] *
     weight[j])`` lots and asks ``ceil(ref * ask_factor[j])`` for ``floor(shown[i, 1] *
     weight[j])``: the same float operations as the numpy expressions, so the same values.
-    With ``drop_beyond``, a bid rung priced below the day's ``lower`` limit or an ask rung
-    above ``upper`` ((I,) fen or ticks, by instrument) gets no lots: the exchange would
-    reject it, where holding it within the limits would stack the deep rungs at the limit.
+    A bid rung priced below the day's ``lower`` limit or an ask rung above ``upper`` ((I,)
+    fen or ticks, by instrument) gets no lots: the exchange rejects an order priced beyond
+    the limits, and holding it within them would stack the deep rungs at the limit price.
     """
     n, n_rungs = ref.shape[0], weight.shape[0]
     m = n * n_rungs  # orders a side
@@ -207,11 +205,10 @@ def ladder_orders(
             price[ask] = np.int64(np.ceil(ref[i] * ask_factor[j]))
             lots[bid] = np.int64(np.floor(shown[i, 0] * weight[j]))
             lots[ask] = np.int64(np.floor(shown[i, 1] * weight[j]))
-            if drop_beyond:
-                if price[bid] < lower[instrument[i]]:
-                    lots[bid] = 0
-                if price[ask] > upper[instrument[i]]:
-                    lots[ask] = 0
+            if price[bid] < lower[instrument[i]]:
+                lots[bid] = 0
+            if price[ask] > upper[instrument[i]]:
+                lots[ask] = 0
     return account, stock, side, price, lots
 
 
@@ -230,7 +227,6 @@ class MarketMakers(LadderMakers):
             replenish=cfg.replenish,
         )
         self.cfg = cfg
-        self.within_limits = cfg.rungs_within_limits
         self.inventory0 = np.zeros(n_stocks, dtype=np.int64)  # (S,) shares, target
         self.news = np.zeros(n_stocks)  # (S,) log value change not yet in the quotes
         self.seen_value = model.fundamentals.log_value.copy()  # (S,)

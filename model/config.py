@@ -273,7 +273,6 @@ class MarketMakerConfig(Section):
     vol_aversion: float = _num(5.0, 0.0, 100.0, doc="depth cut per unit of recent vol / normal vol")
     inventory_skew: float = _num(0.02, 0.0, 1.0, doc="quote shift per unit inventory deviation")
     inventory_pct_float: float = _num(0.03, 0.0, 0.5, doc="initial inventory, share of float")
-    rungs_within_limits: bool = False  # true: rungs priced beyond the day's limits are dropped
 
 
 @_section("fundamental_traders")

@@ -350,9 +350,34 @@ def _gathered_decide(makers, rows: np.ndarray):
             k / makers.rung.sum(),
             makers.market.grid.lower,
             makers.market.grid.upper,
-            makers.within_limits,
         )
     )
+
+
+def test_ladder_rungs_beyond_the_limits_get_no_lots():
+    """A bid rung below the day's lower limit or an ask rung above the upper one is not
+    sent (no lots); rungs at the limits or within them keep theirs."""
+    k = np.arange(1.0, 6.0)
+    spacing = 0.02
+    lower = np.array([0, 960, 0], np.int64)  # instrument 1: limits 960 .. 1040 fen
+    upper = np.array([0, 1040, 0], np.int64)
+    account, stock, side, price, lots = ladder_orders(
+        np.array([7], np.int64),
+        np.array([1], np.int64),
+        np.array([1000.0]),
+        np.array([[150.0, 150.0]]),
+        1.0 - spacing * k,
+        1.0 + spacing * k,
+        k / k.sum(),
+        lower,
+        upper,
+    )
+    bid, ask = side > 0, side < 0
+    np.testing.assert_array_equal(price[bid], [980, 960, 940, 920, 900])
+    np.testing.assert_array_equal(price[ask], [1020, 1040, 1060, 1080, 1100])
+    np.testing.assert_array_equal(lots[bid], [10, 20, 0, 0, 0])
+    np.testing.assert_array_equal(lots[ask], [10, 20, 0, 0, 0])
+    assert (account == 7).all() and (stock == 1).all()
 
 
 def test_makers_deciding_together_take_slices_to_the_same_orders():
