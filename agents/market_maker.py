@@ -4,7 +4,8 @@ A maker's ladder has ``rungs`` price levels a side, the k-th one ``k * spacing``
 from a reference price and holding depth proportional to k: latent liquidity
 that grows linearly away from the price, which is what makes the impact of a
 meta-order grow like the square root of its size. What the market takes is gone
-until it is replenished, at ``replenish`` of the gap per step.
+until it is replenished, at ``replenish`` of the gap per step. A rung priced
+beyond the day's limits is not sent: the exchange would reject it.
 
 Stock makers thin out when recent volatility is high, lean against inventory,
 and move their morning quotes by the overnight news about fundamental value,
@@ -109,6 +110,7 @@ class LadderMakers(Population):
         ref = self.reference(q, accounts)  # (n,)
         k = self.rung  # (K,)
         shown = depth * self.side_scale(q, accounts)  # (n, 2)
+        grid = market.grid
         return Orders(
             *ladder_orders(
                 accounts,
@@ -118,6 +120,8 @@ class LadderMakers(Population):
                 1.0 - self.spacing * k,
                 1.0 + self.spacing * k,
                 k / self.rung.sum(),
+                grid.lower,
+                grid.upper,
             )
         )
 
@@ -167,6 +171,8 @@ def ladder_orders(
     bid_factor: np.ndarray,
     ask_factor: np.ndarray,
     weight: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Order columns of the ladders: all bids (instrument by instrument, rung by rung),
     then all asks in the same order.
@@ -176,6 +182,9 @@ def ladder_orders(
     of instrument i bids ``floor(ref * bid_factor[j])`` for ``floor(shown[i, 0] *
     weight[j])`` lots and asks ``ceil(ref * ask_factor[j])`` for ``floor(shown[i, 1] *
     weight[j])``: the same float operations as the numpy expressions, so the same values.
+    A bid rung priced below the day's ``lower`` limit or an ask rung above ``upper`` ((I,)
+    fen or ticks, by instrument) gets no lots: the exchange rejects an order priced beyond
+    the limits, and holding it within them would stack the deep rungs at the limit price.
     """
     n, n_rungs = ref.shape[0], weight.shape[0]
     m = n * n_rungs  # orders a side
@@ -196,6 +205,10 @@ def ladder_orders(
             price[ask] = np.int64(np.ceil(ref[i] * ask_factor[j]))
             lots[bid] = np.int64(np.floor(shown[i, 0] * weight[j]))
             lots[ask] = np.int64(np.floor(shown[i, 1] * weight[j]))
+            if price[bid] < lower[instrument[i]]:
+                lots[bid] = 0
+            if price[ask] > upper[instrument[i]]:
+                lots[ask] = 0
     return account, stock, side, price, lots
 
 

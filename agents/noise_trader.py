@@ -23,7 +23,7 @@ from agents.sampling import choice
 from model.aot import entry
 from model.config import NoiseTraderConfig
 from model.ledger import consecutive
-from model.orders import Orders
+from model.orders import MARKET_ORDER_REACH, Orders
 
 
 class NoiseTrader(ArrayAgent):
@@ -253,7 +253,8 @@ def _noise_orders(
             lots = np.float64(cap_lots)
         price = price * np.exp(-side * offset[k])
         if limit_u[k] < market_order_share:
-            price = upper[s] if side > 0 else lower[s]
+            through = last[s] * (1.0 + side * MARKET_ORDER_REACH)
+            price = min(upper[s], through) if side > 0 else max(lower[s], through)
         out_account[kept], out_stock[kept], out_side[kept] = accounts[owner[k]], s, side
         out_price[kept], out_lots[kept] = np.int64(price), np.int64(lots)
         kept += 1

@@ -32,7 +32,7 @@ from agents.sampling import choice
 from agents.social import barabasi_albert_edges, row_normalized_adjacency_from_edges, to_networkx
 from model.aot import entry
 from model.config import RetailConfig
-from model.orders import Orders
+from model.orders import MARKET_ORDER_REACH, Orders
 
 if TYPE_CHECKING:
     from model.market_model import MarketModel
@@ -43,7 +43,7 @@ SIZE_TILT = 1.0  # weight of size_z (standardized -log cap) in which stocks inve
 LOOKED_AT = 3  # stocks an active investor looks at in a step
 RETURN_DAYS = 20  # look-back of the return investors chase
 PANIC_DRAWDOWN = 0.10  # drawdown beyond which an investor sells whole positions at market
-MARKET_ORDER_SHARE = 0.5  # share of calm orders sent at the limit price
+MARKET_ORDER_SHARE = 0.5  # share of calm orders sent as market orders
 LIMIT_OFFSET = 0.005  # mean relative distance of a limit order from the last price
 MAX_ATTENTION = 3.0  # cap on the activity multiplier from market volatility
 
@@ -295,7 +295,8 @@ def _retail_orders(
         s = stock_buy if buy[i] else stock_sell
         near = min(max(np.int64(np.rint(last[s] * np.exp(-side * offset[i]))), lower[s]), upper[s])
         at_limit = limit_u[i] < MARKET_ORDER_SHARE or (panicking[rows[i]] and side < 0)
-        limit = upper[s] if side > 0 else lower[s]
+        through = np.int64(last[s] * (1.0 + side * MARKET_ORDER_REACH))
+        limit = min(upper[s], through) if side > 0 else max(lower[s], through)
         price = limit if at_limit else near
         cash_fen = max(cash[accounts[i]], 0)
         budget = min(float(cash_fen), wealth[rows[i]] * 100.0 / (4 * holdings))

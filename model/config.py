@@ -317,7 +317,7 @@ class NoiseTraderConfig(Section):
     orders_per_stock_step: float = _num(1.0, 0.0, 1000.0, doc="mean orders per stock per step")
     order_pct_cap: float = _open(1e-4, 0.0, 0.1, doc="median order value, share of cap")
     size_sigma: float = _num(1.0, 0.0, 4.0, doc="log-normal spread of order size")
-    market_order_share: float = _num(0.4, 0.0, 1.0, doc="share of orders sent at the limit price")
+    market_order_share: float = _num(0.4, 0.0, 1.0, doc="share of orders sent as market orders")
     limit_offset: float = _num(
         0.005, 0.0, 0.5, doc="mean distance of a limit order from last price"
     )

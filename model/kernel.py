@@ -2,18 +2,15 @@
 
 The kernel knows nothing of agents: it sees order arrays (stock, side, price
 level, lots) and a per-stock price grid spanning the day's limits. For each
-stock it finds the price level that maximizes executed volume (ties: smallest
-imbalance, then closest to the reference level), fills every order above the
-marginal level in full and the orders at the marginal level pro rata in whole
-lots, earliest orders first for the leftover lots. Everything is integer: lots
-and fen, so fills balance exactly.
-
-Where one side has lots left over at every level of most volume, the imbalance
-ties and the price stays nearest the reference; the exchanges' rule (every buy
-above the price and every sell below it fills in full) puts it at that side's
-marginal level instead. This damps one-sided auctions: a wall of sells at
-limit-down against thin bids higher up trades at the bids and does not lock.
-The episode's calibration was made on this rule (README, "What the model is").
+stock it finds the price level that maximizes executed volume, fills every order
+beyond its side's marginal level in full and the orders at it pro rata in whole
+lots, earliest orders first for the leftover lots. Of the levels that trade the
+most, the price is the one the exchanges' rule allows: every buy above the price
+and every sell below it fills in full, so a side left with lots at its marginal
+level sets the price there (a wall of sells at limit-down clears at limit-down
+and locks); where neither is left over, the least imbalance, then the level
+nearest the reference. Everything is integer: lots and fen, so fills balance
+exactly.
 """
 
 from __future__ import annotations
@@ -251,7 +248,11 @@ def _clear_compiled(
         # and the levels that trade the most volume are exactly those between them.
         buy_margin = _last_at_least(demand, best)
         sell_margin = _first_at_least(supply, best)
-        if best > 0:
+        if best > 0 and supply[sell_margin] > best:
+            level_star[s] = sell_margin  # sells left at their margin: the price is theirs
+        elif best > 0 and demand[buy_margin] > best:
+            level_star[s] = buy_margin  # buys left at theirs
+        elif best > 0:
             # Ties for the most volume: least imbalance, then nearest the reference level,
             # then the lowest level.
             pick, pick_imb, pick_dist = -1, 0.0, 0
@@ -380,6 +381,11 @@ def clear_numpy(
     # Demand falls with the level and supply rises, so counting the levels suffices.
     buy_margin = (demand >= best[:, None]).sum(axis=1) - 1  # last j with D >= V
     sell_margin = n_levels - (supply >= best[:, None]).sum(axis=1)  # first j with S >= V
+    # Every buy above the price and every sell below it fills in full: a side with lots
+    # left at its marginal level sets the price there (the ties above are for the rest).
+    sells_left = (best > 0) & (supply[rows, np.minimum(sell_margin, n_levels - 1)] > best)
+    buys_left = (best > 0) & ~sells_left & (demand[rows, np.maximum(buy_margin, 0)] > best)
+    level_star = np.where(sells_left, sell_margin, np.where(buys_left, buy_margin, level_star))
     above = np.where(
         buy_margin + 1 < n_levels, demand[rows, np.minimum(buy_margin + 1, n_levels - 1)], 0
     )

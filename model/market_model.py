@@ -521,6 +521,9 @@ class MarketModel(mesa.Model):
                 self.indices.rebalance_micro(caps)
                 if self.public_funds is not None:
                     self.public_funds.follow_mandate(caps)
+        # The micro-cap index's equal weights for the day, on the day's members.
+        n = self.universe.n
+        self.indices.open_day(self.market.last[:n], self.fundamentals.value_fen())
         self.market.open_day()
         if self.lending is not None:
             self.lending.new_day(self.days[day])

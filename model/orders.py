@@ -6,10 +6,18 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+# How far through the last price a calm market order is priced (within the day's limits):
+# an A-share market order walks the book a few levels and its remainder is cancelled, it
+# does not rest at the limit, where under the auction's rule (a side left over at its
+# margin sets the price) any surplus of them would run the price to the limit.
+MARKET_ORDER_REACH = 0.03
+
 
 @dataclass(frozen=True)
 class Orders:
-    """A batch of limit orders. A market order is a limit order at the day's limit price.
+    """A batch of limit orders. A market order is a limit order through the last price:
+    ``MARKET_ORDER_REACH`` through it for the noise traders and retail (their panic sales
+    too), at the day's limit for the funds' forced sales, buy-ins and the hedgers' futures.
 
     ``forced`` marks the stock orders sent because of a risk line, a margin call, a
     buy-in, a redemption or a retail panic: it rides with each order onto the book, so

@@ -39,6 +39,10 @@ def test_clearing_maximizes_volume_and_fills_balance(orders):
         buys, sells = (stock == s) & (side > 0), (stock == s) & (side < 0)
         assert res.filled[buys].sum() == res.volume[s] == res.filled[sells].sum()
     assert np.all(res.filled <= lots) and np.all(res.filled >= 0)
+    # The exchanges' rule: every buy above the price and every sell below it fills in full.
+    beyond = np.where(side > 0, level > res.level[stock], level < res.level[stock])
+    beyond &= res.volume[stock] > 0
+    assert np.all(res.filled[beyond] == lots[beyond])
     # Nobody trades through their limit: buyers at or above, sellers at or below the price.
     traded = res.filled > 0
     assert np.all(
@@ -61,6 +65,22 @@ def test_tie_breaks_on_imbalance_then_reference():
     for ref, expect in ((10, 10), (0, 8), (20, 12)):
         res = clear(grid, stock, side, level, lots, np.array([ref]))
         assert res.level[0] == expect and res.volume[0] == 10
+
+
+def test_a_side_left_over_at_its_margin_sets_the_price():
+    """A wall of sells at limit-down against thin bids higher up trades the bids at
+    limit-down and locks it (at a higher price sells that asked less would go unfilled);
+    a wall of buys at limit-up mirrors it."""
+    grid = _grid(1)
+    top = int(grid.n_active[0] - 1)
+    stock = np.zeros(4, np.int64)
+    for side, level, wall in ((-1, 0, 0), (1, top, top)):
+        sides = np.array([side, -side, -side, -side], np.int8)
+        levels = np.array([level, 8, 10, 12] if side < 0 else [level, 12, 10, 8])
+        for clearing in (clear, clear_numpy):
+            res = clearing(grid, stock, sides, levels, np.array([100, 10, 10, 10]), np.array([10]))
+            assert res.level[0] == wall and res.volume[0] == 30
+            assert res.lock[0] == side and res.filled.tolist() == [30, 10, 10, 10]
 
 
 def test_pro_rata_at_the_margin_in_whole_lots_earliest_first():

@@ -348,8 +348,36 @@ def _gathered_decide(makers, rows: np.ndarray):
             1.0 - makers.spacing * k,
             1.0 + makers.spacing * k,
             k / makers.rung.sum(),
+            makers.market.grid.lower,
+            makers.market.grid.upper,
         )
     )
+
+
+def test_ladder_rungs_beyond_the_limits_get_no_lots():
+    """A bid rung below the day's lower limit or an ask rung above the upper one is not
+    sent (no lots); rungs at the limits or within them keep theirs."""
+    k = np.arange(1.0, 6.0)
+    spacing = 0.02
+    lower = np.array([0, 960, 0], np.int64)  # instrument 1: limits 960 .. 1040 fen
+    upper = np.array([0, 1040, 0], np.int64)
+    account, stock, side, price, lots = ladder_orders(
+        np.array([7], np.int64),
+        np.array([1], np.int64),
+        np.array([1000.0]),
+        np.array([[150.0, 150.0]]),
+        1.0 - spacing * k,
+        1.0 + spacing * k,
+        k / k.sum(),
+        lower,
+        upper,
+    )
+    bid, ask = side > 0, side < 0
+    np.testing.assert_array_equal(price[bid], [980, 960, 940, 920, 900])
+    np.testing.assert_array_equal(price[ask], [1020, 1040, 1060, 1080, 1100])
+    np.testing.assert_array_equal(lots[bid], [10, 20, 0, 0, 0])
+    np.testing.assert_array_equal(lots[ask], [10, 20, 0, 0, 0])
+    assert (account == 7).all() and (stock == 1).all()
 
 
 def test_makers_deciding_together_take_slices_to_the_same_orders():
@@ -421,8 +449,8 @@ def test_step_records_are_what_mesas_collector_records():
     assert model.datacollector.model_vars["step"][-1] == model.steps
 
 
-def _numpy_chain(indices, level, float_shares, old, new) -> None:
-    """``Indices._chain`` as it was in numpy passes: the reference for the compiled pass."""
+def _numpy_chain(indices, level, float_shares, old, new, day_level, day_base) -> None:
+    """``Indices._chain`` in numpy passes: the reference for the compiled pass."""
     n_tiers = 4
     cap_old = float_shares * old.astype(np.float64)
     cap_gain = float_shares * (new - old).astype(np.float64)
@@ -430,32 +458,95 @@ def _numpy_chain(indices, level, float_shares, old, new) -> None:
     base = np.bincount(indices.tier[in_csi], cap_old[in_csi], minlength=n_tiers)
     gain = np.bincount(indices.tier[in_csi], cap_gain[in_csi], minlength=n_tiers)
     level[:n_tiers] *= 1.0 + gain / np.maximum(base, 1e-300)
-    level[n_tiers] *= 1.0 + np.mean(new[indices.micro] / old[indices.micro] - 1.0)
+    level[n_tiers] = day_level * np.mean(new[indices.micro] / day_base[indices.micro])
 
 
 @pytest.mark.parametrize("n_stocks, microcap_count", [(1000, 400), (5000, 1500), (60, 400)])
 def test_compiled_index_chain_matches_the_numpy_passes(n_stocks, microcap_count):
     """Prices (int64 fen) and fundamental values (float fen), a tier left empty, micro-caps
-    under 8 and beyond 128: the same levels to the bit, step after step."""
+    under 8 and beyond 128, days of 4 slices with the micro-caps re-picked at some opens:
+    the same levels to the bit, step after step."""
     rng = np.random.default_rng(n_stocks)
     float_shares = rng.integers(1, 10**6, n_stocks) * 100
     caps = rng.lognormal(20, 1.5, n_stocks)
     indices = Indices(caps, microcap_count)
     want = indices.level.copy()
+    news = indices.news.copy()
     prices = rng.integers(100, 10**5, n_stocks)
     values = prices * rng.lognormal(0, 0.01, n_stocks)
-    for _ in range(20):
+    for step in range(20):
+        if step % 4 == 0:
+            if step % 8 == 4:
+                indices.rebalance_micro(caps * rng.lognormal(0, 1.0, n_stocks))
+            indices.open_day(prices, values)
+            day = (want[4], news[4], prices.astype(np.float64), values.copy())
         new_prices = np.maximum(prices + rng.integers(-500, 500, n_stocks), 1)
         new_values = values * rng.lognormal(0, 0.02, n_stocks)
         indices.update(float_shares, prices, new_prices)
-        _numpy_chain(indices, want, float_shares, prices, new_prices)
+        _numpy_chain(indices, want, float_shares, prices, new_prices, day[0], day[2])
         np.testing.assert_array_equal(indices.level, want)
-        news = indices.news.copy()
         indices.update_news(float_shares, values, new_values)
-        _numpy_chain(indices, news, float_shares, values, new_values)
+        _numpy_chain(indices, news, float_shares, values, new_values, day[1], day[3])
         np.testing.assert_array_equal(indices.news, news)
         prices, values = new_prices, new_values
     assert (want != 1000.0).all()
+
+
+def test_microcap_index_holds_the_previous_closes_weights_through_the_day():
+    """Within a day the micro-cap level is the previous close's level times the members'
+    mean relative since that close (weights reset once a day, not every slice): a member
+    up 10% in one slice and back in the next leaves the level where it was; chained slice
+    by slice it would not. The news twin alike; the CSI levels stay chain-linked."""
+    n = 200
+    caps = np.geomspace(1e12, 1e8, n)
+    indices = Indices(caps, 400)
+    members = np.flatnonzero(indices.micro)
+    assert len(members) == 16
+    float_shares = np.full(n, 10**6, np.int64)
+    rng = np.random.default_rng(0)
+    close = rng.integers(500, 5000, n).astype(np.int64)
+    values = close * rng.lognormal(0, 0.05, n)
+    indices.open_day(close, values)
+    indices.update(float_shares, close, close)  # a first slice at the close's prices
+    opened, news_opened = indices.level[4], indices.news[4]
+    # Another day: the base is the previous close.
+    day_close = np.maximum(close + rng.integers(-200, 200, n), 1)
+    indices.update(float_shares, close, day_close)
+    indices.open_day(day_close, values)
+    level0, news0, csi0 = indices.level[4], indices.news[4], indices.level[:4].copy()
+    assert level0 != opened
+    prices = day_close.copy()
+    moved = rng.lognormal(0, 0.03, n)
+    for k in range(1, 4):  # three slices, members drifting
+        new = np.maximum(np.rint(day_close * moved**k).astype(np.int64), 1)
+        indices.update(float_shares, prices, new)
+        prices = new
+        want = level0 * np.mean(prices[members] / day_close[members])
+        assert indices.level[4] == pytest.approx(want, rel=1e-13)
+    # The CSI levels are still chained: buy-and-hold over the day for cap weights.
+    for t in range(4):
+        in_t = indices.tier == t
+        if in_t.any():
+            cap0 = (float_shares * day_close)[in_t].sum()
+            want = csi0[t] * (float_shares * prices)[in_t].sum() / cap0
+            assert indices.level[t] == pytest.approx(want, rel=1e-12)
+    # A bounce: one member up 10% in a slice and back in the next.
+    before = indices.level[4]
+    bounced = prices.copy()
+    bounced[members[0]] = np.rint(prices[members[0]] * 1.1)
+    indices.update(float_shares, prices, bounced)
+    assert indices.level[4] > before
+    indices.update(float_shares, bounced, prices)
+    assert indices.level[4] == before
+    chained = before * (1 + (bounced[members[0]] / prices[members[0]] - 1) / len(members))
+    chained *= 1 + (prices[members[0]] / bounced[members[0]] - 1) / len(members)
+    assert abs(chained / before - 1) > 1e-5  # what chaining slice by slice would have left
+    # The news twin: values move at the open; its level from the previous close's.
+    new_values = values * rng.lognormal(0, 0.05, n)
+    indices.update_news(float_shares, values, new_values)
+    want = news0 * np.mean(new_values[members] / values[members])
+    assert indices.news[4] == pytest.approx(want, rel=1e-13)
+    assert news_opened == news0
 
 
 def _numpy_book_mid(market, result) -> np.ndarray:

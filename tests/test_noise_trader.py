@@ -11,7 +11,7 @@ from agents.noise_trader import NoiseTraders
 from agents.sampling import choice
 from experiments.scenarios import load_scenario
 from model import MarketModel
-from model.orders import Orders
+from model.orders import MARKET_ORDER_REACH, Orders
 from tests.conftest import SMALL
 
 
@@ -48,7 +48,13 @@ def _numpy_decide(pop: NoiseTraders, rows: np.ndarray) -> Orders:
     lots = np.where(cap_lots < 2 * lots, cap_lots, lots)
     price = price * np.exp(-side * rng.exponential(c.limit_offset, size=n))
     at_limit = rng.random(n) < c.market_order_share
-    price = np.where(at_limit, market.limit_price(stock, side), price)
+    through = market.last[stock] * (1.0 + side * MARKET_ORDER_REACH)
+    market_price = np.where(
+        side > 0,
+        np.minimum(market.grid.upper[stock], through),
+        np.maximum(market.grid.lower[stock], through),
+    )
+    price = np.where(at_limit, market_price, price)
     return Orders(accounts[owner], stock, side, price, lots).select(keep)
 
 
@@ -84,7 +90,13 @@ def test_compiled_orders_match_the_numpy_rules_bit_for_bit(seed, steps):
     sellable = model.ledger.sellable(got.account, got.stock)
     assert (got.side > 0).any() and (got.side < 0).any()
     assert (got.lots == sellable // lot)[got.side < 0].any()  # sold out
-    assert (got.price == market.limit_price(got.stock, got.side)).any()
+    through = market.last[got.stock] * (1.0 + got.side * MARKET_ORDER_REACH)
+    market_price = np.where(
+        got.side > 0,
+        np.minimum(market.grid.upper[got.stock], through),
+        np.maximum(market.grid.lower[got.stock], through),
+    ).astype(np.int64)
+    assert (got.price == market_price).any()  # market orders among them
     assert (got.price != market.limit_price(got.stock, got.side)).any()
 
 

@@ -17,7 +17,7 @@ from agents.retail import (
 from agents.sampling import choice
 from model import MarketModel
 from model.config import RetailConfig
-from model.orders import Orders
+from model.orders import MARKET_ORDER_REACH, Orders
 
 SMALL = {
     "universe.n_stocks": 60,
@@ -248,7 +248,13 @@ def _numpy_orders(pop: RetailChasers, rows: np.ndarray) -> Orders:
         market.grid.upper[stock],
     )
     at_limit = (limit_u < MARKET_ORDER_SHARE) | (pop.panicking[rows] & (side < 0))
-    price = np.where(at_limit, market.limit_price(stock, side), near).astype(np.int64)
+    through = (market.last[stock] * (1.0 + side * MARKET_ORDER_REACH)).astype(np.int64)
+    market_price = np.where(
+        side > 0,
+        np.minimum(market.grid.upper[stock], through),
+        np.maximum(market.grid.lower[stock], through),
+    )
+    price = np.where(at_limit, market_price, near).astype(np.int64)
     cash_fen = np.maximum(ledger.cash[pop.accounts[rows]], 0)
     budget = np.minimum(cash_fen, pop.wealth[rows] * 100.0 / (4 * c.holdings))
     buy_lots = np.floor(budget / (price * lot)).astype(np.int64)
