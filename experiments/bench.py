@@ -125,6 +125,14 @@ def agents_held(n_stocks: int, base_stocks: int, overrides: dict | None = None) 
     return held
 
 
+# The scaling series in ``bench.json``: key, the size it is measured against, label.
+SCALING_SERIES = (
+    ("stocks_alone", "n_stocks", "stocks alone (agents held)"),
+    ("stocks", "n_stocks", "stocks, the funds growing with them"),
+    ("agents", "n_agents", "agents (retail added)"),
+)
+
+
 def other_agents(n_stocks: int, overrides: dict | None = None) -> int:
     """Agents of every type but retail in jan2024 at ``n_stocks`` stocks."""
     return len(_model(n_stocks, 0, overrides=overrides).agents)
@@ -581,12 +589,8 @@ def chart(results: dict) -> Any:
         ),
         horizontal_spacing=0.09,
     )
-    series = (
-        (1, "stocks_alone", "n_stocks", "stocks alone (agents held)"),
-        (1, "stocks", "n_stocks", "stocks, the funds growing with them"),
-        (2, "agents", "n_agents", "agents (retail added)"),
-    )
-    for col, key, size_key, label in series:
+    for key, size_key, label in SCALING_SERIES:
+        col = 2 if size_key == "n_agents" else 1
         points = scaling[key]
         size = np.array([p[size_key] for p in points], dtype=float)
         ms = np.array([p["ms_per_step"] for p in points])

@@ -353,7 +353,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from experiments.bench import run_benchmarks
+    from experiments.bench import SCALING_SERIES, run_benchmarks
 
     if args.repeats < 1:
         raise ConfigError(f"--repeats = {args.repeats}: must be an integer >= 1")
@@ -378,11 +378,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         f"{e['vectorized_ms_per_step']} ms/step, per-agent {e['agents_ms_per_step']} ms/step, "
         f"{e['speed_ratio']}x"
     )
-    for key, size, label in (
-        ("stocks_alone", "n_stocks", "stocks alone (agents held)"),
-        ("stocks", "n_stocks", "stocks, the funds growing with them"),
-        ("agents", "n_agents", "agents"),
-    ):
+    for key, size, label in SCALING_SERIES:
         points = ", ".join(f"{p[size]:,}: {p['steps_per_s']}" for p in s[key])
         print(f"steps/s by {label}: {points} (log-log slope {s[f'slope_{key}']})")
     for label, ep in results.get("episodes", {}).items():

@@ -110,18 +110,18 @@ class LendingDesk:
         """Apply the timeline: recall a share of whatever is lent beyond today's supply."""
         c = self.cfg
         self.same_day_route = not (c.curb_enabled and day >= c.t1_date)
-        owed = self.owed_by_stock()  # (S,) shares lent
         if self.key.size == 0:
             return
         stock = self.key % self.n_stocks  # (L,)
         # Shares already recalled and not yet handed back are on their way: only the rest
         # of the excess is recalled again, or a slow buy-in would be recalled twice.
         due_by_stock = np.bincount(stock, self.recall_due, minlength=self.n_stocks)  # (S,)
-        excess = np.maximum(owed - due_by_stock - self.supply(day), 0)  # (S,)
+        not_recalled = self.owed_by_stock() - due_by_stock  # (S,) shares lent, not recalled
+        excess = np.maximum(not_recalled - self.supply(day), 0)  # (S,)
         if not excess.any():
             return
         outstanding = self.owed - self.recall_due  # (L,) shares owed and not recalled
-        share = (excess * c.recall_per_day / np.maximum(owed - due_by_stock, 1))[stock]
+        share = (excess * c.recall_per_day / np.maximum(not_recalled, 1))[stock]
         due = np.ceil(outstanding * share / self.lot) * self.lot
         self.recall_due = np.minimum(self.recall_due + due.astype(np.int64), self.owed)
 

@@ -310,7 +310,6 @@ class MarketModel(mesa.Model):
         nc = cfg.neutral
         n_neutral = round(nc.n_funds * self.scale) if nc.n_funds else 0
         if n_neutral:
-            n_neutral = max(n_neutral, 1)
             equity = rng.lognormal(0.0, 0.8, n_neutral)
             equity *= nc.aum_bn * 1e9 * self.scale / equity.sum()  # CNY per product
             lev = np.ones(n_neutral)  # credit is set once the products know their leverage
