@@ -227,13 +227,25 @@ def pessimists(runs):
 def test_pessimists_in_the_futures_deepen_the_discount(pessimists):
     """Trend followers selling futures in the fall, with the lending curb holding the
     arbitrageurs back: late January's IC and IM basis and their worst closes in the window
-    sit lower, by over 2 points a year, in every seed."""
+    sit lower, by over 2 points a year, on average over the seeds and in most of them.
+
+    Not in every seed: the speculators' selling also moves the products' unwind, and the
+    products' buy-backs narrow the discount (at 1,000 stocks, seeds 1-20, each figure is
+    over 2 points deeper with the speculators in 14 to 17 seeds; at 400 stocks seed 3's
+    IM is not).
+    """
+    for contract in ("ic_basis", "im_basis"):
+        for figure in ("late_january_mean", "worst_in_window"):
+            change = np.array(
+                [
+                    episode_figures(spec)[contract][figure]
+                    - episode_figures(base)[contract][figure]
+                    for base, spec in pessimists
+                ]
+            )
+            assert change.mean() < -0.02, (contract, figure, change)
+            assert (change < -0.02).sum() > len(change) / 2, (contract, figure, change)
     for base, spec in pessimists:
-        a, b = episode_figures(base), episode_figures(spec)
-        for contract in ("ic_basis", "im_basis"):
-            for figure in ("late_january_mean", "worst_in_window"):
-                pair = a[contract][figure], b[contract][figure]
-                assert pair[1] < pair[0] - 0.02, (contract, figure, pair)
         assert (spec["speculator_futures"] != 0).any() and not base["speculator_futures"].any()
 
 

@@ -62,7 +62,9 @@ def test_depth_is_consumed_then_replenished_at_a_finite_rate():
     model.step()
     before = _ask_depth(model)
     stocks = np.arange(50)
-    # Sweep the whole ask side of 50 stocks with a market buy from a rich outsider.
+    # Take most of the ask side of 50 stocks with a market buy from a rich outsider. Not
+    # all of it: a buy left over at the limit would lock the stock limit-up, where the
+    # makers show no asks (beyond the limit) until the next day.
     outsider = model.ledger.open_accounts(np.array([10**15]))[0]
     market = model.market
     market.submit(
@@ -71,7 +73,7 @@ def test_depth_is_consumed_then_replenished_at_a_finite_rate():
             stocks,
             np.ones(50),
             market.grid.upper[stocks],
-            before[stocks] * 2,
+            np.floor(before[stocks] * 0.9),
         )
     )
     market.clear()

@@ -250,7 +250,12 @@ def test_lending_curb_recalls_loans_and_moves_the_hedge_to_futures():
         short = -(m.ledger.futures_position(f.accounts)[:, 1:] * value).sum()
         return float(short / f.holdings_value(f.rows).sum())
 
-    fut0 = futures_share()
+    def stock_share() -> float:
+        """The borrowed stock's CNY over the long book's: what the short sales hedge."""
+        _, stock, owed = desk.loans(f.accounts)
+        return float((owed * m.market.last[stock]).sum() / 100 / f.holdings_value(f.rows).sum())
+
+    fut0, stock0 = futures_share(), stock_share()
     assert owed0.sum() > 0
     peak = owed0.sum()  # what was owed before the recalls began (products borrow till then)
     while m.running:  # to 2024-02-09: nine sessions into the cut
@@ -265,7 +270,11 @@ def test_lending_curb_recalls_loans_and_moves_the_hedge_to_futures():
     assert owed.sum() < 0.75 * peak
     assert (owed - due).sum() < 0.15 * peak
     assert (f.state == NORMAL).all()
-    assert futures_share() > fut0 + 0.03  # the lost stock hedge reappears as futures shorts
+    # The lost stock hedge reappears as futures shorts: the stock leg shrinks by over a
+    # fifth, the futures grow, and together they still cover the book to within 5%.
+    assert stock_share() < 0.8 * stock0
+    assert futures_share() > fut0
+    assert futures_share() + stock_share() > 0.95
 
 
 def test_no_product_borrows_a_name_it_holds_long():

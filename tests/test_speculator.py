@@ -113,7 +113,10 @@ def test_the_agent_engine_runs_the_same_rules():
     model, specs = build(engine="agents")
     for _ in range(3 * model.steps_per_day):
         model.step()
-    feed(model, specs, [model.indices.level[1] * 0.95**k for k in range(1, 9)])
+    # A fall the futures can follow within their daily limit: fed further, the index sits
+    # below limit-down, where the makers bid nothing and every futures sell is locked.
+    feed(model, specs, [model.indices.level[1] * 0.99**k for k in range(1, 9)])
+    assert (specs.signal < 0).all()
     model.step()
     assert (model.ledger.futures_position(specs.accounts)[:, CONTRACTS] < 0).any()
 
