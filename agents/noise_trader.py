@@ -9,8 +9,10 @@ one, drawn by attention, more often a stock that has been moving. Buying new
 names drawn across the market and sized by their caps, paid for by selling the
 small names most traders hold, carried a steady flow out of small caps into large
 ones, which a trader with no view must not do.
-Some orders go at the limit price (market orders), the rest rest as limit
-orders near the last price, and part of those is withdrawn each step.
+Some orders are market orders (priced ``MARKET_ORDER_REACH`` through the last
+price: an A-share market order walks a few levels and its remainder is cancelled),
+the rest rest as limit orders near the last price, and part of those is withdrawn
+each step.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class NoiseTraders(Population):
         pick_u = rng.random(n)  # (n,) which position to sell or add to
         size_z = rng.standard_normal(n)  # (n,) log-normal order size
         offset = rng.exponential(c.limit_offset, size=n)  # (n,) distance from the last price
-        limit_u = rng.random(n)  # (n,) whether the order goes at the limit price
+        limit_u = rng.random(n)  # (n,) whether the order goes as a market order
         grid = market.grid
         orders = _noise_orders(
             accounts,
@@ -212,8 +214,9 @@ def _noise_orders(
     sell a lot of it today; a buyer holding nothing buys the ``stock`` drawn. The size
     is log-normal around ``order_pct_cap`` of the stock's cap (``size_z``), a lot at
     least; a seller left with less than two orders' worth sells out. The price sits
-    ``offset`` from the last (buyers below, sellers above), or at the day's limit for a
-    ``market_order_share`` of the orders (``limit_u``).
+    ``offset`` from the last (buyers below, sellers above), or, for a
+    ``market_order_share`` of the orders (``limit_u``), as a market order:
+    ``MARKET_ORDER_REACH`` through the last price, within the day's limits.
 
     Returns:
         (account, stock, side, price, lots) of the buys and of the sells with lots; a

@@ -240,7 +240,8 @@ def _retail_orders(
     down to one lot, else half (rounded up). Both pick a position with the same
     uniform ``pick_u`` (r,). Prices sit ``offset`` (r,) from the last price (buyers
     below, sellers above) or, for a share of the calm (``limit_u``) and every
-    panicking seller, at the day's limit. A buy is worth about what a sale of half a
+    panicking seller, as a market order: ``MARKET_ORDER_REACH`` through the last
+    price, within the day's limits. A buy is worth about what a sale of half a
     position brings (wealth over ``4 * holdings``), or the cash there is.
 
     Positions come as ``slot`` (ascending, into ``rows``), ``h_stock``, ``h_sellable``
@@ -294,10 +295,10 @@ def _retail_orders(
         side = 1 if buy[i] else -1
         s = stock_buy if buy[i] else stock_sell
         near = min(max(np.int64(np.rint(last[s] * np.exp(-side * offset[i]))), lower[s]), upper[s])
-        at_limit = limit_u[i] < MARKET_ORDER_SHARE or (panicking[rows[i]] and side < 0)
+        market = limit_u[i] < MARKET_ORDER_SHARE or (panicking[rows[i]] and side < 0)
         through = np.int64(last[s] * (1.0 + side * MARKET_ORDER_REACH))
-        limit = min(upper[s], through) if side > 0 else max(lower[s], through)
-        price = limit if at_limit else near
+        through = min(upper[s], through) if side > 0 else max(lower[s], through)
+        price = through if market else near
         cash_fen = max(cash[accounts[i]], 0)
         budget = min(float(cash_fen), wealth[rows[i]] * 100.0 / (4 * holdings))
         lots = np.int64(np.floor(budget / (price * lot))) if buy[i] else sell_lots
@@ -544,7 +545,7 @@ class RetailChasers(Population):
         buy = rng.random(r) < 0.5 * (1.0 + np.tanh(score))  # (r,)
         gumbel = rng.gumbel(size=looked.shape)  # (r, L)
         pick_u = rng.random(r)  # (r,) which position to add to or sell
-        limit_u = rng.random(r)  # (r,) whether a calm order goes at the limit
+        limit_u = rng.random(r)  # (r,) whether a calm order goes as a market order
         offset = rng.exponential(LIMIT_OFFSET, r)  # (r,) relative distance from the last price
         grid = market.grid
         orders = _retail_orders(
