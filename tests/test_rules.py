@@ -558,6 +558,10 @@ def test_basket_holding_is_holding_of_each_basket_pair():
     got = ledger.basket_holding(accounts, basket, np.argsort(basket, axis=1))
     np.testing.assert_array_equal(got, want)
     assert want.any() and not want.all()
+    # Accounts in descending order: each account's first row is found below the last.
+    flipped = basket[::-1].copy()
+    got = ledger.basket_holding(accounts[::-1].copy(), flipped, np.argsort(flipped, axis=1))
+    np.testing.assert_array_equal(got, want[::-1])
 
 
 def test_value_cny_of_a_block_is_the_bincount_of_its_positions(small_model):
