@@ -448,7 +448,8 @@ def _admit_stock_compiled(
             need = lots[i] * lot * price[i]  # fen
             room = buying_power[account[i]] - claimed_fen[account[i]]
             claimed_fen[account[i]] += need
-            admitted[i] = min(max(room, 0), need) // (lot * price[i])
+            # Most orders fit whole: their lots, without a division (the same integer).
+            admitted[i] = lots[i] if room >= need else max(room, 0) // (lot * price[i])
 
     m = book_account.shape[0]
     sell = np.empty(m + account.shape[0], np.int64)  # resting sells (i), then new (m + i)
@@ -486,7 +487,7 @@ def _admit_stock_compiled(
         need = lots[i] * lot  # shares
         room = shares[row] - bought_today[row] - claimed
         claimed += need
-        admitted[i] = min(max(room, 0), need) // lot
+        admitted[i] = lots[i] if room >= need else max(room, 0) // lot
     return admitted
 
 
