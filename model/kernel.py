@@ -5,10 +5,10 @@ level, lots) and a per-stock price grid spanning the day's limits. For each
 stock it finds the price level that maximizes executed volume, fills every order
 beyond its side's marginal level in full and the orders at it pro rata in whole
 lots, earliest orders first for the leftover lots. Of the levels that trade the
-most, the price is the one the exchanges' rule allows: every buy above the price
-and every sell below it fills in full, so a side left with lots at its marginal
-level sets the price there (a wall of sells at limit-down clears at limit-down
-and locks); where neither is left over, the least imbalance, then the level
+most, the price is one the exchanges' rule allows: every buy above the price and
+every sell below it fills in full, so a side left with lots at its marginal level
+sets the price there (a wall of sells at limit-down clears at limit-down and
+locks). Among the levels the rule allows: the least imbalance, then the level
 nearest the reference. Everything is integer: lots and fen, so fills balance
 exactly.
 """
@@ -248,15 +248,17 @@ def _clear_compiled(
         # and the levels that trade the most volume are exactly those between them.
         buy_margin = _last_at_least(demand, best)
         sell_margin = _first_at_least(supply, best)
-        if best > 0 and supply[sell_margin] > best:
-            level_star[s] = sell_margin  # sells left at their margin: the price is theirs
-        elif best > 0 and demand[buy_margin] > best:
-            level_star[s] = buy_margin  # buys left at theirs
-        elif best > 0:
-            # Ties for the most volume: least imbalance, then nearest the reference level,
+        if best > 0:
+            # The exchanges' rule: every buy above the price and every sell below it fills
+            # in full, so the price lies at or above the last level bidding more than the
+            # volume and at or below the first offering more (lots are whole: "more" is
+            # "at least one more"). A side left over at its margin pins the price there.
+            lo = max(sell_margin, _last_at_least(demand, best + 1.0))
+            hi = min(buy_margin, _first_at_least(supply, best + 1.0))
+            # Ties among those levels: least imbalance, then nearest the reference level,
             # then the lowest level.
             pick, pick_imb, pick_dist = -1, 0.0, 0
-            for j in range(sell_margin, buy_margin + 1):
+            for j in range(lo, hi + 1):
                 imb = abs(demand[j] - supply[j])
                 dist = abs(j - ref_level[s])
                 if pick < 0 or imb < pick_imb or (imb == pick_imb and dist < pick_dist):
@@ -363,8 +365,14 @@ def clear_numpy(
     volume_at = np.minimum(demand, supply)  # (S, L)
     best = volume_at.max(axis=1)  # (S,)
 
+    # The exchanges' rule: every buy above the price and every sell below it fills in full,
+    # so a candidate level has no more than the volume bid above it or offered below it.
+    zeros = np.zeros((n_stocks, 1))
+    bid_above = np.concatenate([demand[:, 1:], zeros], axis=1)  # (S, L) lots bid above j
+    ask_below = np.concatenate([zeros, supply[:, :-1]], axis=1)  # (S, L) lots offered below j
+    allowed = (bid_above <= best[:, None]) & (ask_below <= best[:, None])
     # Ties for the most volume (a few cells a stock): least imbalance, then nearest reference.
-    cand_stock, cand_level = np.nonzero(volume_at == best[:, None])
+    cand_stock, cand_level = np.nonzero((volume_at == best[:, None]) & allowed)
     traded = best[cand_stock] > 0
     cand_stock, cand_level = cand_stock[traded], cand_level[traded]
     imbalance = np.abs(demand[cand_stock, cand_level] - supply[cand_stock, cand_level])
@@ -381,11 +389,6 @@ def clear_numpy(
     # Demand falls with the level and supply rises, so counting the levels suffices.
     buy_margin = (demand >= best[:, None]).sum(axis=1) - 1  # last j with D >= V
     sell_margin = n_levels - (supply >= best[:, None]).sum(axis=1)  # first j with S >= V
-    # Every buy above the price and every sell below it fills in full: a side with lots
-    # left at its marginal level sets the price there (the ties above are for the rest).
-    sells_left = (best > 0) & (supply[rows, np.minimum(sell_margin, n_levels - 1)] > best)
-    buys_left = (best > 0) & ~sells_left & (demand[rows, np.maximum(buy_margin, 0)] > best)
-    level_star = np.where(sells_left, sell_margin, np.where(buys_left, buy_margin, level_star))
     above = np.where(
         buy_margin + 1 < n_levels, demand[rows, np.minimum(buy_margin + 1, n_levels - 1)], 0
     )

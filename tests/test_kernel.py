@@ -25,13 +25,13 @@ books = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
-@given(books)
-def test_clearing_maximizes_volume_and_fills_balance(orders):
+@settings(max_examples=300, deadline=None)
+@given(books, st.integers(0, 20))
+def test_clearing_maximizes_volume_and_fills_balance(orders, ref):
     grid = _grid(4)
     stock, side, level, lots = (np.array(c, dtype=np.int64) for c in zip(*orders, strict=True))
     side = side.astype(np.int8)
-    res = clear(grid, stock, side, level, lots, ref_level=np.full(4, 10))
+    res = clear(grid, stock, side, level, lots, ref_level=np.full(4, ref))
     for s in range(4):
         bid = np.bincount(level[(stock == s) & (side > 0)], lots[(stock == s) & (side > 0)], 21)
         ask = np.bincount(level[(stock == s) & (side < 0)], lots[(stock == s) & (side < 0)], 21)
@@ -81,6 +81,21 @@ def test_a_side_left_over_at_its_margin_sets_the_price():
             res = clearing(grid, stock, sides, levels, np.array([100, 10, 10, 10]), np.array([10]))
             assert res.level[0] == wall and res.volume[0] == 30
             assert res.lock[0] == side and res.filled.tolist() == [30, 10, 10, 10]
+
+
+def test_no_trade_through_where_neither_side_is_left_over_at_its_margin():
+    # Grid 900..1100 fen, 20 fen a level. Buys: 3 lots at level 2, 4 at level 4; sells: 4
+    # at level 0, 1 at level 3. Levels 0-4 all trade 4 lots, but at level 4 (nearest the
+    # reference) the sell at level 3 would sit below the price unfilled: only levels 2 and
+    # 3 leave every buy above and every sell below the price filled. Level 3 has the
+    # least imbalance.
+    grid = Grid.from_close(np.array([1000]), np.array([0.10]), 11)
+    stock, side = np.zeros(4, np.int64), np.array([1, 1, -1, -1], np.int8)
+    level, lots = np.array([2, 4, 0, 3]), np.array([3, 4, 4, 1])
+    for kernel in (clear, clear_numpy):
+        res = kernel(grid, stock, side, level, lots, ref_level=np.array([4]))
+        assert res.level[0] == 3 and res.volume[0] == 4
+        np.testing.assert_array_equal(res.filled, [0, 4, 4, 0])
 
 
 def test_pro_rata_at_the_margin_in_whole_lots_earliest_first():
