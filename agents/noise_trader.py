@@ -256,7 +256,7 @@ def _noise_orders(
             lots = np.float64(cap_lots)
         price = price * np.exp(-side * offset[k])
         if limit_u[k] < market_order_share:
-            through = last[s] * (1.0 + side * MARKET_ORDER_REACH)
+            through = np.rint(last[s] * (1.0 + side * MARKET_ORDER_REACH))  # whole fen
             price = min(upper[s], through) if side > 0 else max(lower[s], through)
         out_account[kept], out_stock[kept], out_side[kept] = accounts[owner[k]], s, side
         out_price[kept], out_lots[kept] = np.int64(price), np.int64(lots)

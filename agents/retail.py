@@ -296,7 +296,7 @@ def _retail_orders(
         s = stock_buy if buy[i] else stock_sell
         near = min(max(np.int64(np.rint(last[s] * np.exp(-side * offset[i]))), lower[s]), upper[s])
         market = limit_u[i] < MARKET_ORDER_SHARE or (panicking[rows[i]] and side < 0)
-        through = np.int64(last[s] * (1.0 + side * MARKET_ORDER_REACH))
+        through = np.int64(np.rint(last[s] * (1.0 + side * MARKET_ORDER_REACH)))
         through = min(upper[s], through) if side > 0 else max(lower[s], through)
         price = through if market else near
         cash_fen = max(cash[accounts[i]], 0)

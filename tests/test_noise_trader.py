@@ -48,7 +48,7 @@ def _numpy_decide(pop: NoiseTraders, rows: np.ndarray) -> Orders:
     lots = np.where(cap_lots < 2 * lots, cap_lots, lots)
     price = price * np.exp(-side * rng.exponential(c.limit_offset, size=n))
     at_limit = rng.random(n) < c.market_order_share
-    through = market.last[stock] * (1.0 + side * MARKET_ORDER_REACH)
+    through = np.rint(market.last[stock] * (1.0 + side * MARKET_ORDER_REACH))
     market_price = np.where(
         side > 0,
         np.minimum(market.grid.upper[stock], through),
@@ -90,7 +90,7 @@ def test_compiled_orders_match_the_numpy_rules_bit_for_bit(seed, steps):
     sellable = model.ledger.sellable(got.account, got.stock)
     assert (got.side > 0).any() and (got.side < 0).any()
     assert (got.lots == sellable // lot)[got.side < 0].any()  # sold out
-    through = market.last[got.stock] * (1.0 + got.side * MARKET_ORDER_REACH)
+    through = np.rint(market.last[got.stock] * (1.0 + got.side * MARKET_ORDER_REACH))
     market_price = np.where(
         got.side > 0,
         np.minimum(market.grid.upper[got.stock], through),

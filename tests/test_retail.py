@@ -248,7 +248,7 @@ def _numpy_orders(pop: RetailChasers, rows: np.ndarray) -> Orders:
         market.grid.upper[stock],
     )
     at_limit = (limit_u < MARKET_ORDER_SHARE) | (pop.panicking[rows] & (side < 0))
-    through = (market.last[stock] * (1.0 + side * MARKET_ORDER_REACH)).astype(np.int64)
+    through = np.rint(market.last[stock] * (1.0 + side * MARKET_ORDER_REACH)).astype(np.int64)
     market_price = np.where(
         side > 0,
         np.minimum(market.grid.upper[stock], through),
