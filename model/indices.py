@@ -10,7 +10,7 @@ Membership is set by free-float cap rank and refreshed on each index's own rebal
 schedule (at a day's open), so a stock that falls far enough drops into the next tier
 at the next rebalance.
 
-Each index has a news twin: the same members and weights, chain-linked on the
+Each index has a news twin: the same members and weights, moved the same way on the
 stocks' fundamental values instead of their prices. The gap between the two is
 what the agents' trading did, so a tier's fall can be split into news and flows.
 """

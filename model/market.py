@@ -144,7 +144,8 @@ class Market:
 
     # -- orders ---------------------------------------------------------------------------
     def limit_price(self, stock: np.ndarray, side: np.ndarray) -> np.ndarray:
-        """Today's limit-up price for buys, limit-down for sells: a market order's price."""
+        """Today's limit-up price for buys, limit-down for sells: the price of an order that
+        must trade whatever it costs."""
         return np.where(side > 0, self.grid.upper[stock], self.grid.lower[stock])
 
     def submit(self, orders: Orders) -> Orders:

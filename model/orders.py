@@ -15,9 +15,11 @@ MARKET_ORDER_REACH = 0.03
 
 @dataclass(frozen=True)
 class Orders:
-    """A batch of limit orders. A market order is a limit order through the last price:
-    ``MARKET_ORDER_REACH`` through it for the noise traders and retail (their panic sales
-    too), at the day's limit for the funds' forced sales, buy-ins and the hedgers' futures.
+    """A batch of limit orders. An order meant to trade now is a limit order through the
+    last price: ``MARKET_ORDER_REACH`` through it for the noise traders and retail (their
+    panic sales too), ``neutral.forced_discount`` through it for the quant products' forced
+    sales, buy-ins and hedge covers, and at the day's limit for the public funds' forced
+    sales, the arbitrageurs' trades and the speculators' and snowball issuers' futures.
 
     ``forced`` marks the stock orders sent because of a risk line, a margin call, a
     buy-in, a redemption or a retail panic: it rides with each order onto the book, so
