@@ -231,8 +231,8 @@ def test_pessimists_in_the_futures_deepen_the_discount(pessimists):
 
     Not in every seed: the speculators' selling also moves the products' unwind, and the
     products' buy-backs narrow the discount (at 1,000 stocks, seeds 1-20, each figure is
-    over 2 points deeper with the speculators in 14 to 17 seeds; at 400 stocks seed 3's
-    IM is not).
+    over 2 points deeper with the speculators in 17 to 19 seeds; at 400 stocks one seed's
+    IM may not be).
     """
     for contract in ("ic_basis", "im_basis"):
         for figure in ("late_january_mean", "worst_in_window"):
