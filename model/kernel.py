@@ -229,35 +229,48 @@ def _clear_compiled(
     price = np.empty(n_stocks, np.int64)
     volume = np.zeros(n_stocks, np.int64)
     lock = np.zeros(n_stocks, np.int8)
-    margin = np.zeros((n_stocks, 2), np.int64)  # marginal level per side [sell, buy]
-    owed = np.zeros((n_stocks, 2), np.int64)  # lots the orders at it share
-    demand = np.empty(n_levels)
-    supply = np.empty(n_levels)
+    # Per stock and side [sell, buy]: the level an order must reach to fill in full or pro
+    # rata (its marginal level; past the book's edge where the stock does not trade, so
+    # no order reaches it), the lots resting there and the lots they share.
+    reach = np.empty((n_stocks, 2), np.int64)
+    resting = np.ones((n_stocks, 2), np.int64)
+    owed = np.zeros((n_stocks, 2), np.int64)
+    # Lots are whole and their sums far below 2**53: cumulative demand and supply in
+    # int64 equal the float64 sums exactly, and integer adds and min/max chain faster.
+    demand = np.empty(n_levels, np.int64)  # (L,)
+    supply = np.empty(n_levels, np.int64)  # (L,)
     for s in range(n_stocks):
-        acc = 0.0
+        acc = 0
         for j in range(n_levels - 1, -1, -1):
-            acc += qty[1, s, j]
+            acc += np.int64(qty[1, s, j])
             demand[j] = acc
-        acc, best = 0.0, 0.0
+        acc, best = 0, 0
         for j in range(n_levels):
-            acc += qty[0, s, j]
+            acc += np.int64(qty[0, s, j])
             supply[j] = acc
             best = max(best, min(demand[j], acc))
         # Demand falls with the level and supply rises, so the marginal levels (the last
-        # with demand >= volume, the first with supply >= volume) are found by bisection,
-        # and the levels that trade the most volume are exactly those between them.
-        buy_margin = _last_at_least(demand, best)
-        sell_margin = _first_at_least(supply, best)
+        # with demand >= volume, the first with supply >= volume) follow from counting
+        # levels (one branch-free pass; a bisection's branches mispredict), and the
+        # levels that trade the most volume are exactly those between them.
+        # The exchanges' rule: every buy above the price and every sell below it fills in
+        # full, so the price lies at or above the last level bidding more than the volume
+        # and at or below the first offering more (lots are whole: "more" is "at least
+        # one more"). A side left over at its margin pins the price there.
+        bid_at_least = bid_more = ask_at_least = ask_more = 0
+        for j in range(n_levels):
+            bid_at_least += demand[j] >= best
+            bid_more += demand[j] > best
+            ask_at_least += supply[j] >= best
+            ask_more += supply[j] > best
+        buy_margin = bid_at_least - 1
+        sell_margin = n_levels - ask_at_least
         if best > 0:
-            # The exchanges' rule: every buy above the price and every sell below it fills
-            # in full, so the price lies at or above the last level bidding more than the
-            # volume and at or below the first offering more (lots are whole: "more" is
-            # "at least one more"). A side left over at its margin pins the price there.
-            lo = max(sell_margin, _last_at_least(demand, best + 1.0))
-            hi = min(buy_margin, _first_at_least(supply, best + 1.0))
+            lo = max(sell_margin, bid_more - 1)
+            hi = min(buy_margin, n_levels - ask_more)
             # Ties among those levels: least imbalance, then nearest the reference level,
             # then the lowest level.
-            pick, pick_imb, pick_dist = -1, 0.0, 0
+            pick, pick_imb, pick_dist = -1, 0, 0
             for j in range(lo, hi + 1):
                 imb = abs(demand[j] - supply[j])
                 dist = abs(j - ref_level[s])
@@ -265,13 +278,17 @@ def _clear_compiled(
                     pick, pick_imb, pick_dist = j, imb, dist
             level_star[s] = pick
         price[s] = min(lower[s] + level_star[s] * step[s], upper[s])
-        vol = np.int64(np.rint(best))
+        vol = best
         volume[s] = vol
-        margin[s, 0], margin[s, 1] = sell_margin, buy_margin
         if vol > 0:
-            above = np.int64(np.rint(demand[buy_margin + 1])) if buy_margin + 1 < n_levels else 0
-            below = np.int64(np.rint(supply[sell_margin - 1])) if sell_margin > 0 else 0
+            above = demand[buy_margin + 1] if buy_margin + 1 < n_levels else 0
+            below = supply[sell_margin - 1] if sell_margin > 0 else 0
             owed[s, 0], owed[s, 1] = vol - below, vol - above
+            reach[s, 0], reach[s, 1] = sell_margin, buy_margin
+            resting[s, 0] = max(np.int64(qty[0, s, sell_margin]), 1)
+            resting[s, 1] = max(np.int64(qty[1, s, buy_margin]), 1)
+        else:
+            reach[s, 0], reach[s, 1] = -1, n_levels
         top = n_active[s] - 1
         if level_star[s] == top and demand[top] > vol:
             lock[s] = 1
@@ -280,55 +297,34 @@ def _clear_compiled(
 
     # Fills: in full beyond a side's marginal level, pro rata in whole lots at it, and the
     # leftover lots (fewer than the orders with a remainder) one each, earliest first.
-    filled = np.zeros(n, np.int64)
-    remainder = np.zeros(n, np.int64)
+    # past: how far an order lies beyond its side's marginal level (> 0 in full, 0 at it);
+    # the full fills are a select, not a branch, and only the few orders at a margin are
+    # kept, in time order, for the leftover lots.
+    filled = np.empty(n, np.int64)  # (n,)
+    at = np.empty(n, np.int64)  # the orders at a margin, earliest first
+    remainder = np.empty(n, np.int64)  # what their pro rata share left over
+    n_at = 0
     given = np.zeros((n_stocks, 2), np.int64)
     for i in range(n):
-        s, b = stock[i], 1 if side[i] > 0 else 0
-        if volume[s] == 0:
-            continue
-        m = margin[s, b]
-        if (b == 1 and level[i] > m) or (b == 0 and level[i] < m):
-            filled[i] = lots[i]
-        elif level[i] == m:
-            resting = max(np.int64(np.rint(qty[b, s, m])), 1)
-            share = lots[i] * owed[s, b] // resting
-            remainder[i] = lots[i] * owed[s, b] - share * resting
+        s = stock[i]
+        b = 1 if side[i] > 0 else 0
+        past = (level[i] - reach[s, b]) * (2 * b - 1)
+        filled[i] = lots[i] if past > 0 else 0
+        if past == 0:
+            share = lots[i] * owed[s, b] // resting[s, b]
             filled[i] = share
             given[s, b] += share
-    for i in range(n):
-        if remainder[i] > 0:
+            at[n_at] = i
+            remainder[n_at] = lots[i] * owed[s, b] - share * resting[s, b]
+            n_at += 1
+    for k in range(n_at):
+        if remainder[k] > 0:
+            i = at[k]
             s, b = stock[i], 1 if side[i] > 0 else 0
             if given[s, b] < owed[s, b]:
                 filled[i] += 1
                 given[s, b] += 1
     return level_star, price, volume, filled, lock, qty
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _last_at_least(falling: np.ndarray, value: float) -> int:
-    """Last index where the non-increasing ``falling`` (L,) is at least ``value`` (-1: none)."""
-    lo, hi = 0, falling.shape[0]  # the answer + 1 lies in lo .. hi
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if falling[mid] >= value:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo - 1
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _first_at_least(rising: np.ndarray, value: float) -> int:
-    """First index where the non-decreasing ``rising`` (L,) is at least ``value`` (L: none)."""
-    lo, hi = 0, rising.shape[0]  # the answer lies in lo .. hi
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if rising[mid] >= value:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
 
 
 def clear_numpy(
