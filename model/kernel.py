@@ -297,26 +297,28 @@ def _clear_compiled(
 
     # Fills: in full beyond a side's marginal level, pro rata in whole lots at it, and the
     # leftover lots (fewer than the orders with a remainder) one each, earliest first.
-    # past: how far an order lies beyond its side's marginal level (> 0 in full, 0 at it);
-    # the full fills are a select, not a branch, and only the few orders at a margin are
-    # kept, in time order, for the leftover lots.
+    # past: how far an order lies beyond its side's marginal level (> 0 in full, 0 at it).
+    # The first pass has no branch (whether an order fills is a coin toss to the CPU): a
+    # select for the full fills, and the orders at a margin (a quarter) listed in time
+    # order, for the pro rata pass and the leftover lots.
     filled = np.empty(n, np.int64)  # (n,)
-    at = np.empty(n, np.int64)  # the orders at a margin, earliest first
-    remainder = np.empty(n, np.int64)  # what their pro rata share left over
+    at = np.empty(n, np.int64)  # (n_at,) the orders at a margin, earliest first
     n_at = 0
-    given = np.zeros((n_stocks, 2), np.int64)
     for i in range(n):
-        s = stock[i]
         b = 1 if side[i] > 0 else 0
-        past = (level[i] - reach[s, b]) * (2 * b - 1)
+        past = (level[i] - reach[stock[i], b]) * (2 * b - 1)
         filled[i] = lots[i] if past > 0 else 0
-        if past == 0:
-            share = lots[i] * owed[s, b] // resting[s, b]
-            filled[i] = share
-            given[s, b] += share
-            at[n_at] = i
-            remainder[n_at] = lots[i] * owed[s, b] - share * resting[s, b]
-            n_at += 1
+        at[n_at] = i
+        n_at += past == 0
+    remainder = np.empty(n_at, np.int64)  # (n_at,) what their pro rata share left over
+    given = np.zeros((n_stocks, 2), np.int64)
+    for k in range(n_at):
+        i = at[k]
+        s, b = stock[i], 1 if side[i] > 0 else 0
+        share = lots[i] * owed[s, b] // resting[s, b]
+        filled[i] = share
+        given[s, b] += share
+        remainder[k] = lots[i] * owed[s, b] - share * resting[s, b]
     for k in range(n_at):
         if remainder[k] > 0:
             i = at[k]
