@@ -25,7 +25,7 @@ from agents.sampling import choice
 from model.aot import entry
 from model.config import NoiseTraderConfig
 from model.ledger import consecutive
-from model.orders import MARKET_ORDER_REACH, Orders
+from model.orders import Orders, market_order_price
 
 
 class NoiseTrader(ArrayAgent):
@@ -256,8 +256,7 @@ def _noise_orders(
             lots = np.float64(cap_lots)
         price = price * np.exp(-side * offset[k])
         if limit_u[k] < market_order_share:
-            through = np.rint(last[s] * (1.0 + side * MARKET_ORDER_REACH))  # whole fen
-            price = min(upper[s], through) if side > 0 else max(lower[s], through)
+            price = np.float64(market_order_price(last[s], side, lower[s], upper[s]))
         out_account[kept], out_stock[kept], out_side[kept] = accounts[owner[k]], s, side
         out_price[kept], out_lots[kept] = np.int64(price), np.int64(lots)
         kept += 1

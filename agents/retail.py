@@ -32,7 +32,7 @@ from agents.sampling import choice
 from agents.social import barabasi_albert_edges, row_normalized_adjacency_from_edges, to_networkx
 from model.aot import entry
 from model.config import RetailConfig
-from model.orders import MARKET_ORDER_REACH, Orders
+from model.orders import Orders, market_order_price
 
 if TYPE_CHECKING:
     from model.market_model import MarketModel
@@ -296,9 +296,7 @@ def _retail_orders(
         s = stock_buy if buy[i] else stock_sell
         near = min(max(np.int64(np.rint(last[s] * np.exp(-side * offset[i]))), lower[s]), upper[s])
         market = limit_u[i] < MARKET_ORDER_SHARE or (panicking[rows[i]] and side < 0)
-        through = np.int64(np.rint(last[s] * (1.0 + side * MARKET_ORDER_REACH)))
-        through = min(upper[s], through) if side > 0 else max(lower[s], through)
-        price = through if market else near
+        price = market_order_price(last[s], side, lower[s], upper[s]) if market else near
         cash_fen = max(cash[accounts[i]], 0)
         budget = min(float(cash_fen), wealth[rows[i]] * 100.0 / (4 * holdings))
         lots = np.int64(np.floor(budget / (price * lot))) if buy[i] else sell_lots

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import numba
 import numpy as np
 
 # How far through the last price a calm market order is priced (within the day's limits):
@@ -11,6 +12,14 @@ import numpy as np
 # does not rest at the limit, where under the auction's rule (a side left over at its
 # margin sets the price) any surplus of them would run the price to the limit.
 MARKET_ORDER_REACH = 0.03
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def market_order_price(last: int, side: int, lower: int, upper: int) -> int:
+    """A calm market order's price in fen: ``MARKET_ORDER_REACH`` through the ``last``
+    price, to the nearest fen, held within the day's ``lower`` and ``upper`` limits."""
+    through = np.int64(np.rint(last * (1.0 + side * MARKET_ORDER_REACH)))
+    return min(upper, through) if side > 0 else max(lower, through)
 
 
 @dataclass(frozen=True)
