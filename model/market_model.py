@@ -506,12 +506,11 @@ class MarketModel(mesa.Model):
             self.running = False
 
     def _open_day(self, day: int) -> None:
+        value = self.fundamentals.value_fen()  # (S,) fen, the day's: read once, used twice
         if day > 0:
-            value = self.fundamentals.value_fen()
             self.fundamentals.new_day(self.days[day])
-            self.indices.update_news(
-                self.universe.float_shares, value, self.fundamentals.value_fen()
-            )
+            before, value = value, self.fundamentals.value_fen()
+            self.indices.update_news(self.universe.float_shares, before, value)
             caps = self.market.caps()
             u = self.config.universe
             if day % u.csi_rebalance_days == 0:
@@ -522,7 +521,7 @@ class MarketModel(mesa.Model):
                     self.public_funds.follow_mandate(caps)
         # The micro-cap index's equal weights for the day, on the day's members.
         n = self.universe.n
-        self.indices.open_day(self.market.last[:n], self.fundamentals.value_fen())
+        self.indices.open_day(self.market.last[:n], value)
         self.market.open_day()
         if self.lending is not None:
             self.lending.new_day(self.days[day])
