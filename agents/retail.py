@@ -46,6 +46,8 @@ PANIC_DRAWDOWN = 0.10  # drawdown beyond which an investor sells whole positions
 MARKET_ORDER_SHARE = 0.5  # share of calm orders sent as market orders
 LIMIT_OFFSET = 0.005  # mean relative distance of a limit order from the last price
 MAX_ATTENTION = 3.0  # cap on the activity multiplier from market volatility
+_NO_ROWS = np.zeros(0, dtype=np.int64)  # no rows picked (read-only)
+_NO_ROWS.flags.writeable = False
 
 
 REBALANCE = 4.0  # pull of the buy odds towards a half-cash portfolio
@@ -485,12 +487,15 @@ class RetailChasers(Population):
             self.action[:] = 0
             self.selling[:] = False
 
-    def _mark(self, rows: np.ndarray) -> None:
+    def _mark(self, rows: np.ndarray, picked: np.ndarray = _NO_ROWS) -> tuple[np.ndarray, ...]:
         """Mark the rows' wealth to last prices, raise their peaks where it is new, and flag
-        those beyond ``PANIC_DRAWDOWN`` (one compiled pass over the rows)."""
+        those beyond ``PANIC_DRAWDOWN`` (one compiled pass over the rows); return the
+        positions (:meth:`positions`) of ``rows[picked]``, read in the same walk of the
+        ledger that values every row."""
         ledger, accounts = self.model.ledger, self.take(self.accounts, rows)
-        held = ledger.value_fen(accounts, self.market.last)  # (r,) fen
+        held, positions = ledger.value_and_positions(accounts, self.market.last, picked)
         _mark_rows(rows, accounts, ledger.cash, held, self.wealth, self.peak_wealth, self.panicking)
+        return positions
 
     def _drawdown(self, rows: np.ndarray) -> np.ndarray:
         """(r,) :attr:`drawdown` of ``rows`` alone."""
@@ -507,15 +512,17 @@ class RetailChasers(Population):
         self._roll()
         market, c = self.market, self.cfg
         market.cancel_accounts(self.take(self.accounts, rows))  # any order: rows ascend in a run
-        self._mark(rows)
         every = slice(None) if self.all_rows(rows) else rows  # no fancy index for all rows
         self.action[every] = 0
         self.selling[every] = False
         attention = np.clip(market.vol_ratio().mean(), 1.0, MAX_ATTENTION)
         active = self.rng.random(rows.shape[0]) < min(c.activity * attention, 1.0)
-        return self._orders(rows[active]) if active.any() else Orders.empty()
+        # Marking draws nothing, so who is active is drawn first and their positions are
+        # read as the marking walks the ledger.
+        positions = self._mark(rows, np.flatnonzero(active))
+        return self._orders(rows[active], positions) if active.any() else Orders.empty()
 
-    def _orders(self, rows: np.ndarray) -> Orders:
+    def _orders(self, rows: np.ndarray, positions: tuple[np.ndarray, ...]) -> Orders:
         """Orders of the active ``rows``: buy or sell by the herding and own score.
 
         The random numbers drawn do not depend on state, so two equal populations
@@ -525,7 +532,7 @@ class RetailChasers(Population):
         """
         market, c, rng = self.market, self.cfg, self.rng
         r, accounts, cash = rows.shape[0], self.accounts[rows], self.model.ledger.cash
-        slot, h_stock, _, h_sellable = self.positions(rows)
+        slot, h_stock, _, h_sellable = positions  # the rows' (:meth:`positions`)
         looked = choice(rng, self.look_weights(), (r, LOOKED_AT))  # (r, L)
         score = _scores(
             looked,

@@ -288,7 +288,7 @@ def test_compiled_orders_match_the_numpy_rules_bit_for_bit(seed, holdings):
     want = _numpy_orders(pop, rows)
     want_state, want_action, want_selling = model.rng.bit_generator.state, pop.action, pop.selling
     model.rng.bit_generator.state, pop.action, pop.selling = state, action, selling
-    got = pop._orders(rows)
+    got = pop._orders(rows, pop.positions(rows))
     for name in ("account", "stock", "side", "price", "lots", "forced"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
         assert getattr(got, name).dtype == getattr(want, name).dtype

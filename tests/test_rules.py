@@ -694,6 +694,24 @@ def test_value_of_a_block_sums_each_account_apart_across_gaps_and_empty_rows():
         cny = np.bincount(slot, shares * price[stock] / 100.0, minlength=block.size)
         assert ledger.value_fen(block, price).tolist() == fen.tolist()
         assert ledger.value_cny(block, price).tolist() == cny.tolist()
+        # One walk for both: every account's value, and the picked accounts' positions
+        # (empty accounts at either end and between, positions emptied by a transfer).
+        for picked in (
+            np.arange(0),
+            np.arange(block.size),
+            np.arange(0, block.size, 2),
+            np.array(sorted({0, block.size - 1})),
+            np.flatnonzero(rng.random(block.size) < 0.5),
+        ):
+            value, found = ledger.value_and_positions(block, price, picked)
+            assert value.tolist() == fen.tolist()
+            expected = ledger.positions_of(block[picked])
+            assert [f.tolist() for f in found] == [e.tolist() for e in expected]
+    scattered = accounts[[1, 5, 6, 20]]  # not a block: the two lookups it stands for
+    value, found = ledger.value_and_positions(scattered, price, np.array([0, 2]))
+    assert value.tolist() == ledger.value_fen(scattered, price).tolist()
+    expected = ledger.positions_of(scattered[[0, 2]])
+    assert [f.tolist() for f in found] == [e.tolist() for e in expected]
 
 
 def test_new_positions_go_in_on_either_side_of_the_table():
