@@ -72,7 +72,7 @@ class Arbitrageurs(Population):
         self.capital = self._capital(cfg, scale)  # (n,) CNY of notional per desk
         self.active = np.zeros((self.n, k), dtype=bool)  # (n, K) holding the trade open
         self.hedge_stock, self.hedge_leg, self.hedge_weight = self._hedge_baskets()
-        self.buy_ins_cny = 0.0  # CNY bought in this step because loans were recalled
+        self.buy_ins_cny = 0.0  # CNY of buy-in orders sent this step (loans recalled)
         self._all_legs: _Legs | None = None  # the legs of every row, once built
 
     def _capital(self, cfg: ArbitrageConfig, scale: float) -> np.ndarray:
@@ -81,7 +81,8 @@ class Arbitrageurs(Population):
 
     def _open_or_close(self, rows: np.ndarray) -> None:
         """Open a contract's trade once its basis is ``threshold`` past par on this desk's
-        side, close it once back within half of that, hold it in between."""
+        side, close it once back within half of that, hold it in between, and while the
+        contracts have no price (NaN, the morning after an expiry)."""
         past_par = self.side * self.model.basis()[self.contracts]  # (K,) annualized
         thr = self.cfg.threshold
         self.active[rows] = np.where(

@@ -3,20 +3,23 @@
 Each product holds many small positions picked by a noisy signal with a tilt to
 the smallest caps, and hedges the basket's market exposure by shorting IC and IM
 futures and, where lending allows, borrowed stock. Plain products run about 1x
-gross long; DMA products borrow from their broker for up to 4x.
+gross long; DMA products borrow from their broker for up to 4x (3x in jan2024).
 
 The rules that make the spiral, per product and per day:
 - NAV per unit is marked at every open, where the day's decisions are taken (the
-  model's records mark it at every step); investors redeem after drawdowns.
+  model's records mark it at every step); investors redeem after drawdowns from
+  the same peak the manager's budget runs from, so a rebuilt book's redemptions
+  start afresh with it.
 - Below the warning line, or after a drawdown from its peak beyond the manager's
   budget (``drawdown_line``), the product cuts exposure; below the stop line it
   liquidates everything. Either way it sells the long basket at the market.
-  A cut is not for ever: once it has lasted ``recovery_days``, the first morning
-  whose NAV is not below every NAV of the ``recovery_days`` before it, the
-  manager takes that NAV as the new peak and rebuilds the book (with
-  ``recovery_holds_low``, only once NAV has held above the cut's low for
-  ``recovery_days``). So losses in calm times come and go, and what breaks the
-  products is a fall that outruns its cuts.
+  A cut is not for ever: once NAV is 5% over the warning line and has won back
+  half the budget, or once the cut has lasted ``recovery_days``, the first
+  morning whose NAV is not below every NAV of the ``recovery_days`` before it
+  (with ``recovery_holds_low``, only once NAV has held above the cut's low for
+  ``recovery_days``), the manager takes that NAV as the new peak and rebuilds
+  the book, at its leverage on that morning's equity. So losses in calm times
+  come and go, and what breaks the products is a fall that outruns its cuts.
 - The futures discount is the hedge's running cost: as it nears the alpha
   investors expect, subscriptions stop; beyond it, managers shrink the book.
 - Futures losses are paid in cash every step (variation margin); when cash runs
@@ -158,7 +161,7 @@ class NeutralFunds(Population):
         # drawdown from the peak beyond the manager's risk budget, cuts exposure until
         # NAV is 5% over the line and has won back half of that budget, or has been cut
         # for ``recovery_days`` and is off its low. (With forced_selling off, the
-        # counterfactual, nobody is ever forced to sell.)
+        # counterfactual, no line is ever crossed, no margin called, nothing redeemed.)
         drawdown = 1.0 - self.nav / self.peak
         crossed_stop = (self.nav <= self.stop) & (self.state != STOPPED) & c.forced_selling
         self.state[crossed_stop] = STOPPED
@@ -184,13 +187,19 @@ class NeutralFunds(Population):
         self.state[warn] = WARNED
         self.state[recovered] = NORMAL
         self.peak[recovered] = self.nav[recovered]
+        # The rebuilt book is the leverage on today's equity: the plan held through the cut
+        # was sized on the equity before its losses (rebuilding to it ran recovered
+        # products at up to the broker's ceiling, 1.3 times their leverage).
+        self.exposure[recovered] = self.leverage[recovered] * np.maximum(eq[recovered], 0.0)
         self.warned_days = np.where(self.state == WARNED, self.warned_days + 1, 0)
         # Flows: redemptions after drawdowns; subscriptions after excess returns.
         if len(self.nav_history) > 60:
             self.trailing = self.nav / self.nav_history[-61] - 1.0
         # The hedge eats the alpha: new money stops as the discount nears the expected
         # alpha, and managers scale the book down as it goes beyond, to nothing at twice it.
-        self.hedge_cost += (self._discount() - self.hedge_cost) / HEDGE_COST_DAYS
+        discount = self._discount()
+        if not np.isnan(discount):  # none the morning after an expiry: the cost stands
+            self.hedge_cost += (discount - self.hedge_cost) / HEDGE_COST_DAYS
         cost = self.hedge_cost / c.expected_alpha
         self.carry = float(np.clip(2.0 - cost, 0.0, 1.0))
         flow = c.inflow * np.clip(self.trailing, 0.0, None) * 10.0 * np.clip(1.0 - cost, 0.0, 1.0)
@@ -216,11 +225,14 @@ class NeutralFunds(Population):
         return self.held_days
 
     def _discount(self) -> float:
-        """Yearly discount of the IC/IM hedge mix at the last prices (0 at a premium)."""
+        """Yearly discount of the IC/IM hedge mix at the last prices (0 at a premium; NaN
+        while the contracts have no price, after an expiry)."""
         if self.model.futures is None:
             return 0.0
         basis = self.model.basis()[1:]  # (2,) IC, IM annualized
-        return float(max(-np.dot(self.hedge_split, np.nan_to_num(basis)), 0.0))
+        if np.isnan(basis).any():
+            return float("nan")
+        return float(max(-np.dot(self.hedge_split, basis), 0.0))
 
     def _manage_loans(self) -> None:
         """Repay what is recalled (or everything, once stopped); borrow up to the plan."""
@@ -257,9 +269,10 @@ class NeutralFunds(Population):
         """(r,) gross long exposure wanted, CNY.
 
         Healthy products follow their equity slowly (``self.exposure``, moved over
-        ``rebalance_days``) but never run above ``max_leverage_ratio`` times their
-        leverage: past that the broker forces a cut at once. Warned products cut,
-        stopped products hold nothing.
+        ``rebalance_days``) but never plan above ``max_leverage_ratio`` times their
+        leverage: past that the plan drops to the broker's ceiling at once (the sales are
+        worked at the calm pace; what forces them is the margin call). Warned products
+        cut, stopped products hold nothing.
         """
         eq = np.maximum(self.equity(rows), 0.0)
         ceiling = self.cfg.max_leverage_ratio * self.leverage[rows] * eq
@@ -292,7 +305,8 @@ class NeutralFunds(Population):
         short_cash = np.maximum(-room, 0.0)
         margin_call = (short_cash > 0) & c.forced_selling
 
-        # Long basket: equal weights; sell what is beyond target, buy what is short of it.
+        # Long basket: the starting weights (about equal); sell what is beyond target, buy
+        # what is short of it.
         basket = self.take(self.basket, rows)  # (r, B)
         price = market.last.astype(np.float64)[basket]  # (r, B) fen
         held = model.ledger.basket_holding(accounts, basket, self.take(self.basket_order, rows))

@@ -364,7 +364,10 @@ class NeutralFundConfig(Section):
     """Private quant-neutral products: long small caps, short index futures or borrowed stock."""
 
     n_funds: int = _num(0, 0, 100_000, doc="number of products at full scale (500 in jan2024)")
-    forced_selling: bool = True  # false: the counterfactual where nobody is forced to sell
+    # false: the counterfactual where no product is forced to sell (no risk line, margin
+    # call or redemption; recalled loans are still bought in, and the public funds and
+    # retail still sell under duress)
+    forced_selling: bool = True
     aum_bn: float = _num(500.0, 0.0, 1e5, doc="total equity, bn CNY, at full scale")
     dma_share: float = _num(0.3, 0.0, 1.0, doc="share of products run as DMA")
     dma_leverage: float = _num(3.0, 1.0, 4.0, doc="gross long exposure / equity of DMA products")
@@ -393,12 +396,18 @@ class NeutralFundConfig(Section):
     lending_hedge_share: float = _num(0.3, 0.0, 1.0, doc="hedge share via borrowed stock")
     im_share: float = _num(0.6, 0.0, 1.0, doc="futures hedge share in IM (the rest IC)")
     redemption_sensitivity: float = _num(2.0, 0.0, 100.0, doc="daily redemptions per drawdown")
-    trade_days: int = _num(3, 1, 60, doc="days over which a fund works a rebalance")
+    trade_days: int = _num(
+        3, 1, 60, doc="pace of a rebalance: each step trades 1 / (days x steps a day) of the gap"
+    )
     rebalance_days: int = _num(20, 1, 250, doc="days over which exposure follows equity")
-    liquidation_days: float = _num(10.0, 0.25, 60.0, doc="days a forced cut is worked over")
+    liquidation_days: float = _num(
+        10.0, 0.25, 60.0, doc="pace of a forced cut, as trade_days (a third is left after it)"
+    )
     forced_discount: float = _num(0.01, 0.0, 0.3, doc="how far through last a forced trade goes")
     max_leverage_ratio: float = _num(1.3, 1.0, 5.0, doc="exposure / planned before the broker cuts")
-    inflow: float = _num(0.002, 0.0, 0.1, doc="daily subscriptions per unit of 60-day excess")
+    inflow: float = _num(
+        0.002, 0.0, 0.1, doc="daily subscriptions, share of equity, per 10% of 60-day NAV return"
+    )
     expected_alpha: float = _open(
         0.15,
         0.0,

@@ -38,7 +38,9 @@ class LendingDesk:
         self.owed = np.zeros(0, dtype=np.int64)
         self.recall_due = np.zeros(0, dtype=np.int64)  # shares to hand back, per loan
         self.same_day_route = True  # borrowed shares may be sold the day they arrive (T+0)
-        self.buy_ins_total = 0.0  # CNY of shares bought in because of recalls, over the run
+        # CNY of buy-in orders sent because of recalls, over the run (an order re-sent each
+        # step until it fills counts each time: what was asked, not what was bought)
+        self.buy_ins_total = 0.0
         # Shares ever lent and returned per stock: owed must always be their difference.
         self.lent_total = np.zeros(self.n_stocks, dtype=np.int64)
         self.returned_total = np.zeros(self.n_stocks, dtype=np.int64)

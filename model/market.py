@@ -84,6 +84,9 @@ class Market:
         self.last_fills: tuple[np.ndarray, ...] = (np.zeros(0, np.int64),) * 4
         self.variation_margin = np.zeros(0, dtype=np.int64)  # (A,) fen paid at the last mark
         self.futures_fills: tuple[np.ndarray, ...] = (np.zeros(0, np.int64),) * 3
+        # Between an expiry's settlement and the next auction the futures' last prices are
+        # the settlement at the index: the next contracts have no price of their own yet.
+        self.rolled = False
 
     # -- the book -------------------------------------------------------------------------
     @property
@@ -280,6 +283,7 @@ class Market:
         self.forced_turnover = float(forced_lot_fen) * self.lot / 100.0
         self._track_volatility()
         self.last_clearing = result
+        self.rolled = False  # every contract has a price of its own again
         return result
 
     def _book_mid(self, result: Clearing) -> np.ndarray:
@@ -299,9 +303,11 @@ class Market:
         )
 
     def settle_expiry(self, index_ticks: np.ndarray) -> None:
-        """Expiry: the contracts settle to the index; positions roll on at that price."""
+        """Expiry: the contracts settle to the index; positions roll on at that price, which
+        is no market price of the next contracts (:attr:`rolled` until the next auction)."""
         self.last[self.n_stocks :] = index_ticks
         self.variation_margin = self.ledger.mark_futures(index_ticks)
+        self.rolled = True
 
     def _track_volatility(self, fast: float = 0.03, slow: float = 0.003) -> None:
         r2 = self.step_return[: self.n_stocks] ** 2

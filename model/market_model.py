@@ -182,8 +182,11 @@ class MarketModel(mesa.Model):
 
     # -- read-outs ------------------------------------------------------------------------
     def basis(self) -> np.ndarray:
-        """(3,) annualized basis of IF, IC, IM (NaN without futures)."""
-        if self.futures is None:
+        """(3,) annualized basis of IF, IC, IM: NaN without futures, and from an expiry's
+        settlement until the next auction, when the contracts' last prices are the index
+        itself (the morning after an expiry read as a basis of 0 closed every basis trade
+        and eased the products' hedge cost, every month)."""
+        if self.futures is None or self.market.rolled:
             return np.full(3, np.nan)
         n = self.universe.n
         return self.futures.basis(self.market.last[n:], self.indices.level, self.day_index)

@@ -8,6 +8,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
+from agents.arbitrage import Arbitrageurs
 from agents.neutral_fund import NORMAL, STOPPED, WARNED, NeutralFunds
 from model import MarketModel
 from model.lending import LendingDesk
@@ -669,3 +670,42 @@ def test_an_expiry_close_records_the_markets_basis_not_the_settlement():
     closes = m.datacollector.get_model_vars_dataframe().groupby("date").last()
     im = closes["im_basis"]
     assert im.loc["2024-01-19"] < -0.02, im.to_dict()  # the products' short hedge
+
+
+def test_the_morning_after_an_expiry_has_no_basis_and_nobody_acts_on_one():
+    """After an expiry the futures' last prices are the settlement at the index: until the
+    next auction the contracts have no price, so the basis is NaN and neither the basis
+    desks (who closed every trade on a basis of 0) nor the products' hedge cost (which
+    took 0 into its average) move on it; the auction gives it back."""
+    from experiments.scenarios import load_scenario
+
+    small = {"universe.n_stocks": 400, "retail.n_agents": 6000, "market.end": "2023-07-26"}
+    m = MarketModel(load_scenario("jan2024", overrides=small), rng=1)
+    arbs = next(p for p in m.populations if type(p) is Arbitrageurs)
+    expiry = int(m.futures.expiries[0])  # 2023-07-21
+    while m.day_index < expiry or m.steps % m.steps_per_day:
+        assert np.isfinite(m.basis()).all() or m.steps == 0
+        m.step()
+    assert np.isnan(m.basis()).all() and m.market.rolled
+    active, hedge_cost = arbs.active.copy(), m.neutral.hedge_cost
+    assert active.any() and hedge_cost > 0.05  # trades open, a discount priced in
+    m.step()  # the next morning: the day opens, everybody decides, the auction runs
+    assert (arbs.active == active).all()
+    assert m.neutral.hedge_cost == hedge_cost
+    assert not m.market.rolled and np.isfinite(m.basis()).all()
+
+
+def test_a_rebuilt_book_is_the_leverage_on_the_days_equity_not_the_old_plan():
+    m = MarketModel(rng=4, **EPISODE, **{"neutral.drawdown_line": 0.1, "neutral.line_spread": 0.0})
+    m.step()
+    f = m.neutral
+    f.peak[0] = f.nav[0] / 0.88  # 12% off its peak: cut
+    f.begin_day()
+    assert f.state[0] == WARNED
+    f.exposure[0] *= 1.5  # the plan the cut holds, sized on the equity before its losses
+    f.peak[0] = f.nav[0] / 0.97  # won back: rebuilt this morning
+    equity = f.equity(f.rows)[0]  # what the morning marks (nothing trades in between)
+    f.begin_day()
+    assert f.state[0] == NORMAL
+    assert f.exposure[0] == pytest.approx(f.leverage[0] * equity, rel=1e-12)
+    assert f.target_exposure(f.rows)[0] < f.cfg.max_leverage_ratio * f.leverage[0] * equity
