@@ -311,7 +311,7 @@ def basis_chart(model: MarketModel) -> Chart:
         name: _clean(np.asarray(_history(model, f"{name.lower()}_basis"), dtype=float) * 100.0, 2)
         for name in names
     }
-    now = model.basis() * 100.0
+    now = model.recorded_basis() * 100.0  # as the session closed, before any expiry's settlement
     shown = ", ".join(f"{n} {v:.1f}%" for n, v in zip(names, now, strict=True) if math.isfinite(v))
     caption = f"Annualized basis (%), {_status(model)}: {shown or 'no futures'}"
     return caption, _line_option(_dates(model), series, "% a year")

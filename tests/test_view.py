@@ -266,3 +266,25 @@ def test_whole_jan2024_run_through_the_page_controls():
     assert not rc.find(v.Alert).widgets  # no "error in step" banner
     for chart in rc.find(EchartsWidget).widgets:
         json_safe(chart.option)
+
+
+def test_the_basis_caption_after_an_expiry_shows_the_close_not_the_settlement():
+    """After an expiry day's last session the contracts are settled at the index and
+    have no price of their own until the next auction; the caption shows the basis the
+    session closed at, as the chart's line does."""
+    import datetime as dt
+
+    from model import MarketModel
+
+    m = MarketModel(
+        rng=4,
+        **{"universe.n_stocks": 80, "market.start": "2024-01-15", "market.end": "2024-01-26"},
+        **{"noise_traders.n_agents": 300, "fundamental_traders.n_agents": 20},
+        **{"futures.enabled": True, "neutral.n_funds": 500, "neutral.aum_bn": 300.0},
+    )
+    while m.date < dt.date(2024, 1, 19) or m.steps % m.steps_per_day:
+        m.step()
+    assert m.futures.is_expiry(m.day_index) and m.market.rolled
+    caption, option = view.basis_chart(m)
+    im = next(s for s in option["series"] if s["name"] == "IM")["data"][-1]
+    assert f"IM {im:.1f}%" in caption and im < -1.0, caption  # the hedgers' discount, not 0
