@@ -11,7 +11,8 @@ Each step an investor is active with a small probability, higher when the
 market is moving. An active investor's score is ``herding * neighbours' last
 action + (1 - herding) * own signal``, where the own signal is ``chase`` times
 the 20-day return of the few small caps it looks at minus ``panic`` times its
-own drawdown; ``tanh`` of the score tilts a coin between buying and selling.
+own drawdown, plus a pull towards holding half its wealth in cash (``REBALANCE``);
+``tanh`` of the score tilts a coin between buying and selling.
 Neighbour influence is one sparse matrix product over the row-normalized
 adjacency. Holdings are sparse in the ledger: a handful of stocks each.
 """
@@ -363,7 +364,7 @@ class RetailChasers(Population):
             self.adjacency = row_normalized_adjacency_from_edges(n, self._edges)
         self.wealth = np.zeros(n)  # (n,) CNY at last prices, as of the last decision
         self.peak_wealth = np.zeros(n)  # (n,) CNY, highest wealth seen (for the drawdown)
-        self.last_action = np.zeros(n, dtype=np.int8)  # (n,) +1 bought, -1 sold, last step
+        self.last_action = np.zeros(n, dtype=np.int8)  # (n,) +1 sent a buy, -1 a sell, last step
         self.action = np.zeros(n, dtype=np.int8)  # (n,) the same, this step (so far)
         self.selling = np.zeros(n, dtype=bool)  # (n,) sent a sell order this step
         self.panicking = np.zeros(n, dtype=bool)  # (n,) drawdown beyond PANIC_DRAWDOWN

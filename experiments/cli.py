@@ -225,6 +225,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             gc.unfreeze()  # and nothing left frozen for the caller, whatever it froze
 
 
+def _pct(value: float | None) -> str:
+    """A basis figure for the console, or n/a where the run does not reach its dates."""
+    return "n/a" if value is None else f"{value:+.1%}"
+
+
 def _corr(value: float | None) -> str:
     """A correlation for the console, or why there is none (no forced sale, a flat basis)."""
     return "n/a" if value is None else f"{value:+.2f}"
@@ -286,9 +291,9 @@ def _run(args: argparse.Namespace) -> int:
                 f"liquidated by {CRASH_END}"
             )
         bases = [
-            f"{contract} late January {b['late_january_mean']:+.1%}, worst "
-            f"{b['worst_in_window']:+.1%} ({b['worst_day']}), after the rescue "
-            f"{b['after_rescue_mean']:+.1%}, daily change vs forced sales r = "
+            f"{contract} late January {_pct(b['late_january_mean'])}, worst "
+            f"{_pct(b['worst_in_window'])} ({b['worst_day']}), after the rescue "
+            f"{_pct(b['after_rescue_mean'])}, daily change vs forced sales r = "
             f"{_corr(b['vs_forced_sales'])}"
             for contract, b in (("IM", episode.get("im_basis")), ("IC", episode.get("ic_basis")))
             if b

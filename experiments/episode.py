@@ -1,8 +1,8 @@
 """Figures of the January-February 2024 episode, read off a run's model table.
 
 The crash window runs from the first trading day of 2024 to 2024-02-08, the last
-session before the Spring Festival closure and the day after the rescue widened
-to small caps; the rebound is measured over the sessions after it.
+session before the Spring Festival closure, two sessions after the rescue widened
+to small caps (02-06); the rebound is measured over the sessions after it.
 """
 
 from __future__ import annotations
@@ -163,7 +163,10 @@ def episode_figures(frame: pd.DataFrame) -> dict[str, Any]:
             late = d.loc[LATE_JANUARY[0] : LATE_JANUARY[1], col].mean()
             after = d.loc[AFTER_RESCUE[0] : AFTER_RESCUE[1], col].mean()
             values = (late, window[col].min(), after)
-            figures[col] = dict(zip(BASIS_FIGURES, map(float, values), strict=True))
+            # A stretch the run does not reach (a run ending before the rescue) has no
+            # figure: None, as JSON writes it, not the NaN of an empty mean.
+            values = [float(v) if np.isfinite(v) else None for v in values]
+            figures[col] = dict(zip(BASIS_FIGURES, values, strict=True))
             figures[col]["worst_day"] = str(window[col].idxmin())
             figures[col]["vs_forced_sales"] = basis_vs_forced_sales(d, col)
     sales = d["forced_sales"].to_numpy(dtype=float)

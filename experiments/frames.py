@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-FLOWS = ("forced_sales",)  # per-step amounts: a day's figure is their sum, not the last step
+# Per-step amounts: a day's figure is their sum, not the last step's.
+FLOWS = ("forced_sales", "turnover")
 
 
 def daily(frame: pd.DataFrame) -> pd.DataFrame:

@@ -4,8 +4,8 @@ The index tables say how far each tier fell; they do not say whose orders moved 
 This observer, called after every step of a run, takes each agent type's holdings
 of the micro-cap index's members at the close before the crash window and again at
 its last close, and reports each type's net purchase as a share of the members'
-free float, both valued at the opening prices (so a fall in price is not counted
-as selling). Shares held by no agent type (the long-term holders, who only lend)
+free float, both valued at the close before the window (so a fall in price is not
+counted as selling). Shares held by no agent type (the long-term holders, who only lend)
 are reported as ``holders``, so the shares add up to zero.
 """
 

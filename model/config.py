@@ -283,13 +283,15 @@ class FundamentalTraderConfig(Section):
     capital_pct_float: float = _num(0.02, 0.0, 1.0, doc="total cash, share of total float cap")
     holdings_pct_float: float = _num(0.10, 0.0, 0.9, doc="initial holdings, share of float")
     threshold: float = _num(0.05, 0.0, 1.0, doc="mispricing before they act")
-    aggressiveness: float = _num(0.02, 0.0, 1.0, doc="share of float traded per unit mispricing")
+    aggressiveness: float = _num(
+        0.02, 0.0, 1.0, doc="share of float traded a day per unit mispricing"
+    )
     stocks_watched: int = _num(
         20, 1, 10000, doc="stocks each one reviews per step (more if needed to cover every stock)"
     )
     # A risk budget on their own book, off at 0 (the default).
     drawdown_budget: float = _num(
-        0.0, 0.0, 1.0, doc="own book's drawdown (log) at which buying stops (0: never stops)"
+        0.0, 0.0, 1.0, doc="own book's drawdown (log) at which bids fall to the floor (0: off)"
     )
     drawdown_free: float = _num(
         0.0, 0.0, 1.0, doc="own book's drawdown (log) before buying starts to shrink"
@@ -451,8 +453,15 @@ class RetailConfig(Section):
     n_agents: int = _num(0, 0, 10_000_000, doc="retail investors (jan2024: 20,000; 100,000 full)")
     capital_bn: float = _num(400.0, 0.0, 1e6, doc="total cash and stock, bn CNY, at full scale")
     degree: int = _num(8, 1, 200, doc="mean number of neighbours on the graph")
-    activity: float = _num(0.05, 0.0, 1.0, doc="chance an investor trades in a step")
-    chase: float = _num(20.0, 0.0, 1000.0, doc="weight of a stock's 20-day return in picks")
+    activity: float = _num(
+        0.05,
+        0.0,
+        1.0,
+        doc="chance an investor trades in a step, in a calm market (x1-3 as it moves)",
+    )
+    chase: float = _num(
+        20.0, 0.0, 1000.0, doc="weight of the 20-day return in picks and in the buy-or-sell score"
+    )
     herding: float = _num(0.5, 0.0, 1.0, doc="weight of neighbours' actions in the decision")
     panic: float = _num(10.0, 0.0, 1000.0, doc="extra sell odds per unit own drawdown")
     holdings: int = _num(5, 1, 100, doc="stocks an investor holds")

@@ -10,9 +10,11 @@ Membership is set by free-float cap rank and refreshed on each index's own rebal
 schedule (at a day's open), so a stock that falls far enough drops into the next tier
 at the next rebalance.
 
-Each index has a news twin: the same members and weights, moved the same way on the
-stocks' fundamental values instead of their prices. The gap between the two is
-what the agents' trading did, so a tier's fall can be split into news and flows.
+Each index has a news twin: the same members, weighted by free float on the stocks'
+fundamental values instead of their prices and moved by those values (on a rebalance
+day by the members of the day before: the news moves before the open's rebalance).
+The gap between the two is what the agents' trading did, so a tier's fall can be
+split into news and flows.
 """
 
 from __future__ import annotations

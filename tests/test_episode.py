@@ -336,3 +336,38 @@ def test_basis_against_forced_sales_leaves_out_rolls_and_the_days_before():
     assert basis_vs_forced_sales(d, "im_basis") < 0
     # Nothing to correlate without forced sales.
     assert basis_vs_forced_sales(d.assign(forced_sales=0.0), "im_basis") is None
+
+
+def test_a_day_sums_its_flows_and_reads_its_levels_at_the_close():
+    """Turnover and forced sales are per-step amounts (a day is their sum); index levels
+    are read at the day's last step. Turnover was read at the close alone, a quarter of
+    the day, so a day's forced sales as a share of turnover were about four times too
+    large."""
+    frame = pd.DataFrame(
+        {
+            "date": ["2024-01-02"] * 4 + ["2024-01-03"] * 4,
+            "turnover": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+            "forced_sales": [0.0, 1.0, 0.0, 2.0, 0.0, 0.0, 3.0, 0.0],
+            "microcap": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+        }
+    )
+    d = daily(frame)
+    assert d["turnover"].tolist() == [10.0, 26.0]
+    assert d["forced_sales"].tolist() == [3.0, 3.0]
+    assert d["microcap"].tolist() == [4.0, 8.0]
+
+
+def test_basis_figures_of_dates_a_run_does_not_reach_are_none():
+    """A run that ends on the window's last day has no after-the-rescue basis: None, as
+    its rebound, not the NaN of an empty mean (which JSON cannot hold)."""
+    days = pd.bdate_range("2023-12-20", "2024-02-08")
+    frame = pd.DataFrame({"date": days.strftime("%Y-%m-%d")})
+    for name in INDEX_NAMES:
+        frame[name] = 1000.0
+    frame["ic_basis"], frame["im_basis"] = -0.1, -0.2
+    frame["forced_sales"] = np.arange(len(frame), dtype=float)
+    frame["liquidated_funds"] = 0
+    figures = episode_figures(frame)
+    assert figures["microcap_rebound"] is None
+    assert figures["im_basis"]["after_rescue_mean"] is None
+    assert figures["im_basis"]["late_january_mean"] == pytest.approx(-0.2)
