@@ -58,6 +58,7 @@ class LadderMakers(Population):
         self.spacing = spacing
         self.replenish = replenish
         self.depth = np.zeros((self.instrument.shape[0], 2))  # (Q, 2) lots: [bid, ask]
+        self._taken_at: object = None  # the auction whose fills are off ``depth`` already
 
     def fill_depth(self) -> None:
         """Start with full ladders."""
@@ -83,7 +84,14 @@ class LadderMakers(Population):
 
     # -- the rules ------------------------------------------------------------------------
     def begin_day(self) -> None:
-        # Yesterday's book has expired: start from what the maker would have replenished.
+        """Yesterday's book has expired: what the close's auction took comes off the depth,
+        then the night's replenishment goes on (the close's takings were refilled a step
+        late, at the morning's first decision: the open was short by ``replenish * (1 -
+        replenish)`` of them)."""
+        market, every = self.market, np.ones(self.n, dtype=bool)
+        taken = _taken_off(*self.taken(self.accounts), self.accounts[0], every, self.instrument)
+        self.depth = np.maximum(self.depth - taken, 0.0)
+        self._taken_at = market.last_clearing  # so the morning's decisions skip them
         target = self.target_depth(np.arange(self.instrument.shape[0]))
         self.depth += self.replenish * (target[:, None] - self.depth)
 
@@ -100,10 +108,12 @@ class LadderMakers(Population):
         accounts = self.accounts[self.maker_of[at]]
         market.cancel_accounts(self.take(self.accounts, rows))  # quoting nothing: no orders
 
-        # What survived the last auction is still "on the book": take fills off, replenish.
-        taken = _taken_off(*self.taken(accounts), self.accounts[0], chosen, self.instrument)
-        # The rows' depth is worked on as one copy, gathered and scattered back once.
-        depth = np.maximum(self.depth[at] - taken[at], 0.0)  # (n, 2)
+        # What survived the last auction is still "on the book": take fills off, replenish
+        # (the close's fills came off at the open, in begin_day).
+        depth = self.depth[at]  # (n, 2) the rows' depth, one copy, scattered back once
+        if market.last_clearing is not self._taken_at:
+            taken = _taken_off(*self.taken(accounts), self.accounts[0], chosen, self.instrument)
+            depth = np.maximum(depth - taken[at], 0.0)
         depth += self.replenish * (self.target_depth(q)[:, None] - depth)
         self.depth[at] = depth
 

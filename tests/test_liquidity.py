@@ -86,3 +86,35 @@ def test_depth_is_consumed_then_replenished_at_a_finite_rate():
     assert all(b >= a - 0.02 for a, b in itertools.pairwise(history))  # recovers
     assert history[-1] > history[0] + 0.3
     assert history[-1] < 1.2  # ... towards its target, not beyond
+
+
+def test_the_close_fills_come_off_before_the_nights_refill():
+    """At the open the makers' depth is what the close's auction left, refilled once for
+    the night, then once for the step: the close's takings get both refills, as any
+    other step's do (they came off a step late, after the night's refill)."""
+    from tests.conftest import SMALL
+
+    m = MarketModel(rng=3, **SMALL)
+    makers = m.populations[0]
+    for _ in range(m.steps_per_day):
+        m.step()
+    depth = makers.depth.copy()
+    account, stock, signed, _ = m.market.last_fills
+    mine = np.isin(account, makers.accounts)
+    taken = np.zeros_like(depth)
+    lots = np.abs(signed[mine]) // m.market.lot
+    np.add.at(taken, (stock[mine], (signed[mine] < 0).astype(int)), lots)
+    assert taken.sum() > 0  # the close took some of their depth
+    seen = {}
+    decide = makers.decide
+
+    def spy(rows):
+        seen["target"] = makers.target_depth(np.arange(m.universe.n))[:, None]
+        return decide(rows)
+
+    makers.decide = spy
+    m.step()  # the next morning
+    rho, target = makers.replenish, seen["target"]
+    left = np.maximum(depth - taken, 0.0)
+    night = left + rho * (target - left)
+    np.testing.assert_allclose(makers.depth, night + rho * (target - night), rtol=1e-12)
