@@ -88,12 +88,20 @@ class LadderMakers(Population):
         then the night's replenishment goes on (the close's takings were refilled a step
         late, at the morning's first decision: the open was short by ``replenish * (1 -
         replenish)`` of them)."""
-        market, every = self.market, np.ones(self.n, dtype=bool)
-        taken = _taken_off(*self.taken(self.accounts), self.accounts[0], every, self.instrument)
-        self.depth = np.maximum(self.depth - taken, 0.0)
-        self._taken_at = market.last_clearing  # so the morning's decisions skip them
+        self.depth = self._fills_off(np.ones(self.n, dtype=bool), slice(None))
+        self._taken_at = self.market.last_clearing  # so the morning's decisions skip them
         target = self.target_depth(np.arange(self.instrument.shape[0]))
         self.depth += self.replenish * (target[:, None] - self.depth)
+
+    def _fills_off(self, chosen: np.ndarray, at: slice | np.ndarray) -> np.ndarray:
+        """(n, 2) depth of the quoted instruments ``at`` less what the last auction's fills
+        of the ``chosen`` (makers,) makers took, once an auction: the close's fills come
+        off at the open (:meth:`begin_day`), so the morning's decisions find them gone."""
+        depth = self.depth[at]
+        if self.market.last_clearing is self._taken_at:
+            return depth
+        taken = _taken_off(*self.taken(self.accounts), self.accounts[0], chosen, self.instrument)
+        return np.maximum(depth - taken[at], 0.0)
 
     def decide(self, rows: np.ndarray) -> Orders:
         market = self.market
@@ -108,12 +116,8 @@ class LadderMakers(Population):
         accounts = self.accounts[self.maker_of[at]]
         market.cancel_accounts(self.take(self.accounts, rows))  # quoting nothing: no orders
 
-        # What survived the last auction is still "on the book": take fills off, replenish
-        # (the close's fills came off at the open, in begin_day).
-        depth = self.depth[at]  # (n, 2) the rows' depth, one copy, scattered back once
-        if market.last_clearing is not self._taken_at:
-            taken = _taken_off(*self.taken(accounts), self.accounts[0], chosen, self.instrument)
-            depth = np.maximum(depth - taken[at], 0.0)
+        # What survived the last auction is still "on the book": take fills off, replenish.
+        depth = self._fills_off(chosen, at)  # (n, 2) the rows' depth, scattered back once
         depth += self.replenish * (self.target_depth(q)[:, None] - depth)
         self.depth[at] = depth
 
