@@ -9,6 +9,7 @@ import numpy as np
 from model import MarketModel
 from model.kernel import clear
 from model.orders import Orders
+from tests.conftest import SMALL
 
 MAKERS_ONLY = {
     "universe.n_stocks": 200,
@@ -92,8 +93,6 @@ def test_the_close_fills_come_off_before_the_nights_refill():
     """At the open the makers' depth is what the close's auction left, refilled once for
     the night, then once for the step: the close's takings get both refills, as any
     other step's do (they came off a step late, after the night's refill)."""
-    from tests.conftest import SMALL
-
     m = MarketModel(rng=3, **SMALL)
     makers = m.populations[0]
     for _ in range(m.steps_per_day):

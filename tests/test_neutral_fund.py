@@ -10,6 +10,7 @@ import pytest
 
 from agents.arbitrage import Arbitrageurs
 from agents.neutral_fund import NORMAL, STOPPED, WARNED, NeutralFunds
+from experiments.scenarios import load_scenario
 from model import MarketModel
 from model.lending import LendingDesk
 from model.orders import Orders
@@ -677,8 +678,6 @@ def test_the_morning_after_an_expiry_has_no_basis_and_nobody_acts_on_one():
     next auction the contracts have no price, so the basis is NaN and neither the basis
     desks (who closed every trade on a basis of 0) nor the products' hedge cost (which
     took 0 into its average) move on it; the auction gives it back."""
-    from experiments.scenarios import load_scenario
-
     small = {"universe.n_stocks": 400, "retail.n_agents": 6000, "market.end": "2023-07-26"}
     m = MarketModel(load_scenario("jan2024", overrides=small), rng=1)
     arbs = next(p for p in m.populations if type(p) is Arbitrageurs)

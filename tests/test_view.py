@@ -7,6 +7,7 @@ small scale so they stay quick.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from typing import Any
@@ -18,6 +19,7 @@ from mesa.visualization import SolaraViz
 from solara.components.echarts import EchartsWidget
 
 from experiments import view
+from model import MarketModel
 
 # A few seconds a model: 60 stocks, 2,000 retail investors.
 SMALL: dict[str, Any] = {"universe.n_stocks": 60, "retail.n_agents": 2000}
@@ -272,10 +274,6 @@ def test_the_basis_caption_after_an_expiry_shows_the_close_not_the_settlement():
     """After an expiry day's last session the contracts are settled at the index and
     have no price of their own until the next auction; the caption shows the basis the
     session closed at, as the chart's line does."""
-    import datetime as dt
-
-    from model import MarketModel
-
     m = MarketModel(
         rng=4,
         **{"universe.n_stocks": 80, "market.start": "2024-01-15", "market.end": "2024-01-26"},
