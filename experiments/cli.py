@@ -225,14 +225,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             gc.unfreeze()  # and nothing left frozen for the caller, whatever it froze
 
 
-def _pct(value: float | None) -> str:
-    """A basis figure for the console, or n/a where the run does not reach its dates."""
-    return "n/a" if value is None else f"{value:+.1%}"
-
-
-def _corr(value: float | None) -> str:
-    """A correlation for the console, or why there is none (no forced sale, a flat basis)."""
-    return "n/a" if value is None else f"{value:+.2f}"
+def _fmt(value: float | None, spec: str) -> str:
+    """A figure for the console in format ``spec``, or n/a where there is none (a basis the
+    run does not reach the dates of; a correlation without forced sales or on a flat basis)."""
+    return "n/a" if value is None else format(value, spec)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -291,10 +287,10 @@ def _run(args: argparse.Namespace) -> int:
                 f"liquidated by {CRASH_END}"
             )
         bases = [
-            f"{contract} late January {_pct(b['late_january_mean'])}, worst "
-            f"{_pct(b['worst_in_window'])} ({b['worst_day']}), after the rescue "
-            f"{_pct(b['after_rescue_mean'])}, daily change vs forced sales r = "
-            f"{_corr(b['vs_forced_sales'])}"
+            f"{contract} late January {_fmt(b['late_january_mean'], '+.1%')}, worst "
+            f"{_fmt(b['worst_in_window'], '+.1%')} ({b['worst_day']}), after the rescue "
+            f"{_fmt(b['after_rescue_mean'], '+.1%')}, daily change vs forced sales r = "
+            f"{_fmt(b['vs_forced_sales'], '+.2f')}"
             for contract, b in (("IM", episode.get("im_basis")), ("IC", episode.get("ic_basis")))
             if b
         ]
