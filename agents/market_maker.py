@@ -77,8 +77,10 @@ class LadderMakers(Population):
         """(n, 2) share of the bid and ask depth actually shown; 1 by default."""
         return np.ones((q.shape[0], 2))
 
-    def taken(self, accounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(account, instrument, signed lots) the makers traded in the last auction."""
+    def taken(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(account, instrument, signed lots) of every stock fill of the last auction, every
+        account's, not only the makers' (``market.last_fills``, shares made lots):
+        :func:`_taken_off` keeps the makers' own. Empty before the first auction."""
         account, stock, signed, _ = self.market.last_fills
         return account, stock, signed // self.market.lot
 
@@ -100,7 +102,7 @@ class LadderMakers(Population):
         depth = self.depth[at]
         if self.market.last_clearing is self._taken_at:
             return depth
-        taken = _taken_off(*self.taken(self.accounts), self.accounts[0], chosen, self.instrument)
+        taken = _taken_off(*self.taken(), self.accounts[0], chosen, self.instrument)
         return np.maximum(depth - taken[at], 0.0)
 
     def decide(self, rows: np.ndarray) -> Orders:
@@ -325,6 +327,9 @@ class FuturesMakers(LadderMakers):
         lean = self._lean(q, accounts)
         return np.stack([1.0 - np.maximum(lean, 0.0), 1.0 + np.minimum(lean, 0.0)], axis=1)
 
-    def taken(self, accounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def taken(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(account, instrument, signed contracts) of every futures fill of the last auction,
+        every account's (``market.futures_fills``, contracts numbered as instruments, after
+        the stocks): :func:`_taken_off` keeps the makers' own. Empty before the first auction."""
         account, contract, signed = self.market.futures_fills
         return account, contract + self.market.n_stocks, signed

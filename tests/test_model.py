@@ -308,9 +308,9 @@ def test_every_shipped_scenario_builds_and_trades_a_week(name: str):
         assert {"Speculators", "CarryArbitrageurs"} <= kinds
 
 
-def _numpy_taken_off(makers, accounts: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+def _numpy_taken_off(makers, chosen: np.ndarray) -> np.ndarray:
     """The makers' (Q, 2) lots taken, as the numpy passes found them before ``_taken_off``."""
-    account, traded, signed = makers.taken(accounts)
+    account, traded, signed = makers.taken()
     maker = account - makers.accounts[0]
     mine = (maker >= 0) & (maker < makers.n)
     mine[mine] = chosen[maker[mine]]
@@ -333,13 +333,11 @@ def test_lots_taken_off_the_makers_match_the_numpy_passes():
             for rows in (makers.rows, makers.rows[1:], makers.rows[:1]):
                 chosen = np.zeros(makers.n, dtype=bool)
                 chosen[rows] = True
-                q = np.flatnonzero(chosen[makers.maker_of])
-                accounts = makers.accounts[makers.maker_of[q]]
-                account, traded, signed = makers.taken(accounts)
+                account, traded, signed = makers.taken()
                 got = _taken_off(
                     account, traded, signed, makers.accounts[0], chosen, makers.instrument
                 )
-                want = _numpy_taken_off(makers, accounts, chosen)
+                want = _numpy_taken_off(makers, chosen)
                 np.testing.assert_array_equal(got, want)
                 assert got.dtype == want.dtype
                 seen += int((want > 0).sum())
@@ -361,7 +359,7 @@ def _gathered_decide(makers, rows: np.ndarray):
     instrument = makers.instrument[q]
     accounts = makers.accounts[makers.maker_of[q]]
     market.cancel_accounts(makers.accounts[rows])
-    taken = _taken_off(*makers.taken(accounts), makers.accounts[0], chosen, makers.instrument)
+    taken = _taken_off(*makers.taken(), makers.accounts[0], chosen, makers.instrument)
     depth = np.maximum(makers.depth[q] - taken[q], 0.0)
     depth += makers.replenish * (makers.target_depth(q)[:, None] - depth)
     makers.depth[q] = depth
