@@ -39,7 +39,7 @@ class Indices:
         self.news = np.full(len(INDEX_NAMES), BASE)  # (5,) the same, on fundamental values
         # The micro-cap index's base for the day, set at the open (open_day): its level and
         # news level then, and every stock's price and value then ((S,) fen, floats). None
-        # until the first open_day or update: the first update's old prices and values.
+        # until the first open_day, which a run calls at its first step, before any update.
         self.day_level = BASE
         self.day_news = BASE
         self.day_price: np.ndarray | None = None
@@ -64,15 +64,18 @@ class Indices:
     def update(self, float_shares: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
         """Every level from prices ``old`` to ``new`` (both (S,) fen): the CSI levels
         chain-linked, the micro-cap level from the day's base."""
-        if self.day_price is None:
-            self.day_price = np.array(old, np.float64)
-        self._chain(self.level, float_shares, old, new, self.day_level, self.day_price)
+        self._chain(self.level, float_shares, old, new, self.day_level, self._base(self.day_price))
 
     def update_news(self, float_shares: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
         """Every news level from values ``old`` to ``new`` (both (S,) fen), as :meth:`update`."""
-        if self.day_value is None:
-            self.day_value = np.array(old, np.float64)
-        self._chain(self.news, float_shares, old, new, self.day_news, self.day_value)
+        self._chain(self.news, float_shares, old, new, self.day_news, self._base(self.day_value))
+
+    @staticmethod
+    def _base(day_base: np.ndarray | None) -> np.ndarray:
+        """The day's base prices or values, set by :meth:`open_day`; none yet is a misuse."""
+        if day_base is None:
+            raise RuntimeError("Indices: an update before open_day, which sets the day's base")
+        return day_base
 
     def _chain(
         self,

@@ -519,6 +519,20 @@ def test_compiled_index_chain_matches_the_numpy_passes(n_stocks, microcap_count)
     assert (want != 1000.0).all()
 
 
+def test_indices_refuse_an_update_before_the_days_base():
+    """The micro-cap index moves from the day's base, which ``open_day`` sets (a run calls
+    it at its first step): an update before it fails, instead of guessing a base."""
+    n = 50
+    indices = Indices(np.geomspace(1e12, 1e8, n), 20)
+    float_shares = np.full(n, 10**6, np.int64)
+    prices = np.full(n, 1000, np.int64)
+    with pytest.raises(RuntimeError, match="open_day"):
+        indices.update(float_shares, prices, prices)
+    with pytest.raises(RuntimeError, match="open_day"):
+        indices.update_news(float_shares, prices * 1.0, prices * 1.0)
+    assert (indices.level == 1000.0).all() and (indices.news == 1000.0).all()
+
+
 def test_microcap_index_holds_the_previous_closes_weights_through_the_day():
     """Within a day the micro-cap level is the previous close's level times the members'
     mean relative since that close (weights reset once a day, not every slice): a member
