@@ -104,8 +104,9 @@ def _model(
 
 
 # The populations whose numbers grow with the market's scale (their counts are set at full
-# scale, ``round(n_funds * scale)``); every other population's number is fixed.
-SCALED_COUNTS = ("neutral.n_funds", "public_funds.n_funds")
+# scale, :func:`model.universe.scaled_count`), and whether the model keeps at least one of
+# each (as ``MarketModel`` calls it); every other population's number is fixed.
+SCALED_COUNTS = {"neutral.n_funds": False, "public_funds.n_funds": True}
 
 
 def agents_held(n_stocks: int, base_stocks: int, overrides: dict | None = None) -> dict:
@@ -113,14 +114,14 @@ def agents_held(n_stocks: int, base_stocks: int, overrides: dict | None = None) 
     ``base_stocks`` (their money still grows with the market): the same agents at every size,
     so the cost measured against stocks is the stocks' alone."""
     from experiments.scenarios import load_scenario
-    from model.universe import REFERENCE_N
+    from model.universe import REFERENCE_N, scaled_count
 
     config = load_scenario("jan2024", overrides=overrides or {})
     held = {}
-    for key in SCALED_COUNTS:
+    for key, at_least_one in SCALED_COUNTS.items():
         section, name = key.split(".")
         at_full = getattr(getattr(config, section), name)
-        count = max(round(at_full * base_stocks / REFERENCE_N), 1) if at_full else 0
+        count = scaled_count(at_full, base_stocks, at_least_one=at_least_one)
         held[key] = round(count * REFERENCE_N / n_stocks)
     return held
 

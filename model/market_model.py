@@ -38,7 +38,7 @@ from model.lending import LendingDesk
 from model.market import Market
 from model.orders import Orders
 from model.records import StepRecords
-from model.universe import INDEX_NAMES, REFERENCE_N, build_universe
+from model.universe import INDEX_NAMES, REFERENCE_N, build_universe, scaled_count
 
 ENGINES = ("vectorized", "agents")
 
@@ -311,7 +311,7 @@ class MarketModel(mesa.Model):
 
         self.neutral: NeutralFunds | None = None
         nc = cfg.neutral
-        n_neutral = round(nc.n_funds * self.scale) if nc.n_funds else 0
+        n_neutral = scaled_count(nc.n_funds, self.universe.n)
         if n_neutral:
             equity = rng.lognormal(0.0, 0.8, n_neutral)
             equity *= nc.aum_bn * 1e9 * self.scale / equity.sum()  # CNY per product
@@ -331,7 +331,7 @@ class MarketModel(mesa.Model):
 
         self.public_funds: PublicMicroCapFunds | None = None
         pc = cfg.public_funds
-        n_public = max(round(pc.n_funds * self.scale), 1) if pc.n_funds else 0
+        n_public = scaled_count(pc.n_funds, self.universe.n, at_least_one=True)
         if n_public:
             aum = rng.lognormal(0.0, 0.5, n_public)
             aum *= pc.aum_bn * 1e9 * self.scale / aum.sum()  # CNY per fund

@@ -47,6 +47,17 @@ def tier_counts(n_stocks: int, microcap_count: int) -> tuple[tuple[int, ...], in
     return sizes, micro
 
 
+def scaled_count(at_full: int, n_stocks: int, *, at_least_one: bool = False) -> int:
+    """A population's number set at full scale (``REFERENCE_N`` stocks) in a universe of
+    ``n_stocks``: rounded from ``at_full`` times the scale, none if none at full scale, and
+    at least one when ``at_least_one`` (the public funds; a few quant products may round
+    to none)."""
+    if not at_full:
+        return 0
+    count = round(at_full * (n_stocks / REFERENCE_N))
+    return max(count, 1) if at_least_one else count
+
+
 def assign_tiers(caps: np.ndarray, microcap_count: int) -> tuple[np.ndarray, np.ndarray]:
     """Tier code per stock by cap rank, and the micro-cap membership mask.
 
