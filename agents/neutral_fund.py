@@ -11,7 +11,8 @@ The rules that make the spiral, per product and per day:
   the same peak the manager's budget runs from, so a rebuilt book's redemptions
   start afresh with it.
 - Below the warning line, or after a drawdown from its peak beyond the manager's
-  budget (``drawdown_line``), the product cuts exposure; below the stop line it
+  budget (``drawdown_line``; times the leverage with ``drawdown_per_leverage``), the
+  product cuts exposure; below the stop line it
   liquidates everything. Either way it sells the long basket at the market.
   A cut is not for ever: once NAV is 5% over the warning line and has won back
   half the budget, or once the cut has lasted ``recovery_days``, the first
@@ -74,8 +75,13 @@ class NeutralFunds(Population):
         offset = rng.random(n) * cfg.line_spread  # some set their lines higher
         self.warning = cfg.warning_line + offset
         self.stop = cfg.stop_line + offset
-        # The same cautious funds keep a tighter drawdown budget.
-        self.drawdown_line = np.maximum(cfg.drawdown_line - offset, 0.01)
+        # The same cautious funds keep a tighter drawdown budget. With
+        # ``drawdown_per_leverage`` a levered book's budget grows with its leverage, so it
+        # allows the same loss on the strategy underneath (3x: 30% for a 10% line).
+        budget = cfg.drawdown_line * (
+            np.maximum(self.leverage, 1.0) if cfg.drawdown_per_leverage else 1.0
+        )  # (n,) or scalar
+        self.drawdown_line = np.maximum(budget - offset, 0.01)
         self.nav = 1.0 + rng.random(n) * cfg.nav0_spread  # (n,) NAV per unit
         self.units = equity_cny / self.nav
         self.peak = self.nav.copy()

@@ -385,6 +385,9 @@ class NeutralFundConfig(Section):
     drawdown_line: float = _num(
         1.0, 0.01, 1.0, doc="drawdown from the NAV peak that also cuts exposure (1: never)"
     )
+    # true: a levered product's drawdown budget is drawdown_line times its leverage (a DMA
+    # product at 3x allows 30% for a 10% line: the same loss on the strategy underneath)
+    drawdown_per_leverage: bool = False
     recovery_days: int = _num(
         20, 1, 1000, doc="days in a cut before the book is rebuilt on a morning off its low"
     )

@@ -121,6 +121,31 @@ def test_drawdown_line_cuts_exposure_until_nav_wins_back_half_of_it():
     assert f.state[0] == NORMAL
 
 
+def test_a_drawdown_budget_per_leverage_spares_a_levered_book_a_plain_one_cuts():
+    """With ``drawdown_per_leverage`` a DMA product's budget is the line times its leverage:
+    a 12% drawdown cuts a plain product and not a DMA one, which cuts past 30%."""
+    m = MarketModel(
+        rng=4,
+        **EPISODE,
+        **{
+            "neutral.drawdown_line": 0.1,
+            "neutral.line_spread": 0.0,
+            "neutral.drawdown_per_leverage": True,
+        },
+    )
+    m.step()
+    f = m.neutral
+    dma, plain = np.flatnonzero(f.is_dma)[0], np.flatnonzero(~f.is_dma)[0]
+    assert f.leverage[dma] == 3.0
+    assert f.drawdown_line[dma] == pytest.approx(0.3) and f.drawdown_line[plain] == 0.1
+    f.peak[[dma, plain]] = f.nav[[dma, plain]] / 0.88
+    f.begin_day()
+    assert f.state[plain] == WARNED and f.state[dma] == NORMAL
+    f.peak[dma] = f.nav[dma] / 0.68
+    f.begin_day()
+    assert f.nav[dma] > f.warning[dma] and f.state[dma] == WARNED
+
+
 def _futures_orders(hedge_held_book: bool) -> tuple[np.ndarray, np.ndarray]:
     """A product just stopped, its longs not yet sold: its IC/IM orders of one decision
     (contracts, buys positive) and its IC/IM position, with the hedge sized on the book
