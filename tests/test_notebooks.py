@@ -22,6 +22,7 @@ def test_there_are_notebooks():
         "01_single_episode.ipynb",
         "02_counterfactual_attribution.ipynb",
         "03_small_sweep.ipynb",
+        "04_what_sets_the_spiral_off.ipynb",
     ]
 
 
