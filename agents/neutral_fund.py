@@ -12,8 +12,8 @@ The rules that make the spiral, per product and per day:
   start afresh with it.
 - Below the warning line, or after a drawdown from its peak beyond the manager's
   budget (``drawdown_line``; times the leverage with ``drawdown_per_leverage``), the
-  product cuts exposure; below the stop line it
-  liquidates everything. Either way it sells the long basket at the market.
+  product cuts exposure; below the stop line it liquidates everything. Either way
+  it sells the long basket at the market.
   A cut is not for ever: once NAV is 5% over the warning line and has won back
   half the budget, or once the cut has lasted ``recovery_days``, the first
   morning whose NAV is not below every NAV of the ``recovery_days`` before it
