@@ -41,6 +41,7 @@ from model.aot import entry
 from model.config import NeutralFundConfig
 from model.ledger import search_near
 from model.orders import Orders
+from model.universe import scaled_basket
 
 NORMAL, WARNED, STOPPED = 0, 1, 2
 HEDGE_COST_DAYS = 10  # days over which the discount investors look at is smoothed
@@ -94,7 +95,7 @@ class NeutralFunds(Population):
         self.nav_history: list[np.ndarray] = []
 
         # Baskets: (n, B) stocks picked by a noisy signal tilted to small caps.
-        basket = max(1, min(round(cfg.basket_size * max(scale, 0.2)), uni.n))
+        basket = scaled_basket(cfg.basket_size, scale, uni.n)
         score = cfg.size_tilt * uni.size_z[None, :] + rng.standard_normal((n, uni.n))
         self.basket = np.argsort(-score, axis=1)[:, :basket]  # (n, B)
         # Fixed for the product's life (read-only, so the sort below stays true): each row's

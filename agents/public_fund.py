@@ -40,6 +40,7 @@ from model.config import PublicFundConfig
 from model.ledger import search_near
 from model.orders import Orders
 from model.pairwise import pairwise_sum
+from model.universe import scaled_basket
 
 TRAILING_DAYS = 20  # window of the return that flows chase
 MAX_FLOW = 0.10  # largest daily flow, share of assets, either way
@@ -66,7 +67,7 @@ class PublicMicroCapFunds(Population):
         super().__init__(model, accounts)
         self.cfg = cfg
         n, n_stocks = self.n, model.universe.n
-        size = max(1, min(round(cfg.basket_size * max(scale, 0.2)), n_stocks))
+        size = scaled_basket(cfg.basket_size, scale, n_stocks)
         self.basket = np.zeros((n, size), dtype=np.int64)  # (n, B) mandate stocks
         self.in_mandate = np.zeros(n_stocks, dtype=bool)  # (S,)
         self.follow_mandate(self.market.caps())

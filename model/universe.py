@@ -58,6 +58,13 @@ def scaled_count(at_full: int, n_stocks: int, *, at_least_one: bool = False) -> 
     return max(count, 1) if at_least_one else count
 
 
+def scaled_basket(at_full: int, scale: float, n_stocks: int) -> int:
+    """Stocks in a fund's basket, set at full scale, in a universe at ``scale``: never
+    shrunk below a fifth of the full size (a small universe's funds still spread their
+    money), and never more than the ``n_stocks`` there are, nor fewer than one."""
+    return max(1, min(round(at_full * max(scale, 0.2)), n_stocks))
+
+
 def assign_tiers(caps: np.ndarray, microcap_count: int) -> tuple[np.ndarray, np.ndarray]:
     """Tier code per stock by cap rank, and the micro-cap membership mask.
 
