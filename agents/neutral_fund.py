@@ -154,9 +154,14 @@ class NeutralFunds(Population):
         return self._nav_of(self.equity(self.rows))
 
     def _nav_of(self, equity: np.ndarray) -> np.ndarray:
-        """(n,) NAV per unit of ``equity`` (n,) CNY; a product with no units keeps its last."""
+        """(n,) NAV per unit of ``equity`` (n,) CNY; a product with no units keeps its last.
+
+        Never below zero: a product's investors lose at most what they put in. A DMA
+        product whose liquidation loses more than its equity leaves the rest to its
+        broker, whose credit line has paid for it (the ledger keeps that debt).
+        """
         live = self.units > 0
-        return np.where(live, equity / np.maximum(self.units, 1e-9), self.nav)
+        return np.where(live, np.maximum(equity, 0.0) / np.maximum(self.units, 1e-9), self.nav)
 
     # -- daily decisions --------------------------------------------------------------------
     def begin_day(self) -> None:

@@ -733,3 +733,26 @@ def test_a_rebuilt_book_is_the_leverage_on_the_days_equity_not_the_old_plan():
     assert f.state[0] == NORMAL
     assert f.exposure[0] == pytest.approx(f.leverage[0] * equity, rel=1e-12)
     assert f.target_exposure(f.rows)[0] < f.cfg.max_leverage_ratio * f.leverage[0] * equity
+
+
+def test_a_product_that_loses_more_than_its_equity_marks_nav_zero_not_below(model):
+    """A DMA product's liquidation can lose more than its equity: the broker's credit pays
+    the rest, and the investors' NAV per unit stops at zero (the records too), so the
+    DMA products' worst days cannot read below -100%."""
+    f = model.neutral
+    dma = int(np.flatnonzero(f.is_dma)[0])
+    ledger = model.ledger
+    # Its longs go (to the long-term holders, so the books still balance) and leave the
+    # broker's loan that bought them: equity below zero, within the credit line.
+    _, stock, shares, _ = ledger.positions(f.accounts[[dma]])
+    n = stock.size
+    ledger.transfer(
+        np.full(n, f.accounts[dma]), np.full(n, model.holders[0]), stock, shares, locked=False
+    )
+    assert f.equity(np.array([dma]))[0] < 0
+    assert f.marked_nav()[dma] == 0.0
+    assert (f.marked_nav() >= 0).all() and (f.marked_nav()[f.rows != dma] > 0).all()
+    f.begin_day()
+    assert f.nav[dma] == 0.0 and f.state[dma] == STOPPED
+    model.step()  # the record of this step marks it at zero too
+    assert model.neutral_nav(dma=True) >= 0.0
