@@ -285,6 +285,9 @@ class MarketMakers(LadderMakers):
         return ref
 
 
+OVER_LIMIT_BID = 0.1  # share of depth a futures maker past its long limit still bids
+
+
 class FuturesMakers(LadderMakers):
     """Futures makers: one per contract, quoting around the index, lean on inventory."""
 
@@ -302,6 +305,7 @@ class FuturesMakers(LadderMakers):
         self.cfg = cfg
         self.depth_cny = cfg.mm_depth_bn * 1e9 * scale
         self.limit_cny = cfg.mm_inventory_limit_bn * 1e9 * scale
+        self._supply0: float | None = None  # lendable shares on the first day
         self.fill_depth()
 
     def _contract_value(self, q: np.ndarray) -> np.ndarray:
@@ -310,11 +314,25 @@ class FuturesMakers(LadderMakers):
     def target_depth(self, q: np.ndarray) -> np.ndarray:
         return self.depth_cny / self._contract_value(q)
 
+    def _long_limit(self) -> float:
+        """CNY of long inventory the makers carry: the limit, or with ``mm_long_needs_lending``
+        the limit times today's lendable supply over the first day's. A maker long futures
+        hedges by shorting the index with borrowed stock, so the lending curb cuts how long
+        it can be; short futures are hedged with bought stock, which needs no lender."""
+        lending = self.model.lending
+        if not self.cfg.mm_long_needs_lending or lending is None:
+            return self.limit_cny
+        if self._supply0 is None:
+            self._supply0 = float(lending.supply(self.model.days[0]).sum())
+        now = float(lending.supply(self.model.date).sum())
+        return self.limit_cny * now / max(self._supply0, 1.0)
+
     def _lean(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
         held = self.market.ledger.futures_position(accounts)[np.arange(q.shape[0]), q]
         # Clipped before dividing, so a vanishing limit gives full lean, not an overflow.
-        limit = self.limit_cny
-        return np.clip(held * self._contract_value(q), -limit, limit) / limit
+        value = held * self._contract_value(q)
+        limit = np.where(value > 0, self._long_limit(), self.limit_cny)
+        return np.clip(value, -limit, limit) / np.maximum(limit, 1e-9)
 
     def reference(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
         """The index in ticks, shaded down when long (to sell) and up when short."""
@@ -323,9 +341,18 @@ class FuturesMakers(LadderMakers):
         return index_ticks * np.exp(-self.cfg.mm_inventory_skew * self._lean(q, accounts))
 
     def side_scale(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
-        """No more bids once the inventory limit is reached long, no more asks short."""
+        """No more bids once the inventory limit is reached long, no more asks short.
+
+        With ``mm_long_needs_lending`` a maker whose long limit the lending curb has cut
+        below what it holds still bids ``OVER_LIMIT_BID`` of its depth, at its fully
+        leaned price: it cannot hedge more, but it does not leave the futures without a
+        bid (once no one bid, a day's futures sales ran the price to the limit).
+        """
         lean = self._lean(q, accounts)
-        return np.stack([1.0 - np.maximum(lean, 0.0), 1.0 + np.minimum(lean, 0.0)], axis=1)
+        bid = 1.0 - np.maximum(lean, 0.0)
+        if self.cfg.mm_long_needs_lending:
+            bid = np.maximum(bid, OVER_LIMIT_BID)
+        return np.stack([bid, 1.0 + np.minimum(lean, 0.0)], axis=1)
 
     def taken(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(account, instrument, signed contracts) of every futures fill of the last auction,

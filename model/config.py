@@ -344,6 +344,10 @@ class FuturesConfig(Section):
     mm_replenish: float = _num(0.2, 0.0, 1.0, doc="share of missing depth restored per step")
     mm_inventory_skew: float = _num(0.03, 0.0, 1.0, doc="quote shift at the inventory limit")
     mm_inventory_limit_bn: float = _open(2000.0, 0.0, 1e5, doc="inventory the makers carry, bn")
+    # true: the makers' long limit shrinks with the lendable supply (a long futures book is
+    # hedged by shorting the index with borrowed stock; the short limit needs no lender),
+    # and past it they still bid a tenth of their depth
+    mm_long_needs_lending: bool = False
 
 
 @_section("lending")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pytest
 
 from agents.arbitrage import NEAR, Arbitrageurs, CarryArbitrageurs, _borrow_shares, _Legs
 from agents.base import ArrayAgent, Population
+from agents.market_maker import OVER_LIMIT_BID, FuturesMakers
 from model import MarketModel
 from model.lending import LendingDesk
 from model.orders import Orders
@@ -400,3 +402,48 @@ def test_the_agent_engine_runs_the_carry_rules():
     model.basis = lambda: np.array([0.0, 0.3, 0.3])
     run_days(model, 2)
     assert (carry.futures(carry.rows) < 0).all()
+
+
+# -- the futures makers' long book, bound by lending (futures.mm_long_needs_lending) ------
+def test_lending_bound_makers_carry_less_long_once_the_curb_cuts_supply():
+    """A futures maker long hedges with borrowed stock: with ``mm_long_needs_lending`` its
+    long limit is the limit times today's lendable supply over the first day's. Before
+    the T+1 rule (2024-01-29) nothing differs from the plain makers (the restricted-share
+    ban of October 2023 is before the start); after it, under the same dumping, their long
+    limit is cut, they lean further and the discount is deeper. Past the limit they still
+    bid a tenth of their depth."""
+    runs = {}
+    for bound in (False, True):
+        model, _, dumper = build(**{"futures.mm_long_needs_lending": bound})
+        makers = next(p for p in model.populations if isinstance(p, FuturesMakers))
+        dumper.side = -1  # hedgers sell IC and IM all along: the makers end up long
+        bases, limits = [], []
+        while model.running:
+            model.step()
+            bases.append((model.date, model.basis()[IC_IM]))
+            limits.append(makers._long_limit())
+        runs[bound] = (model, makers, bases, limits)
+    _, plain, base_plain, limit_plain = runs[False]
+    model, bound, base_bound, limit_bound = runs[True]
+    t1 = model.config.lending.t1_date
+    before = [i for i, (day, _) in enumerate(base_plain) if day < t1]
+    after = [i for i, (day, _) in enumerate(base_plain) if day >= t1]
+    assert before and after
+    for i in before:  # the same run, step for step, while supply is uncut
+        np.testing.assert_array_equal(base_plain[i][1], base_bound[i][1])
+        assert limit_bound[i] == limit_plain[i] == plain.limit_cny
+    desk = model.lending
+    ratio = desk.supply(model.date).sum() / desk.supply(model.days[0]).sum()
+    assert ratio < 0.5
+    assert limit_bound[-1] == pytest.approx(bound.limit_cny * ratio)
+    assert set(limit_plain) == {plain.limit_cny}
+    deeper = np.mean([base_bound[i][1] for i in after]) - np.mean([base_plain[i][1] for i in after])
+    assert deeper < -0.02, deeper
+    # Both long IC and IM; with a limit far below that, the plain makers bid nothing, the
+    # bound ones a tenth of their depth.
+    q = np.arange(3)
+    for makers in (plain, bound):
+        assert (makers.market.ledger.futures_position(makers.accounts)[q, q][1:] > 0).all()
+        makers.limit_cny = 1.0
+    np.testing.assert_array_equal(plain.side_scale(q, plain.accounts)[1:, 0], 0.0)
+    np.testing.assert_allclose(bound.side_scale(q, bound.accounts)[1:, 0], OVER_LIMIT_BID)
