@@ -329,10 +329,11 @@ class FuturesMakers(LadderMakers):
 
     def _lean(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
         held = self.market.ledger.futures_position(accounts)[np.arange(q.shape[0]), q]
-        # Clipped before dividing, so a vanishing limit gives full lean, not an overflow.
         value = held * self._contract_value(q)
         limit = np.where(value > 0, self._long_limit(), self.limit_cny)
-        return np.clip(value, -limit, limit) / np.maximum(limit, 1e-9)
+        # Clipped before dividing, so a vanishing limit gives full lean, not an overflow;
+        # no limit at all (no stock left to borrow) is full lean too.
+        return np.divide(np.clip(value, -limit, limit), limit, out=np.sign(value), where=limit > 0)
 
     def reference(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
         """The index in ticks, shaded down when long (to sell) and up when short."""

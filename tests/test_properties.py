@@ -238,3 +238,6 @@ def test_a_vanishing_futures_makers_limit_leans_fully_without_overflow():
     makers = next(p for p in model.populations if isinstance(p, FuturesMakers))
     lean = makers._lean(np.arange(3), makers.accounts)  # one maker per contract
     assert np.isfinite(lean).all() and (np.abs(lean) <= 1.0).all()
+    held = makers.market.ledger.futures_position(makers.accounts)[np.arange(3), np.arange(3)]
+    assert held.any()
+    np.testing.assert_array_equal(np.abs(lean), (held != 0).astype(float))
