@@ -11,7 +11,9 @@ Stock makers thin out when recent volatility is high, lean against inventory,
 and move their morning quotes by the overnight news about fundamental value,
 which is public. Futures makers quote around the index and lean against the
 inventory they can carry: persistent one-sided hedging pushes the futures away
-from the index until someone with capital takes the other side.
+from the index until someone with capital takes the other side. With
+``futures.mm_long_needs_lending`` what they can carry long follows the lendable
+supply, since a long futures book is hedged with borrowed stock.
 """
 
 from __future__ import annotations
