@@ -346,10 +346,11 @@ class FuturesMakers(LadderMakers):
     def side_scale(self, q: np.ndarray, accounts: np.ndarray) -> np.ndarray:
         """No more bids once the inventory limit is reached long, no more asks short.
 
-        With ``mm_long_needs_lending`` a maker whose long limit the lending curb has cut
-        below what it holds still bids ``OVER_LIMIT_BID`` of its depth, at its fully
-        leaned price: it cannot hedge more, but it does not leave the futures without a
-        bid (once no one bid, a day's futures sales ran the price to the limit).
+        With ``mm_long_needs_lending`` a maker at or past its long limit (which the
+        lending curb cuts, often below what it holds) still bids ``OVER_LIMIT_BID`` of its
+        depth, at its fully leaned price: it cannot hedge more, but it does not leave the
+        futures without a bid (once no one bid, a day's futures sales ran the price to the
+        limit).
         """
         lean = self._lean(q, accounts)
         bid = 1.0 - np.maximum(lean, 0.0)
