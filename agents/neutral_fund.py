@@ -122,6 +122,7 @@ class NeutralFunds(Population):
         self.exposure = self.leverage * equity_cny  # (n,) CNY long exposure planned
         self.trailing = np.zeros(n)  # 60-day excess return, for subscriptions
         self.hedge_cost = 0.0  # yearly cost of the futures hedge: the discount, smoothed
+        self.basis_seen = np.zeros(2)  # (2,) IC, IM annualized basis, smoothed alike
         self.carry = 1.0  # share of planned exposure worth running at that cost
 
     def adopt_holdings(self) -> None:
@@ -209,6 +210,7 @@ class NeutralFunds(Population):
             self.trailing = self.nav / self.nav_history[-61] - 1.0
         # The hedge eats the alpha: new money stops as the discount nears the expected
         # alpha, and managers scale the book down as it goes beyond, to nothing at twice it.
+        self._route_hedge()
         discount = self._discount()
         if not np.isnan(discount):  # none the morning after an expiry: the cost stands
             self.hedge_cost += (discount - self.hedge_cost) / HEDGE_COST_DAYS
@@ -235,6 +237,24 @@ class NeutralFunds(Population):
         self.cut_low = np.where(new_low | warn, self.nav, self.cut_low)
         self.held_days = np.where(cut & ~new_low, self.held_days + 1, 0)
         return self.held_days
+
+    def _route_hedge(self) -> None:
+        """Move the futures hedge towards the cheaper contract (``route_by_cost``).
+
+        A short in a contract at a deeper discount costs more a year, so managers shift
+        the split away from it, as far as ``route_by_cost`` times the spread of the
+        smoothed bases moves the IM share from ``im_share``. The basket is micro-caps,
+        so the manager's own mix (``im_share``) is where a free choice rests.
+        """
+        c = self.cfg
+        if c.route_by_cost == 0.0 or self.model.futures is None:
+            return
+        basis = self.model.basis()[1:]  # (2,) IC, IM annualized; NaN after an expiry
+        seen = ~np.isnan(basis)
+        self.basis_seen[seen] += (basis[seen] - self.basis_seen[seen]) / HEDGE_COST_DAYS
+        spread = self.basis_seen[1] - self.basis_seen[0]  # < 0: IM's short costs more
+        im = float(np.clip(c.im_share + c.route_by_cost * spread, 0.0, 1.0))
+        self.hedge_split = np.array([1.0 - im, im])
 
     def _discount(self) -> float:
         """Yearly discount of the IC/IM hedge mix at the last prices (0 at a premium; NaN

@@ -404,6 +404,13 @@ class NeutralFundConfig(Section):
     size_tilt: float = _num(2.0, 0.0, 10.0, doc="preference for small caps in basket picks")
     lending_hedge_share: float = _num(0.3, 0.0, 1.0, doc="hedge share via borrowed stock")
     im_share: float = _num(0.6, 0.0, 1.0, doc="futures hedge share in IM (the rest IC)")
+    route_by_cost: float = _num(
+        0.0,
+        0.0,
+        100.0,
+        doc="shift of the IM share away from im_share per unit of IC's basis over IM's "
+        "(annualized, smoothed): the hedge moves to the cheaper contract; 0 keeps im_share",
+    )
     redemption_sensitivity: float = _num(2.0, 0.0, 100.0, doc="daily redemptions per drawdown")
     trade_days: int = _num(
         3, 1, 60, doc="pace of a rebalance: each step trades 1 / (days x steps a day) of the gap"

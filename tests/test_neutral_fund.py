@@ -233,6 +233,38 @@ def test_a_discount_beyond_the_expected_alpha_stops_subscriptions_and_shrinks_bo
     assert (f.target_exposure(f.rows) < 0.75 * planned).all()
 
 
+@pytest.mark.parametrize("route", [0.0, 2.0])
+def test_routing_by_cost_moves_the_hedge_to_the_cheaper_contract(route):
+    m = MarketModel(rng=4, **{**EPISODE, "neutral.route_by_cost": route})
+    m.step()
+    f, n = m.neutral, m.universe.n
+    level = m.indices.level[m.futures.underlying]  # (3,) IF, IC, IM
+    im_share = f.cfg.im_share
+
+    def price(ic: float, im: float) -> None:
+        """IC and IM at these shares of their index (IF at its own)."""
+        m.market.last[n:] = np.round(level * np.array([1.0, ic, im]) / 0.2).astype(np.int64)
+
+    # IM 3% below its index and IC at it: IM's short costs far more a year.
+    price(1.0, 0.97)
+    for _ in range(30):
+        f.begin_day()
+    assert f.hedge_split.sum() == pytest.approx(1.0)
+    if route == 0.0:
+        assert f.hedge_split[1] == im_share
+        return
+    assert f.basis_seen[1] < f.basis_seen[0] - 0.1
+    assert f.hedge_split[1] < im_share - 0.1
+    # The products' cost is that of the mix they now hold, cheaper than their own mix's.
+    basis = m.basis()[1:]
+    assert f._discount() < -np.dot([1.0 - im_share, im_share], basis)
+    # The other way round the hedge goes to IM, never past all of it.
+    price(0.97, 1.0)
+    for _ in range(60):
+        f.begin_day()
+    assert im_share < f.hedge_split[1] <= 1.0
+
+
 def test_margin_call_forces_sales_whatever_the_nav(model):
     f = model.neutral
     dma = int(np.flatnonzero(f.is_dma)[0])
