@@ -7,11 +7,12 @@ that of the spot, amid the pessimism of the market". Each desk holds, in each of
 IF, IC and IM, a position that follows the underlying index's return over its
 own trailing window (``lookback_days`` on average, spread from half to one and
 a half times that): long in a rise, short in a fall, all in once the return
-reaches ``full_signal``, linear in between (until a desk has seen its whole
-window, over the days it has seen). Before ``start`` the desks watch but hold
-nothing: a knob for asking when the pessimists came. All in is ``leverage`` times the
-desk's equity, split evenly over the contracts. Each step a desk closes
-``speed`` of the gap to that target with market orders.
+reaches ``full_signal``, linear in between from ``dead_band`` of it (a trend
+smaller than that is the market's noise, and a desk holds nothing on it; until a
+desk has seen its whole window, over the days it has seen). Before ``start`` the
+desks watch but hold nothing: a knob for asking when the pessimists came. All
+in is ``leverage`` times the desk's equity, split evenly over the contracts.
+Each step a desk closes ``speed`` of the gap to that target with market orders.
 
 Beyond the makers' finite book, only the arbitrageurs tie a futures price to its
 index, and what they can do depends on borrowing stock: with lending curbed, the
@@ -66,8 +67,9 @@ class Speculators(Population):
             return
         past = self.closes[np.maximum(days - self.lookback, 0)]  # (n, K) close a window ago
         trend = level[None, :] / past - 1.0  # (n, K)
-        full = self.cfg.full_signal
-        self.signal = np.clip(trend, -full, full) / full  # clipped first: no overflow
+        full, band = self.cfg.full_signal, self.cfg.dead_band
+        strength = np.abs(np.clip(trend, -full, full)) / full  # clipped first: no overflow
+        self.signal = np.sign(trend) * np.maximum(strength - band, 0.0) / (1.0 - band)
         if self.model.date < self.cfg.start:
             self.signal[:] = 0.0
 

@@ -501,6 +501,9 @@ class SpeculatorConfig(Section):
     n_agents: int = _num(20, 1, 1000, doc="desks, each with its own lookback")
     lookback_days: int = _num(10, 1, 250, doc="mean trailing window of the trend, trading days")
     full_signal: float = _open(0.05, 0.0, 1.0, doc="trailing return at which a desk is all in")
+    dead_band: float = _num(
+        0.0, 0.0, 0.99, doc="share of full_signal a trend must pass before a desk holds any"
+    )
     leverage: float = _num(1.0, 0.0, 5.0, doc="notional all in, per unit of equity")
     speed: float = _num(0.25, 0.0, 1.0, doc="share of the gap to the target traded per step")
     start: dt.date = _date("1900-01-01")  # first day the desks take positions

@@ -56,6 +56,24 @@ def test_all_in_is_leverage_times_equity_split_over_the_contracts():
     np.testing.assert_allclose(notional, 2.0 * equity)
 
 
+def test_a_trend_inside_the_dead_band_holds_nothing_and_past_it_grows_to_all_in():
+    full = 0.05
+    model, specs = build(**{"speculators.full_signal": full, "speculators.dead_band": 0.5})
+    feed(model, specs, [1000.0] * 8)
+    # A steady 0.3% a day: every desk's trailing fall is within half of full_signal.
+    feed(model, specs, [1000.0 * 0.997**k for k in range(1, 7)])
+    trend = model.indices.level[0] / specs.closes[-1 - specs.lookback, 0] - 1.0  # (n,)
+    assert (np.abs(trend) < 0.5 * full).all() and (trend < 0).all()
+    assert not specs.signal.any()
+    # A steeper fall: past the band the position is the share of the rest of the way.
+    feed(model, specs, [model.indices.level[0] * 0.99**k for k in range(1, 7)])
+    trend = model.indices.level[0] / specs.closes[-1 - specs.lookback, 0] - 1.0
+    want = -np.clip((np.abs(trend) / full - 0.5) / 0.5, 0.0, 1.0)
+    np.testing.assert_allclose(specs.signal[:, 0], want)
+    between = (specs.signal < 0.0) & (specs.signal > -1.0)
+    assert between.any() and (specs.signal == -1.0).any()
+
+
 def test_before_start_they_watch_but_hold_nothing():
     model, specs = build(**{"speculators.start": "2024-01-22"})
     feed(model, specs, [1000.0 * 0.9**k for k in range(12)])  # a crash before the start
