@@ -8,7 +8,8 @@ gap between the smallest caps and the CSI 300 in the crash window, and come befo
 further falls, and the products must account for much of the fall. Three scenarios
 run beside it: without leverage (jan2024-no-leverage) no product may fail and the
 gap must close; in jan2024-speculators the trend followers must deepen the futures
-discount; in jan2024-no-value-budget (value investors who never step back) the fall must
+discount, and in jan2024-basis IC and IM must trade at a discount in late January; in
+jan2024-no-value-budget (value investors who never step back) the fall must
 be shallower. The crash window's claims are held in the seeds whose products all reach
 the window alive; a seed whose products failed before it had its spiral then.
 """
@@ -268,6 +269,38 @@ def test_pessimists_in_the_futures_deepen_the_discount(pessimists):
             assert (change < -0.02).sum() > len(change) / 2, (contract, figure, change)
     for base, spec in pessimists:
         assert (spec["speculator_futures"] != 0).any() and not base["speculator_futures"].any()
+
+
+@pytest.fixture(scope="module")
+def basis_rules(pessimists):
+    """jan2024-basis beside jan2024 as is, the pessimists' seeds 1-6."""
+    cfg = load_scenario("jan2024-basis", overrides=SMALL)
+    pairs = zip(PESSIMIST_SEEDS, pessimists, strict=True)
+    return [(base, run(cfg, seed).frame) for seed, (base, _) in pairs]
+
+
+def test_with_the_basis_rules_both_ic_and_im_trade_at_a_discount_in_late_january(
+    basis_rules,
+):
+    """Pessimists who act on sharp falls, hedges routed to the cheaper contract and makers
+    whose long book needs borrowed stock: late January's IC and IM basis sit below zero in
+    most seeds, and below jan2024's by over 2 points a year in most seeds and on average.
+
+    At 400 stocks, seeds 1-6, IC's late January is -8.6% to -99.7% a year (jan2024: -1.0%
+    to +11.9%) and IM's -17.1% to -100.7% (jan2024: -3.3% to -14.9%); at 1,000 stocks,
+    seeds 1-20, IC trades at a discount in late January in all 20 (jan2024: none).
+    """
+    for contract in ("ic_basis", "im_basis"):
+        late = np.array(
+            [
+                [episode_figures(f)[contract]["late_january_mean"] for f in pair]
+                for pair in basis_rules
+            ]
+        )  # (seeds, 2): jan2024, jan2024-basis
+        assert (late[:, 1] < 0.0).sum() > len(late) / 2, (contract, late)
+        change = late[:, 1] - late[:, 0]
+        assert change.mean() < -0.02, (contract, change)
+        assert (change < -0.02).sum() > len(change) / 2, (contract, change)
 
 
 def test_forced_selling_makes_the_products_sellers_of_the_micro_caps_in_the_window(results):
