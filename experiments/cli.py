@@ -430,6 +430,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("unwind: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (``unwind scenarios | head``): stop quietly, as a shell
+        # tool does, and point stdout at nothing so the exit's flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def entry() -> int:

@@ -145,6 +145,22 @@ def test_console_script_runs_as_a_process(tmp_path):
     assert proc.stderr.startswith("unwind: error: universe.n_stock: unknown key")
 
 
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """``unwind scenarios | head -1``: the pipe closes under the listing, and the command
+    stops quietly with the shell's status for it."""
+    exe = Path(sys.executable).with_name("unwind")
+    proc = subprocess.Popen(
+        [str(exe), "scenarios"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away after one line
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait() in (0, 141)  # 0 if the listing fitted the pipe before it closed
+    assert first.startswith("calm")
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
 def test_a_run_keeps_the_collector_off_and_gives_it_back(tmp_path, monkeypatch):
     """``unwind run`` runs with the garbage collector off (it ends after the run) and hands
     the caller the collector as it was, nothing left frozen."""
