@@ -23,6 +23,7 @@ def test_there_are_notebooks():
         "02_counterfactual_attribution.ipynb",
         "03_small_sweep.ipynb",
         "04_what_sets_the_spiral_off.ipynb",
+        "05_who_holds_the_futures.ipynb",
     ]
 
 
