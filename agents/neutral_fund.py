@@ -122,7 +122,8 @@ class NeutralFunds(Population):
         self.exposure = self.leverage * equity_cny  # (n,) CNY long exposure planned
         self.trailing = np.zeros(n)  # 60-day excess return, for subscriptions
         self.hedge_cost = 0.0  # yearly cost of the futures hedge: the discount, smoothed
-        self.basis_seen = np.zeros(2)  # (2,) IC, IM annualized basis, smoothed alike
+        # (2,) IC, IM annualized basis, smoothed alike; kept only with ``route_by_cost``.
+        self.basis_seen = np.zeros(2)
         self.carry = 1.0  # share of planned exposure worth running at that cost
 
     def adopt_holdings(self) -> None:
