@@ -215,7 +215,7 @@ def test_every_rule_without_draws_decides_row_by_row_as_for_all_rows_at_once():
         "market.start": "2024-01-22",
         "market.end": "2024-02-08",
     }
-    model = MarketModel(load_scenario("jan2024-speculators", overrides=overrides), rng=3)
+    model = MarketModel(load_scenario("jan2024", overrides=overrides), rng=3)
     while model.date < dt.date(2024, 2, 7):
         model.step()
     model.neutral.state[::3] = WARNED

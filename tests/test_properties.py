@@ -114,7 +114,7 @@ def value_of(key: str) -> st.SearchStrategy:
 @st.composite
 def scenarios(draw: st.DrawFn) -> tuple[ScenarioConfig, int]:
     """A base scenario, a random subset of keys drawn in range, and a short window."""
-    base = draw(st.sampled_from(["calm", "jan2024", "jan2024-speculators"]))
+    base = draw(st.sampled_from(["calm", "jan2024", "jan2024-no-speculators"]))
     keys = draw(st.lists(st.sampled_from(sorted(RANGES)), max_size=12, unique=True))
     overrides = {k: draw(value_of(k)) for k in keys}
     others = draw(st.lists(st.sampled_from(sorted(OTHER_KEYS)), max_size=4, unique=True))

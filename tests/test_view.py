@@ -102,7 +102,7 @@ def test_counterfactual_scenarios_are_not_undone_by_slider_defaults():
     defaults.pop("scenario_name"), defaults.pop("seed")
     assert view.view_config("jan2024-no-snowball", defaults).snowball.notional_bn == 0.0
     assert view.view_config("jan2024-no-retail-herding", defaults).retail.herding == 0.0
-    assert view.view_config("jan2024-speculators", defaults).speculators.capital_bn == 100.0
+    assert view.view_config("jan2024-no-speculators", defaults).speculators.capital_bn == 0.0
     assert view.view_config("jan2024-no-leverage", defaults).neutral.dma_share == 0.0
     budget = view.view_config("jan2024-no-value-budget", defaults).fundamental_traders
     assert budget.drawdown_budget == 0.0
