@@ -491,6 +491,19 @@ class ArbitrageConfig(Section):
     carry_capital_bn: float = _num(
         0.0, 0.0, 1e5, doc="capital selling futures at a premium against bought stock, bn"
     )
+    switch_capital_bn: float = _num(
+        0.0,
+        0.0,
+        1e5,
+        doc="index baskets held long-only, bn, switched into futures at a discount",
+    )
+    switch_threshold: float = _num(
+        0.1,
+        0.0,
+        2.0,
+        doc="annualized discount at which the index baskets switch: the alpha their stock "
+        "picking gives up",
+    )
 
 
 @_section("speculators")
