@@ -27,6 +27,11 @@ limit-down price.
 Without a lending desk (``model.lending is None``) or without futures they do
 nothing. Set-up: open each row's account with its capital in cash (futures
 margin comes out of it; short-sale proceeds land in it).
+
+Two more desks trade the basis without borrowing, on the same bands:
+``CarryArbitrageurs`` sell futures at a premium against stock bought with cash, and
+``IndexSwitchers``, long-only holders of the indices, swap their stock for futures at
+a discount and back.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from model.futures import MIN_DAYS, TICK_POINTS, UNDERLYING
 from model.orders import Orders
 
 CONTRACTS = (1, 2)  # rows of model.futures arrays traded by default: IC, IM
+SWITCH_CONTRACTS = (0, 1, 2)  # the index switchers hold IF, IC and IM
 HEDGE_NAMES = 20  # largest constituents shorted per contract
 NEAR = 0.01  # distance of cover bids above the last price
 
@@ -79,15 +85,22 @@ class Arbitrageurs(Population):
         """(n,) CNY of notional per desk: ``capital_bn * scale`` split evenly."""
         return np.full(self.n, cfg.capital_bn * scale * 1e9 / max(self.n, 1))
 
+    @property
+    def threshold(self) -> float:
+        """Annualized distance from par at which the trade opens."""
+        return self.cfg.threshold
+
     def _open_or_close(self, rows: np.ndarray) -> None:
         """Open a contract's trade once its basis is ``threshold`` past par on this desk's
         side, close it once back within half of that, hold it in between, and while the
         contracts have no price (NaN, the morning after an expiry)."""
         past_par = self.side * self.model.basis()[self.contracts]  # (K,) annualized
-        thr = self.cfg.threshold
+        thr = self.threshold
         self.active[rows] = np.where(
             past_par > thr, True, np.where(past_par < thr / 2, False, self.active[rows])
         )
+
+    hedge_names = HEDGE_NAMES  # the largest members of each contract's index held
 
     def _hedge_baskets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(H,) stock, contract slot and cap weight within its contract of each short name.
@@ -98,7 +111,7 @@ class Arbitrageurs(Population):
         tiers = UNDERLYING[self.contracts]  # (K,) CSI tier code of each contract's index
         in_leg = tier[None, :] == tiers[:, None]  # (K, S)
         rank = np.argsort(np.argsort(-np.where(in_leg, caps, -1.0), axis=1), axis=1)
-        pick = in_leg & (rank < HEDGE_NAMES)  # (K, S)
+        pick = in_leg & (rank < self.hedge_names)  # (K, S)
         leg, stock = np.nonzero(pick)
         leg_cap = np.bincount(leg, caps[stock], minlength=self.contracts.size)
         return stock, leg, caps[stock] / np.maximum(leg_cap[leg], 1e-9)
@@ -255,7 +268,7 @@ class Arbitrageurs(Population):
         through its own bands; futures sold because loans were recalled go at the limit.
         ``book``: what ``decide`` looked up (else it is looked up here).
         """
-        market, spec, thr = self.market, self.model.futures, self.cfg.threshold
+        market, spec, thr = self.market, self.model.futures, self.threshold
         if book is None:
             book = self._looked_up_again(
                 legs,
@@ -509,7 +522,8 @@ class CarryArbitrageurs(Arbitrageurs):
         return [self.decide(rows)]
 
     def decide(self, rows: np.ndarray) -> Orders:
-        """Open, hold or unwind the carry trade of ``rows``."""
+        """Open, hold or unwind the trade of ``rows``: futures ``speed`` of the gap to the
+        target a step, inside the bands, and the hedge names following the futures held."""
         self._new_step()
         model, market = self.model, self.market
         accounts = self.accounts[rows]
@@ -517,15 +531,17 @@ class CarryArbitrageurs(Arbitrageurs):
         if model.futures is None or self.hedge_stock.size == 0:
             return Orders.empty()
         self._open_or_close(rows)
-        thr = self.cfg.threshold
         value = self.contract_value()  # (K,)
         have = self.futures(rows)  # (r, K)
-        full = np.floor(self.capital[rows, None] / self.contracts.size / value[None, :])
-        want = np.where(self.active[rows], -full, 0.0)  # (r, K)
+        want = np.where(self.active[rows], self._open_position(rows, value), 0.0)  # (r, K)
         side = np.sign(want - have).astype(np.int64)  # (r, K)
-        trade = np.ceil(self.cfg.speed * np.abs(want - have))  # (r, K) lots
+        trade = self._lots(rows, np.abs(want - have))  # (r, K)
         instrument = np.asarray(model.futures.instrument)[self.contracts]  # (K,)
-        band = np.where(side > 0, np.floor(self.band_ticks(thr)), np.ceil(self.band_ticks(thr / 2)))
+        # Bids no higher than the band nearer par's other side, offers no lower than the
+        # one further: the desk never pushes the basis through its own bands.
+        entry, exit_ = self.side * self.threshold, self.side * self.threshold / 2
+        bid, offer = max(entry, exit_), min(entry, exit_)
+        band = np.where(side > 0, np.floor(self.band_ticks(bid)), np.ceil(self.band_ticks(offer)))
         futures = Orders(
             np.repeat(accounts, instrument.size),
             np.tile(instrument, rows.size),
@@ -534,9 +550,8 @@ class CarryArbitrageurs(Arbitrageurs):
             trade.ravel(),
         )
         legs = self._legs(rows)
-        short = -have.ravel()[legs.slot] * value[legs.slot % self.contracts.size]  # (r*H,) CNY
         last = market.last[legs.stock]
-        target = np.maximum(short, 0.0) * legs.weight * 100.0 / last  # (r*H,) shares
+        target = self._stock_target(rows, legs, have, value, last)  # (r*H,) shares
         held, sellable = model.ledger.holding_and_sellable(legs.account, legs.stock)
         gap = target - held
         buy = gap >= market.lot
@@ -545,3 +560,91 @@ class CarryArbitrageurs(Arbitrageurs):
         price = np.where(buy, last * (1.0 + NEAR), last * (1.0 - NEAR))
         stock = Orders(legs.account, legs.stock, stock_side, price, lots)
         return Orders.concat([stock.select(stock.lots > 0), futures.select(futures.lots > 0)])
+
+    def _lots(self, rows: np.ndarray, gap: np.ndarray) -> np.ndarray:
+        """(r, K) contracts to trade this step: ``speed`` of the ``gap`` (r, K)."""
+        return np.ceil(self.cfg.speed * gap)
+
+    def _open_position(self, rows: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """(r, K) contracts held while the trade is open: short all the capital allows."""
+        return -np.floor(self.capital[rows, None] / self.contracts.size / value[None, :])
+
+    def _stock_target(
+        self, rows: np.ndarray, legs: _Legs, have: np.ndarray, value: np.ndarray, last: np.ndarray
+    ) -> np.ndarray:
+        """(r*H,) shares of the hedge names: worth what the futures ``have`` (r, K) are
+        short, by cap weight, at ``last`` (r*H,) fen."""
+        short = -have.ravel()[legs.slot] * value[legs.slot % self.contracts.size]  # (r*H,) CNY
+        return np.maximum(short, 0.0) * legs.weight * 100.0 / last
+
+
+class IndexSwitchers(CarryArbitrageurs):
+    """Long-only holders of index baskets who switch them into futures at a discount.
+
+    An index fund or an enhanced-index product can hold its index as stock or as futures
+    and cash. When a contract trades at a discount the futures are the cheaper way to
+    hold it, and the swap needs no lender: sell the stock it owns, buy the futures. So
+    these desks, not the arbitrageurs, are what the lending curb leaves to buy a deep
+    discount, and their capacity is what they hold. Each desk starts with every member
+    of IF's, IC's and IM's indices, by cap weight, worth ``switch_capital_bn * scale``
+    split evenly over desks and contracts, and cash for the futures margin. Past the
+    entry band (``switch_threshold`` below par: the alpha its stock picking would have
+    earned) it buys futures up to the basket's worth at the start, over ``switch_days``
+    trading days, and sells the basket's shares as its futures fill; back within half the band
+    it sells the futures and buys the shares back. Its exposure to the index stays the
+    same throughout.
+    """
+
+    side = -1  # below par: a discount
+    hedge_names = 1_000_000  # every member of each index: what an index fund holds
+
+    def __init__(self, model, accounts, cfg: ArbitrageConfig, scale: float) -> None:
+        super().__init__(model, accounts, cfg, scale, contracts=SWITCH_CONTRACTS)
+        self.basket = np.tile(self.hedge_stock, (self.n, 1))  # (n, H) names each desk holds
+        self.shares0 = np.zeros((self.n, self.hedge_stock.size))  # (n, H) shares at the start
+        self.full = np.zeros((self.n, self.contracts.size))  # (n, K) contracts' worth held
+
+    @property
+    def threshold(self) -> float:
+        """The discount that pays for the stock picking given up (``switch_threshold``)."""
+        return self.cfg.switch_threshold
+
+    def _capital(self, cfg: ArbitrageConfig, scale: float) -> np.ndarray:
+        """(n,) CNY of index baskets per desk."""
+        return np.full(self.n, cfg.switch_capital_bn * scale * 1e9 / max(self.n, 1))
+
+    def basket_value(self) -> np.ndarray:
+        """(n, H) CNY of each hedge name each desk is endowed with."""
+        per_contract = self.capital[:, None] / self.contracts.size  # (n, 1)
+        return per_contract * self.hedge_weight[None, :]
+
+    def adopt_holdings(self) -> None:
+        """Take the endowed basket as the exposure to keep: its shares, and its worth in
+        contracts of each index at the first prices."""
+        accounts = np.repeat(self.accounts, self.hedge_stock.size)
+        held = self.model.ledger.holding(accounts, self.basket.ravel())
+        self.shares0 = held.reshape(self.basket.shape).astype(np.float64)
+        worth = self.shares0 * self.market.last[self.hedge_stock][None, :] / 100.0  # (n, H)
+        legs = np.stack(
+            [worth[:, self.hedge_leg == k].sum(axis=1) for k in range(self.contracts.size)],
+            axis=1,
+        )  # (n, K) CNY
+        self.full = np.floor(legs / self.contract_value()[None, :])
+
+    def _lots(self, rows: np.ndarray, gap: np.ndarray) -> np.ndarray:
+        """(r, K) contracts to trade this step: a fund of this size switches over
+        ``switch_days``, an even share of its whole basket a step, not of the gap."""
+        pace = self.full[rows] / (self.cfg.switch_days * self.model.steps_per_day)
+        return np.ceil(np.minimum(gap, pace))
+
+    def _open_position(self, rows: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """(r, K) contracts held while switched: the basket's worth at the start."""
+        return self.full[rows]
+
+    def _stock_target(
+        self, rows: np.ndarray, legs: _Legs, have: np.ndarray, value: np.ndarray, last: np.ndarray
+    ) -> np.ndarray:
+        """(r*H,) shares: the start's basket less the share of it the futures ``have``
+        (r, K) now hold."""
+        switched = np.clip(have / np.maximum(self.full[rows], 1.0), 0.0, 1.0)  # (r, K)
+        return (1.0 - switched.ravel()[legs.slot]) * self.shares0[rows].ravel()

@@ -216,7 +216,9 @@ class NeutralFunds(Population):
         if not np.isnan(discount):  # none the morning after an expiry: the cost stands
             self.hedge_cost += (discount - self.hedge_cost) / HEDGE_COST_DAYS
         cost = self.hedge_cost / c.expected_alpha
-        self.carry = float(np.clip(2.0 - cost, 0.0, 1.0))
+        # The counterfactual without forced selling holds the book through the hedge's
+        # cost too: a cut for the cost is a sale the discount forces, as a margin call is.
+        self.carry = float(np.clip(2.0 - cost, 0.0, 1.0)) if c.forced_selling else 1.0
         flow = c.inflow * np.clip(self.trailing, 0.0, None) * 10.0 * np.clip(1.0 - cost, 0.0, 1.0)
         if c.forced_selling:
             flow -= c.redemption_sensitivity * np.maximum(drawdown - 0.02, 0.0) / 20.0

@@ -371,8 +371,8 @@ class NeutralFundConfig(Section):
 
     n_funds: int = _num(0, 0, 100_000, doc="number of products at full scale (500 in jan2024)")
     # false: the counterfactual where no product is forced to sell (no risk line, margin
-    # call or redemption; recalled loans are still bought in, and the public funds and
-    # retail still sell under duress)
+    # call, redemption or cut for the hedge's cost; recalled loans are still bought in,
+    # and the public funds and retail still sell under duress)
     forced_selling: bool = True
     aum_bn: float = _num(500.0, 0.0, 1e5, doc="total equity, bn CNY, at full scale")
     dma_share: float = _num(0.3, 0.0, 1.0, doc="share of products run as DMA")
@@ -490,6 +490,22 @@ class ArbitrageConfig(Section):
     speed: float = _num(0.3, 0.0, 1.0, doc="share of the target position traded per step")
     carry_capital_bn: float = _num(
         0.0, 0.0, 1e5, doc="capital selling futures at a premium against bought stock, bn"
+    )
+    switch_capital_bn: float = _num(
+        0.0,
+        0.0,
+        1e5,
+        doc="index baskets held long-only, bn, switched into futures at a discount",
+    )
+    switch_threshold: float = _num(
+        0.1,
+        0.0,
+        2.0,
+        doc="annualized discount at which the index baskets switch: the alpha their stock "
+        "picking gives up",
+    )
+    switch_days: float = _num(
+        5.0, 0.25, 60.0, doc="trading days over which the index baskets switch all of a contract"
     )
 
 

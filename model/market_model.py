@@ -14,7 +14,7 @@ from typing import Any
 import mesa
 import numpy as np
 
-from agents.arbitrage import Arbitrageurs, CarryArbitrageurs
+from agents.arbitrage import Arbitrageurs, CarryArbitrageurs, IndexSwitchers
 from agents.base import Population
 from agents.fundamental_trader import FundamentalTraders
 from agents.market_maker import FuturesMakers, MarketMakers
@@ -41,6 +41,7 @@ from model.records import StepRecords
 from model.universe import INDEX_NAMES, REFERENCE_N, build_universe, scaled_count
 
 ENGINES = ("vectorized", "agents")
+SWITCH_CASH = 0.25  # the index switchers' cash, per unit of their baskets: margin and losses
 
 
 class MarketModel(mesa.Model):
@@ -342,6 +343,19 @@ class MarketModel(mesa.Model):
             self.public_funds = public
             populations.append(public)
 
+        ac = cfg.arbitrage
+        if self.futures is not None and ac.switch_capital_bn > 0:
+            # Index baskets bought at the start like the funds' (two desks), with cash for
+            # the margin on futures worth all of them.
+            worth = ac.switch_capital_bn * 1e9 * self.scale / 2  # CNY a desk
+            cash = np.full(2, worth * (1.0 + SWITCH_CASH) * 100)
+            switchers = IndexSwitchers(self, ledger.open_accounts(cash), ac, self.scale)
+            given += self._endow_baskets(
+                switchers.accounts, switchers.basket, switchers.basket_value(), float_lots - given
+            )
+            switchers.adopt_holdings()
+            populations.append(switchers)
+
         # Whatever is left of the float sits with long-term holders who do not trade; they
         # are also the lenders of stock.
         self.holders = ledger.open_accounts(np.zeros(1))
@@ -443,14 +457,17 @@ class MarketModel(mesa.Model):
         value_cny: np.ndarray,
         available_lots: np.ndarray,
     ) -> np.ndarray:
-        """Give each account an equal-value basket bought with its cash; return lots given.
+        """Give each account a basket bought with its cash; return lots given.
 
-        Where several want more of a stock than is available, all are scaled down.
+        ``value_cny`` is each account's worth (n,), split equally over its basket (n, b),
+        or each name's worth (n, b). Where several want more of a stock than is
+        available, all are scaled down.
         """
         uni, lot, ledger = self.universe, self.config.market.lot, self.ledger
         b = basket.shape[1]
         stock = basket.ravel()
-        want = np.repeat(value_cny / b, b) * 100.0 / uni.price0[stock] / lot  # lots
+        each = np.repeat(value_cny / b, b) if value_cny.ndim == 1 else value_cny.ravel()
+        want = each * 100.0 / uni.price0[stock] / lot  # lots
         total = np.bincount(stock, want, minlength=uni.n)
         cap = np.minimum(1.0, 0.8 * np.maximum(available_lots, 0) / np.maximum(total, 1e-9))
         lots = np.floor(want * cap[stock]).astype(np.int64)

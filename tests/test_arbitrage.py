@@ -7,7 +7,14 @@ import copy
 import numpy as np
 import pytest
 
-from agents.arbitrage import NEAR, Arbitrageurs, CarryArbitrageurs, _borrow_shares, _Legs
+from agents.arbitrage import (
+    NEAR,
+    Arbitrageurs,
+    CarryArbitrageurs,
+    IndexSwitchers,
+    _borrow_shares,
+    _Legs,
+)
 from agents.base import ArrayAgent, Population
 from agents.market_maker import OVER_LIMIT_BID, FuturesMakers
 from model import MarketModel
@@ -340,16 +347,22 @@ def test_compiled_borrowing_matches_the_numpy_rules_bit_for_bit():
 
 
 # -- the mirror trade: short futures at a premium, long stock bought with cash -------------
+def build_desks(
+    kind: type, capital: str, bn: float, **overrides
+) -> tuple[MarketModel, Population, Dumper]:
+    """A small model whose only basis desks are ``kind``, with ``bn`` under their capital
+    key ``capital``, plus a futures dumper deciding just before them."""
+    overrides = {**BASE, "arbitrage.capital_bn": 0.0, capital: bn, **overrides}
+    model = MarketModel(rng=1, **overrides)
+    desks = next(p for p in model.populations if type(p) is kind)
+    dumper = Dumper(model, model.ledger.open_accounts(np.array([1e13])), lots=150)
+    model.populations.insert(model.populations.index(desks), dumper)
+    return model, desks, dumper
+
+
 def build_carry(**overrides) -> tuple[MarketModel, CarryArbitrageurs, Dumper]:
     """A small model with cash-and-carry desks only, plus a futures buyer."""
-    model = MarketModel(
-        rng=1,
-        **{**BASE, "arbitrage.capital_bn": 0.0, "arbitrage.carry_capital_bn": 20.0, **overrides},
-    )
-    carry = next(p for p in model.populations if isinstance(p, CarryArbitrageurs))
-    dumper = Dumper(model, model.ledger.open_accounts(np.array([1e13])), lots=150)
-    model.populations.insert(model.populations.index(carry), dumper)
-    return model, carry, dumper
+    return build_desks(CarryArbitrageurs, "arbitrage.carry_capital_bn", 20.0, **overrides)
 
 
 def carry_stock(model: MarketModel, carry: CarryArbitrageurs) -> float:
@@ -402,6 +415,74 @@ def test_the_agent_engine_runs_the_carry_rules():
     model.basis = lambda: np.array([0.0, 0.3, 0.3])
     run_days(model, 2)
     assert (carry.futures(carry.rows) < 0).all()
+
+
+# -- the index switchers: long-only baskets swapped into futures at a discount ----------
+def build_switchers(**overrides) -> tuple[MarketModel, IndexSwitchers, Dumper]:
+    """A small model with index switchers only (no arbitrageurs), plus a futures dumper."""
+    return build_desks(IndexSwitchers, "arbitrage.switch_capital_bn", 40.0, **overrides)
+
+
+def switched_share(model: MarketModel, switchers: IndexSwitchers) -> tuple[float, np.ndarray]:
+    """(share of the start's basket shares still held, (K,) futures held / full)."""
+    accounts = np.repeat(switchers.accounts, switchers.hedge_stock.size)
+    held = model.ledger.holding(accounts, switchers.basket.ravel())
+    futures = switchers.futures(switchers.rows).sum(axis=0) / switchers.full.sum(axis=0)
+    return float(held.sum() / switchers.shares0.sum()), futures
+
+
+def test_index_switchers_start_with_their_baskets_worth_their_capital():
+    model, switchers, _ = build_switchers()
+    assert model.lending is None  # no lender: a switch needs none
+    worth = switchers.shares0 * model.market.last[switchers.hedge_stock][None, :] / 100.0
+    capital = float(switchers.capital.sum())
+    assert 0.9 * capital < worth.sum() <= capital
+    # A basket for each of IF, IC and IM, each worth a third, as whole contracts.
+    value = switchers.contract_value()
+    per_contract = (switchers.full * value[None, :]).sum(axis=0)
+    np.testing.assert_allclose(per_contract, capital / 3, rtol=0.1)
+    assert not switchers.futures(switchers.rows).any()
+
+
+def test_a_discount_past_the_threshold_swaps_the_basket_for_futures_and_back():
+    """Past ``switch_threshold`` the desks buy futures and sell the basket as they fill,
+    their exposure kept, at the pace of ``switch_days``; back above half of it they sell
+    the futures and buy the basket."""
+    model, switchers, dumper = build_switchers(**{"arbitrage.switch_days": 2.0})
+    model.basis = lambda: np.array([-0.05, -0.05, -0.05])  # inside the threshold: hold
+    run_days(model, 1)
+    assert switched_share(model, switchers)[0] == 1.0
+    assert not switchers.futures(switchers.rows).any()
+    model.basis = lambda: np.array([-0.3, -0.3, -0.3])
+    dumper.side, dumper.lots = -1, 5000  # sellers of IC and IM to buy from, plenty
+    run_days(model, 1)  # half of the way at most, two days to switch all
+    futures = switched_share(model, switchers)[1]
+    assert (futures[1:] > 0.4).all() and (futures <= 0.5 + 1.0 / switchers.full.min()).all()
+    run_days(model, 5)
+    stock, futures = switched_share(model, switchers)
+    assert (futures[1:] > 0.8).all() and (futures <= 1.0).all()
+    assert stock < 0.4
+    # The index exposure held the same: stock's and futures' shares sum to about one.
+    legs = switchers.hedge_leg
+    accounts = np.repeat(switchers.accounts, switchers.hedge_stock.size)
+    held = model.ledger.holding(accounts, switchers.basket.ravel()).reshape(switchers.basket.shape)
+    for k in (1, 2):
+        kept = held[:, legs == k].sum() / switchers.shares0[:, legs == k].sum()
+        assert kept + futures[k] == pytest.approx(1.0, abs=0.1)
+    model.basis = lambda: np.array([-0.02, -0.02, -0.02])  # the discount closed
+    dumper.side = 1  # buyers of IC and IM to sell to
+    run_days(model, 8)
+    stock, futures = switched_share(model, switchers)
+    assert not switchers.futures(switchers.rows)[:, 1:].any()
+    assert stock > 0.95
+
+
+def test_the_agent_engine_runs_the_switch_rules():
+    model, switchers, dumper = build_switchers(engine="agents")
+    dumper.side = -1
+    model.basis = lambda: np.array([-0.3, -0.3, -0.3])
+    run_days(model, 2)
+    assert (switchers.futures(switchers.rows)[:, 1:] > 0).all()
 
 
 # -- the futures makers' long book, bound by lending (futures.mm_long_needs_lending) ------

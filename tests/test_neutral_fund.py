@@ -233,6 +233,21 @@ def test_a_discount_beyond_the_expected_alpha_stops_subscriptions_and_shrinks_bo
     assert (f.target_exposure(f.rows) < 0.75 * planned).all()
 
 
+def test_without_forced_selling_the_hedge_cost_cuts_no_book():
+    """The counterfactual without forced selling holds its book through the hedge's cost
+    as through its risk lines: the same cost that shrinks a book above stops new money
+    here and cuts nothing."""
+    m = MarketModel(rng=4, **{**EPISODE, "neutral.forced_selling": False})
+    m.step()
+    f = m.neutral
+    f.trailing[:] = 0.1
+    f.hedge_cost = 1.6 * f.cfg.expected_alpha
+    units = f.units.copy()
+    f.begin_day()
+    assert f.hedge_cost > f.cfg.expected_alpha and np.allclose(f.units, units)
+    assert f.carry == 1.0
+
+
 @pytest.mark.parametrize("route", [0.0, 2.0])
 def test_routing_by_cost_moves_the_hedge_to_the_cheaper_contract(route):
     m = MarketModel(rng=4, **{**EPISODE, "neutral.route_by_cost": route})
