@@ -49,6 +49,7 @@ from model.orders import Orders
 
 CONTRACTS = (1, 2)  # rows of model.futures arrays traded by default: IC, IM
 SWITCH_CONTRACTS = (0, 1, 2)  # the index switchers hold IF, IC and IM
+SWITCH_MEMORY_DAYS = 10  # trading days over which the index switchers smooth the basis
 HEDGE_NAMES = 20  # largest constituents shorted per contract
 NEAR = 0.01  # distance of cover bids above the last price
 
@@ -90,11 +91,15 @@ class Arbitrageurs(Population):
         """Annualized distance from par at which the trade opens."""
         return self.cfg.threshold
 
+    def basis_seen(self) -> np.ndarray:
+        """(K,) annualized basis the desks act on: the last prices'."""
+        return self.model.basis()[self.contracts]
+
     def _open_or_close(self, rows: np.ndarray) -> None:
         """Open a contract's trade once its basis is ``threshold`` past par on this desk's
         side, close it once back within half of that, hold it in between, and while the
         contracts have no price (NaN, the morning after an expiry)."""
-        past_par = self.side * self.model.basis()[self.contracts]  # (K,) annualized
+        past_par = self.side * self.basis_seen()  # (K,) annualized
         thr = self.threshold
         self.active[rows] = np.where(
             past_par > thr, True, np.where(past_par < thr / 2, False, self.active[rows])
@@ -587,9 +592,10 @@ class IndexSwitchers(CarryArbitrageurs):
     these desks, not the arbitrageurs, are what the lending curb leaves to buy a deep
     discount, and their capacity is what they hold. Each desk starts with every member
     of IF's, IC's and IM's indices, by cap weight, worth ``switch_capital_bn * scale``
-    split evenly over desks and contracts, and cash for the futures margin. Past the
-    entry band (``switch_threshold`` below par: the alpha its stock picking would have
-    earned) it buys futures up to the basket's worth at the start, over ``switch_days``
+    split evenly over desks and contracts, and cash for the futures margin. Once the
+    basis, smoothed over ``SWITCH_MEMORY_DAYS``, is past the entry band
+    (``switch_threshold`` below par: the alpha its stock picking would have earned) it
+    buys futures up to the basket's worth at the start, over ``switch_days``
     trading days, and sells the basket's shares as its futures fill; back within half the band
     it sells the futures and buys the shares back. Its exposure to the index stays the
     same throughout.
@@ -603,6 +609,21 @@ class IndexSwitchers(CarryArbitrageurs):
         self.basket = np.tile(self.hedge_stock, (self.n, 1))  # (n, H) names each desk holds
         self.shares0 = np.zeros((self.n, self.hedge_stock.size))  # (n, H) shares at the start
         self.full = np.zeros((self.n, self.contracts.size))  # (n, K) contracts' worth held
+        self.smoothed = np.zeros(self.contracts.size)  # (K,) basis over SWITCH_MEMORY_DAYS
+
+    def begin_day(self) -> None:
+        """Smooth each contract's basis at the open over ``SWITCH_MEMORY_DAYS``: a fund
+        moves its index between stock and futures on a discount that has lasted, not on
+        a session's swing (none while the contracts have no price, after an expiry)."""
+        if self.model.futures is None:
+            return
+        basis = self.model.basis()[self.contracts]  # (K,) annualized
+        seen = ~np.isnan(basis)
+        self.smoothed[seen] += (basis[seen] - self.smoothed[seen]) / SWITCH_MEMORY_DAYS
+
+    def basis_seen(self) -> np.ndarray:
+        """(K,) the basis smoothed over ``SWITCH_MEMORY_DAYS``."""
+        return self.smoothed
 
     @property
     def threshold(self) -> float:

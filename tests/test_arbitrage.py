@@ -444,16 +444,36 @@ def test_index_switchers_start_with_their_baskets_worth_their_capital():
     assert not switchers.futures(switchers.rows).any()
 
 
+def lasting(model: MarketModel, switchers: IndexSwitchers, basis: float) -> None:
+    """A basis of ``basis`` on every contract, and one that has lasted: the switchers'
+    smoothed view of it too."""
+    model.basis = lambda: np.full(3, basis)
+    switchers.smoothed[:] = basis
+
+
+def test_the_switch_waits_for_a_discount_that_lasts():
+    """A discount past the threshold moves the smoothed basis a tenth of the way an open:
+    two sessions of it switch nothing, and it switches once the smoothed basis is past."""
+    model, switchers, dumper = build_switchers()
+    dumper.side = -1
+    model.basis = lambda: np.full(3, -0.3)  # three times the 10% threshold
+    run_days(model, 2)  # two opens: -0.057
+    assert not switchers.futures(switchers.rows).any()
+    assert switchers.smoothed == pytest.approx(np.full(3, -0.3 * (1 - 0.9**2)))
+    run_days(model, 3)  # the fourth open: -0.103
+    assert (switchers.futures(switchers.rows)[:, 1:] > 0).all()
+
+
 def test_a_discount_past_the_threshold_swaps_the_basket_for_futures_and_back():
     """Past ``switch_threshold`` the desks buy futures and sell the basket as they fill,
     their exposure kept, at the pace of ``switch_days``; back above half of it they sell
     the futures and buy the basket."""
     model, switchers, dumper = build_switchers(**{"arbitrage.switch_days": 2.0})
-    model.basis = lambda: np.array([-0.05, -0.05, -0.05])  # inside the threshold: hold
+    lasting(model, switchers, -0.05)  # inside the threshold: hold
     run_days(model, 1)
     assert switched_share(model, switchers)[0] == 1.0
     assert not switchers.futures(switchers.rows).any()
-    model.basis = lambda: np.array([-0.3, -0.3, -0.3])
+    lasting(model, switchers, -0.3)
     dumper.side, dumper.lots = -1, 5000  # sellers of IC and IM to buy from, plenty
     run_days(model, 1)  # half of the way at most, two days to switch all
     futures = switched_share(model, switchers)[1]
@@ -469,7 +489,7 @@ def test_a_discount_past_the_threshold_swaps_the_basket_for_futures_and_back():
     for k in (1, 2):
         kept = held[:, legs == k].sum() / switchers.shares0[:, legs == k].sum()
         assert kept + futures[k] == pytest.approx(1.0, abs=0.1)
-    model.basis = lambda: np.array([-0.02, -0.02, -0.02])  # the discount closed
+    lasting(model, switchers, -0.02)  # the discount closed
     dumper.side = 1  # buyers of IC and IM to sell to
     run_days(model, 8)
     stock, futures = switched_share(model, switchers)
@@ -480,7 +500,7 @@ def test_a_discount_past_the_threshold_swaps_the_basket_for_futures_and_back():
 def test_the_agent_engine_runs_the_switch_rules():
     model, switchers, dumper = build_switchers(engine="agents")
     dumper.side = -1
-    model.basis = lambda: np.array([-0.3, -0.3, -0.3])
+    lasting(model, switchers, -0.3)
     run_days(model, 2)
     assert (switchers.futures(switchers.rows)[:, 1:] > 0).all()
 
