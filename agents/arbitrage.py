@@ -44,7 +44,7 @@ import numpy as np
 from agents.base import ArrayAgent, Population
 from model.aot import entry
 from model.config import ArbitrageConfig
-from model.futures import MIN_DAYS, TICK_POINTS, UNDERLYING
+from model.futures import UNDERLYING
 from model.orders import Orders
 
 CONTRACTS = (1, 2)  # rows of model.futures arrays traded by default: IC, IM
@@ -137,10 +137,9 @@ class Arbitrageurs(Population):
 
     def band_ticks(self, basis: float) -> np.ndarray:
         """(K,) futures price, in ticks, at which the annualized basis would be ``basis``."""
-        model, spec = self.model, self.model.futures
-        days = max(spec.days_to_expiry(model.day_index), MIN_DAYS)
-        level = model.indices.level[spec.underlying[self.contracts]]
-        return level * (1.0 + basis * days / 365.0) / TICK_POINTS
+        model = self.model
+        ticks = model.futures.price_at_basis(basis, model.indices.level, model.day_index)
+        return ticks[self.contracts]
 
     # -- orders -----------------------------------------------------------------------------
     def decide(self, rows: np.ndarray) -> Orders:
