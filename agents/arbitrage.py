@@ -27,6 +27,11 @@ limit-down price.
 Without a lending desk (``model.lending is None``) or without futures they do
 nothing. Set-up: open each row's account with its capital in cash (futures
 margin comes out of it; short-sale proceeds land in it).
+
+Two more desks trade the basis without borrowing, on the same bands:
+``CarryArbitrageurs`` sell futures at a premium against stock bought with cash, and
+``IndexSwitchers``, long-only holders of the indices, swap their stock for futures at
+a discount and back.
 """
 
 from __future__ import annotations
@@ -39,11 +44,12 @@ import numpy as np
 from agents.base import ArrayAgent, Population
 from model.aot import entry
 from model.config import ArbitrageConfig
-from model.futures import MIN_DAYS, TICK_POINTS, UNDERLYING
+from model.futures import UNDERLYING
 from model.orders import Orders
 
 CONTRACTS = (1, 2)  # rows of model.futures arrays traded by default: IC, IM
 SWITCH_CONTRACTS = (0, 1, 2)  # the index switchers hold IF, IC and IM
+SWITCH_MEMORY_DAYS = 10  # trading days over which the index switchers smooth the basis
 HEDGE_NAMES = 20  # largest constituents shorted per contract
 NEAR = 0.01  # distance of cover bids above the last price
 
@@ -85,11 +91,15 @@ class Arbitrageurs(Population):
         """Annualized distance from par at which the trade opens."""
         return self.cfg.threshold
 
+    def basis_seen(self) -> np.ndarray:
+        """(K,) annualized basis the desks act on: the last prices'."""
+        return self.model.basis()[self.contracts]
+
     def _open_or_close(self, rows: np.ndarray) -> None:
         """Open a contract's trade once its basis is ``threshold`` past par on this desk's
         side, close it once back within half of that, hold it in between, and while the
         contracts have no price (NaN, the morning after an expiry)."""
-        past_par = self.side * self.model.basis()[self.contracts]  # (K,) annualized
+        past_par = self.side * self.basis_seen()  # (K,) annualized
         thr = self.threshold
         self.active[rows] = np.where(
             past_par > thr, True, np.where(past_par < thr / 2, False, self.active[rows])
@@ -127,10 +137,9 @@ class Arbitrageurs(Population):
 
     def band_ticks(self, basis: float) -> np.ndarray:
         """(K,) futures price, in ticks, at which the annualized basis would be ``basis``."""
-        model, spec = self.model, self.model.futures
-        days = max(spec.days_to_expiry(model.day_index), MIN_DAYS)
-        level = model.indices.level[spec.underlying[self.contracts]]
-        return level * (1.0 + basis * days / 365.0) / TICK_POINTS
+        model = self.model
+        ticks = model.futures.price_at_basis(basis, model.indices.level, model.day_index)
+        return ticks[self.contracts]
 
     # -- orders -----------------------------------------------------------------------------
     def decide(self, rows: np.ndarray) -> Orders:
@@ -530,7 +539,7 @@ class CarryArbitrageurs(Arbitrageurs):
         have = self.futures(rows)  # (r, K)
         want = np.where(self.active[rows], self._open_position(rows, value), 0.0)  # (r, K)
         side = np.sign(want - have).astype(np.int64)  # (r, K)
-        trade = np.ceil(self.cfg.speed * np.abs(want - have))  # (r, K) lots
+        trade = self._lots(rows, np.abs(want - have))  # (r, K)
         instrument = np.asarray(model.futures.instrument)[self.contracts]  # (K,)
         # Bids no higher than the band nearer par's other side, offers no lower than the
         # one further: the desk never pushes the basis through its own bands.
@@ -556,6 +565,10 @@ class CarryArbitrageurs(Arbitrageurs):
         stock = Orders(legs.account, legs.stock, stock_side, price, lots)
         return Orders.concat([stock.select(stock.lots > 0), futures.select(futures.lots > 0)])
 
+    def _lots(self, rows: np.ndarray, gap: np.ndarray) -> np.ndarray:
+        """(r, K) contracts to trade this step: ``speed`` of the ``gap`` (r, K)."""
+        return np.ceil(self.cfg.speed * gap)
+
     def _open_position(self, rows: np.ndarray, value: np.ndarray) -> np.ndarray:
         """(r, K) contracts held while the trade is open: short all the capital allows."""
         return -np.floor(self.capital[rows, None] / self.contracts.size / value[None, :])
@@ -573,17 +586,18 @@ class IndexSwitchers(CarryArbitrageurs):
     """Long-only holders of index baskets who switch them into futures at a discount.
 
     An index fund or an enhanced-index product can hold its index as stock or as futures
-    and cash. When a contract trades at a discount the futures are the cheaper way to hold
-    it, and swapping needs no lender: sell the stock it owns, buy the futures. So these
-    desks, not the arbitrageurs, are what the lending curb leaves to buy a deep discount,
-    and their capacity is what they hold. Each desk starts with each index's members
-    (IF's, IC's and IM's alike), by cap weight, worth
-    ``switch_capital_bn * scale`` split evenly over desks and contracts, and cash for the
-    futures margin. Past the entry band (``switch_threshold`` below par: the alpha its
-stock picking would have earned) it buys futures up to
-    the basket's worth at the start, ``speed`` of the gap a step, and sells the basket's
-    shares as its futures fill; back within half the band it sells the futures and buys
-    the shares back. Its exposure to the index stays the same throughout.
+    and cash. When a contract trades at a discount the futures are the cheaper way to
+    hold it, and the swap needs no lender: sell the stock it owns, buy the futures. So
+    these desks, not the arbitrageurs, are what the lending curb leaves to buy a deep
+    discount, and their capacity is what they hold. Each desk starts with every member
+    of IF's, IC's and IM's indices, by cap weight, worth ``switch_capital_bn * scale``
+    split evenly over desks and contracts, and cash for the futures margin. Once the
+    basis, smoothed over ``SWITCH_MEMORY_DAYS``, is past the entry band
+    (``switch_threshold`` below par: the alpha its stock picking would have earned) it
+    buys futures up to the basket's worth at the start, over ``switch_days``
+    trading days, and sells the basket's shares as its futures fill; back within half the band
+    it sells the futures and buys the shares back. Its exposure to the index stays the
+    same throughout.
     """
 
     side = -1  # below par: a discount
@@ -594,6 +608,21 @@ stock picking would have earned) it buys futures up to
         self.basket = np.tile(self.hedge_stock, (self.n, 1))  # (n, H) names each desk holds
         self.shares0 = np.zeros((self.n, self.hedge_stock.size))  # (n, H) shares at the start
         self.full = np.zeros((self.n, self.contracts.size))  # (n, K) contracts' worth held
+        self.smoothed = np.zeros(self.contracts.size)  # (K,) basis over SWITCH_MEMORY_DAYS
+
+    def begin_day(self) -> None:
+        """Smooth each contract's basis at the open over ``SWITCH_MEMORY_DAYS``: a fund
+        moves its index between stock and futures on a discount that has lasted, not on
+        a session's swing (none while the contracts have no price, after an expiry)."""
+        if self.model.futures is None:
+            return
+        basis = self.model.basis()[self.contracts]  # (K,) annualized
+        seen = ~np.isnan(basis)
+        self.smoothed[seen] += (basis[seen] - self.smoothed[seen]) / SWITCH_MEMORY_DAYS
+
+    def basis_seen(self) -> np.ndarray:
+        """(K,) the basis smoothed over ``SWITCH_MEMORY_DAYS``."""
+        return self.smoothed
 
     @property
     def threshold(self) -> float:
@@ -621,6 +650,12 @@ stock picking would have earned) it buys futures up to
             axis=1,
         )  # (n, K) CNY
         self.full = np.floor(legs / self.contract_value()[None, :])
+
+    def _lots(self, rows: np.ndarray, gap: np.ndarray) -> np.ndarray:
+        """(r, K) contracts to trade this step: a fund of this size switches over
+        ``switch_days``, an even share of its whole basket a step, not of the gap."""
+        pace = self.full[rows] / (self.cfg.switch_days * self.model.steps_per_day)
+        return np.ceil(np.minimum(gap, pace))
 
     def _open_position(self, rows: np.ndarray, value: np.ndarray) -> np.ndarray:
         """(r, K) contracts held while switched: the basket's worth at the start."""

@@ -12,7 +12,8 @@ smaller than that is the market's noise, and a desk holds nothing on it; until a
 desk has seen its whole window, over the days it has seen). Before ``start`` the
 desks watch but hold nothing: a knob for asking when the pessimists came. All
 in is ``leverage`` times the desk's equity, split evenly over the contracts.
-Each step a desk closes ``speed`` of the gap to that target with market orders.
+Each step a desk closes ``speed`` of the gap to that target with orders at the
+price limit, or, with ``max_basis``, no further from the index than that a year.
 
 Beyond the makers' finite book, only the arbitrageurs tie a futures price to its
 index, and what they can do depends on borrowing stock: with lending curbed, the
@@ -86,7 +87,7 @@ class Speculators(Population):
         return self.signal[rows] * notional / value[None, :]
 
     def decide(self, rows: np.ndarray) -> Orders:
-        """Close ``speed`` of each desk's gap to its target with market orders."""
+        """Close ``speed`` of each desk's gap to its target, priced by :meth:`_price`."""
         market, model = self.market, self.model
         accounts = self.accounts[rows]
         market.cancel_accounts(np.sort(accounts))
@@ -101,7 +102,20 @@ class Speculators(Population):
             account=np.repeat(accounts, CONTRACTS.size),
             stock=instrument,
             side=side,
-            price=market.limit_price(instrument, side),
+            price=self._price(instrument, side, rows.size),
             lots=lots,
         )
         return orders.select(orders.lots > 0)
+
+    def _price(self, instrument: np.ndarray, side: np.ndarray, r: int) -> np.ndarray:
+        """(r*K,) limit of each order: the day's price limit, but no further from the index
+        than ``max_basis`` a year. A trend follower wants the index's move, not whatever
+        an empty book will fill: it sells no lower than that discount, buys no higher than
+        that premium."""
+        model, limit = self.model, self.market.limit_price(instrument, side)
+        cap = self.cfg.max_basis
+        spec = model.futures
+        low = np.ceil(spec.price_at_basis(-cap, model.indices.level, model.day_index))
+        high = np.floor(spec.price_at_basis(cap, model.indices.level, model.day_index))
+        low, high = np.tile(low[CONTRACTS], r), np.tile(high[CONTRACTS], r)  # (r*K,)
+        return np.where(side < 0, np.maximum(limit, low), np.minimum(limit, high))

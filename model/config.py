@@ -504,6 +504,9 @@ class ArbitrageConfig(Section):
         doc="annualized discount at which the index baskets switch: the alpha their stock "
         "picking gives up",
     )
+    switch_days: float = _num(
+        5.0, 0.25, 60.0, doc="trading days over which the index baskets switch all of a contract"
+    )
 
 
 @_section("speculators")
@@ -519,6 +522,13 @@ class SpeculatorConfig(Section):
     )
     leverage: float = _num(1.0, 0.0, 5.0, doc="notional all in, per unit of equity")
     speed: float = _num(0.25, 0.0, 1.0, doc="share of the gap to the target traded per step")
+    max_basis: float = _num(
+        100.0,
+        0.0,
+        100.0,
+        doc="annualized discount a desk sells down to, and premium it buys up to "
+        "(100: the price limits)",
+    )
     start: dt.date = _date("1900-01-01")  # first day the desks take positions
 
 

@@ -111,3 +111,9 @@ class FuturesSpec:
         futures = price_ticks * TICK_POINTS
         days = max(self.days_to_expiry(day), MIN_DAYS)
         return (futures / levels[UNDERLYING] - 1.0) * 365.0 / days
+
+    def price_at_basis(self, basis: np.ndarray | float, levels: np.ndarray, day: int) -> np.ndarray:
+        """(3,) futures price, in ticks (not rounded), at which :meth:`basis` would be
+        ``basis`` (a scalar or one per contract)."""
+        days = max(self.days_to_expiry(day), MIN_DAYS)
+        return levels[UNDERLYING] * (1.0 + np.asarray(basis) * days / 365.0) / TICK_POINTS

@@ -347,16 +347,22 @@ def test_compiled_borrowing_matches_the_numpy_rules_bit_for_bit():
 
 
 # -- the mirror trade: short futures at a premium, long stock bought with cash -------------
+def build_desks(
+    kind: type, capital: str, bn: float, **overrides
+) -> tuple[MarketModel, Population, Dumper]:
+    """A small model whose only basis desks are ``kind``, with ``bn`` under their capital
+    key ``capital``, plus a futures dumper deciding just before them."""
+    overrides = {**BASE, "arbitrage.capital_bn": 0.0, capital: bn, **overrides}
+    model = MarketModel(rng=1, **overrides)
+    desks = next(p for p in model.populations if type(p) is kind)
+    dumper = Dumper(model, model.ledger.open_accounts(np.array([1e13])), lots=150)
+    model.populations.insert(model.populations.index(desks), dumper)
+    return model, desks, dumper
+
+
 def build_carry(**overrides) -> tuple[MarketModel, CarryArbitrageurs, Dumper]:
     """A small model with cash-and-carry desks only, plus a futures buyer."""
-    model = MarketModel(
-        rng=1,
-        **{**BASE, "arbitrage.capital_bn": 0.0, "arbitrage.carry_capital_bn": 20.0, **overrides},
-    )
-    carry = next(p for p in model.populations if isinstance(p, CarryArbitrageurs))
-    dumper = Dumper(model, model.ledger.open_accounts(np.array([1e13])), lots=150)
-    model.populations.insert(model.populations.index(carry), dumper)
-    return model, carry, dumper
+    return build_desks(CarryArbitrageurs, "arbitrage.carry_capital_bn", 20.0, **overrides)
 
 
 def carry_stock(model: MarketModel, carry: CarryArbitrageurs) -> float:
@@ -414,14 +420,7 @@ def test_the_agent_engine_runs_the_carry_rules():
 # -- the index switchers: long-only baskets swapped into futures at a discount ----------
 def build_switchers(**overrides) -> tuple[MarketModel, IndexSwitchers, Dumper]:
     """A small model with index switchers only (no arbitrageurs), plus a futures dumper."""
-    model = MarketModel(
-        rng=1,
-        **{**BASE, "arbitrage.capital_bn": 0.0, "arbitrage.switch_capital_bn": 40.0, **overrides},
-    )
-    switchers = next(p for p in model.populations if isinstance(p, IndexSwitchers))
-    dumper = Dumper(model, model.ledger.open_accounts(np.array([1e13])), lots=150)
-    model.populations.insert(model.populations.index(switchers), dumper)
-    return model, switchers, dumper
+    return build_desks(IndexSwitchers, "arbitrage.switch_capital_bn", 40.0, **overrides)
 
 
 def switched_share(model: MarketModel, switchers: IndexSwitchers) -> tuple[float, np.ndarray]:
@@ -445,17 +444,41 @@ def test_index_switchers_start_with_their_baskets_worth_their_capital():
     assert not switchers.futures(switchers.rows).any()
 
 
+def lasting(model: MarketModel, switchers: IndexSwitchers, basis: float) -> None:
+    """A basis of ``basis`` on every contract, and one that has lasted: the switchers'
+    smoothed view of it too."""
+    model.basis = lambda: np.full(3, basis)
+    switchers.smoothed[:] = basis
+
+
+def test_the_switch_waits_for_a_discount_that_lasts():
+    """A discount past the threshold moves the smoothed basis a tenth of the way an open:
+    two sessions of it switch nothing, and it switches once the smoothed basis is past."""
+    model, switchers, dumper = build_switchers()
+    dumper.side = -1
+    model.basis = lambda: np.full(3, -0.3)  # three times the 10% threshold
+    run_days(model, 2)  # two opens: -0.057
+    assert not switchers.futures(switchers.rows).any()
+    assert switchers.smoothed == pytest.approx(np.full(3, -0.3 * (1 - 0.9**2)))
+    run_days(model, 3)  # the fourth open: -0.103
+    assert (switchers.futures(switchers.rows)[:, 1:] > 0).all()
+
+
 def test_a_discount_past_the_threshold_swaps_the_basket_for_futures_and_back():
     """Past ``switch_threshold`` the desks buy futures and sell the basket as they fill,
-    their exposure kept; back above half of it they sell the futures and buy the basket."""
-    model, switchers, dumper = build_switchers()
-    model.basis = lambda: np.array([-0.05, -0.05, -0.05])  # inside the threshold: hold
+    their exposure kept, at the pace of ``switch_days``; back above half of it they sell
+    the futures and buy the basket."""
+    model, switchers, dumper = build_switchers(**{"arbitrage.switch_days": 2.0})
+    lasting(model, switchers, -0.05)  # inside the threshold: hold
     run_days(model, 1)
     assert switched_share(model, switchers)[0] == 1.0
     assert not switchers.futures(switchers.rows).any()
-    model.basis = lambda: np.array([-0.3, -0.3, -0.3])
-    dumper.side = -1  # sellers of IC and IM to buy from
-    run_days(model, 6)
+    lasting(model, switchers, -0.3)
+    dumper.side, dumper.lots = -1, 5000  # sellers of IC and IM to buy from, plenty
+    run_days(model, 1)  # half of the way at most, two days to switch all
+    futures = switched_share(model, switchers)[1]
+    assert (futures[1:] > 0.4).all() and (futures <= 0.5 + 1.0 / switchers.full.min()).all()
+    run_days(model, 5)
     stock, futures = switched_share(model, switchers)
     assert (futures[1:] > 0.8).all() and (futures <= 1.0).all()
     assert stock < 0.4
@@ -466,7 +489,7 @@ def test_a_discount_past_the_threshold_swaps_the_basket_for_futures_and_back():
     for k in (1, 2):
         kept = held[:, legs == k].sum() / switchers.shares0[:, legs == k].sum()
         assert kept + futures[k] == pytest.approx(1.0, abs=0.1)
-    model.basis = lambda: np.array([-0.02, -0.02, -0.02])  # the discount closed
+    lasting(model, switchers, -0.02)  # the discount closed
     dumper.side = 1  # buyers of IC and IM to sell to
     run_days(model, 8)
     stock, futures = switched_share(model, switchers)
@@ -477,7 +500,7 @@ def test_a_discount_past_the_threshold_swaps_the_basket_for_futures_and_back():
 def test_the_agent_engine_runs_the_switch_rules():
     model, switchers, dumper = build_switchers(engine="agents")
     dumper.side = -1
-    model.basis = lambda: np.array([-0.3, -0.3, -0.3])
+    lasting(model, switchers, -0.3)
     run_days(model, 2)
     assert (switchers.futures(switchers.rows)[:, 1:] > 0).all()
 

@@ -146,3 +146,26 @@ def test_a_vanishing_full_signal_is_all_in_without_overflow():
         warnings.simplefilter("error")
         feed(model, specs, [1000.0, 1001.0, 999.0])
     assert (specs.signal == -1.0).all()
+
+
+@pytest.mark.parametrize("cap", [0.3, 100.0])
+def test_a_desk_sells_no_lower_than_its_discount_and_buys_no_higher_than_its_premium(cap):
+    """With ``max_basis`` a desk's sell is priced at the day's limit-down or at the price of
+    that annualized discount, whichever is higher, and its buy at the limit-up or that
+    premium, whichever is lower; at 100 (the default) the limits alone."""
+    model, specs = build(**{"speculators.max_basis": cap})
+    model.step()
+    spec, level = model.futures, model.indices.level
+    instrument = np.asarray(spec.instrument)[CONTRACTS]
+    for side in (-1, 1):
+        sides = np.full(CONTRACTS.size, side)
+        price = specs._price(instrument, sides, 1)
+        limit = model.market.limit_price(instrument, sides)
+        at_cap = spec.price_at_basis(side * cap, level, model.day_index)[CONTRACTS]
+        basis = spec.basis(np.asarray(price, dtype=float), level, model.day_index)[CONTRACTS]
+        if cap == 100.0:
+            np.testing.assert_array_equal(price, limit)
+            continue
+        assert (side * price < side * limit).all()  # inside the day's limit
+        np.testing.assert_array_equal(price, np.ceil(at_cap) if side < 0 else np.floor(at_cap))
+        assert (np.abs(basis) <= cap).all() and (np.abs(basis) > cap - 0.05).all()
