@@ -44,7 +44,7 @@ import numpy as np
 from agents.base import ArrayAgent, Population
 from model.aot import entry
 from model.config import ArbitrageConfig
-from model.futures import UNDERLYING
+from model.futures import UNDERLYING, smooth_basis
 from model.orders import Orders
 
 CONTRACTS = (1, 2)  # rows of model.futures arrays traded by default: IC, IM
@@ -625,9 +625,7 @@ class IndexSwitchers(CarryArbitrageurs):
         a session's swing (none while the contracts have no price, after an expiry)."""
         if self.model.futures is None:
             return
-        basis = self.model.basis()[self.contracts]  # (K,) annualized
-        seen = ~np.isnan(basis)
-        self.smoothed[seen] += (basis[seen] - self.smoothed[seen]) / SWITCH_MEMORY_DAYS
+        smooth_basis(self.smoothed, self.model.basis()[self.contracts], SWITCH_MEMORY_DAYS)
 
     def basis_seen(self) -> np.ndarray:
         """(K,) the basis smoothed over ``SWITCH_MEMORY_DAYS``."""
