@@ -44,7 +44,7 @@ import numpy as np
 from agents.base import ArrayAgent, Population
 from model.aot import entry
 from model.config import ArbitrageConfig
-from model.futures import UNDERLYING
+from model.futures import UNDERLYING, smooth_basis
 from model.orders import Orders
 
 CONTRACTS = (1, 2)  # rows of model.futures arrays traded by default: IC, IM
@@ -81,6 +81,10 @@ class Arbitrageurs(Population):
         self.hedge_stock, self.hedge_leg, self.hedge_weight = self._hedge_baskets()
         self.buy_ins_cny = 0.0  # CNY of buy-in orders sent this step (loans recalled)
         self._all_legs: _Legs | None = None  # the legs of every row, once built
+        # (n,) rows of a cash desk (carry, switch) that can send no order until their trade
+        # opens: closed, flat in futures, no stock to buy or sell; only their own trades
+        # move what they hold, so the next steps need no look-up
+        self.quiet = np.zeros(self.n, dtype=bool)
 
     def _capital(self, cfg: ArbitrageConfig, scale: float) -> np.ndarray:
         """(n,) CNY of notional per desk: ``capital_bn * scale`` split evenly."""
@@ -535,6 +539,8 @@ class CarryArbitrageurs(Arbitrageurs):
         if model.futures is None or self.hedge_stock.size == 0:
             return Orders.empty()
         self._open_or_close(rows)
+        if self.quiet[rows].all() and not self.active[rows].any():
+            return Orders.empty()
         value = self.contract_value()  # (K,)
         have = self.futures(rows)  # (r, K)
         want = np.where(self.active[rows], self._open_position(rows, value), 0.0)  # (r, K)
@@ -563,6 +569,9 @@ class CarryArbitrageurs(Arbitrageurs):
         stock_side = np.where(buy, 1, -1)
         price = np.where(buy, last * (1.0 + NEAR), last * (1.0 - NEAR))
         stock = Orders(legs.account, legs.stock, stock_side, price, lots)
+        unsettled = (gap < 0) | buy  # (r*H,) a sale waiting (perhaps on T+1) or a buy
+        row_unsettled = np.bincount(legs.slot // self.contracts.size, unsettled, rows.size)
+        self.quiet[rows] = ~self.active[rows].any(axis=1) & ~have.any(axis=1) & (row_unsettled == 0)
         return Orders.concat([stock.select(stock.lots > 0), futures.select(futures.lots > 0)])
 
     def _lots(self, rows: np.ndarray, gap: np.ndarray) -> np.ndarray:
@@ -616,9 +625,7 @@ class IndexSwitchers(CarryArbitrageurs):
         a session's swing (none while the contracts have no price, after an expiry)."""
         if self.model.futures is None:
             return
-        basis = self.model.basis()[self.contracts]  # (K,) annualized
-        seen = ~np.isnan(basis)
-        self.smoothed[seen] += (basis[seen] - self.smoothed[seen]) / SWITCH_MEMORY_DAYS
+        smooth_basis(self.smoothed, self.model.basis()[self.contracts], SWITCH_MEMORY_DAYS)
 
     def basis_seen(self) -> np.ndarray:
         """(K,) the basis smoothed over ``SWITCH_MEMORY_DAYS``."""

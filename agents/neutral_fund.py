@@ -39,6 +39,7 @@ from agents.base import ArrayAgent, Population
 from agents.basket_orders import basket_orders
 from model.aot import entry
 from model.config import NeutralFundConfig
+from model.futures import smooth_basis
 from model.ledger import search_near
 from model.orders import Orders
 from model.universe import scaled_basket
@@ -252,9 +253,7 @@ class NeutralFunds(Population):
         c = self.cfg
         if c.route_by_cost == 0.0 or self.model.futures is None:
             return
-        basis = self.model.basis()[1:]  # (2,) IC, IM annualized; NaN after an expiry
-        seen = ~np.isnan(basis)
-        self.basis_seen[seen] += (basis[seen] - self.basis_seen[seen]) / HEDGE_COST_DAYS
+        smooth_basis(self.basis_seen, self.model.basis()[1:], HEDGE_COST_DAYS)  # IC, IM
         spread = self.basis_seen[1] - self.basis_seen[0]  # < 0: IM's short costs more
         im = float(np.clip(c.im_share + c.route_by_cost * spread, 0.0, 1.0))
         self.hedge_split = np.array([1.0 - im, im])

@@ -40,6 +40,14 @@ def expiry_date(year: int, month: int) -> dt.date:
     return day
 
 
+def smooth_basis(smoothed: np.ndarray, basis: np.ndarray, days: float) -> None:
+    """Move ``smoothed`` (K,) in place a ``1 / days`` of the way to ``basis`` (K,), an
+    annualized basis read at an open; a contract without a price (NaN, the morning after
+    an expiry) keeps what it had."""
+    seen = ~np.isnan(basis)
+    smoothed[seen] += (basis[seen] - smoothed[seen]) / days
+
+
 def expiry_days(days: list[dt.date]) -> np.ndarray:
     """Index of each month's expiry (:func:`expiry_date`) in ``days``, where it is one."""
     position = {day: i for i, day in enumerate(days)}

@@ -369,7 +369,6 @@ class MarketModel(mesa.Model):
                 cfg.lending, uni.float_shares, int(self.holders[0]), lot, ledger
             )
             self._initial_stock_shorts(self.neutral)
-        ac = cfg.arbitrage
         if self.futures is not None and ac.capital_bn > 0:
             if self.lending is None:
                 self.lending = LendingDesk(

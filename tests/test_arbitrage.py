@@ -497,6 +497,25 @@ def test_a_discount_past_the_threshold_swaps_the_basket_for_futures_and_back():
     assert stock > 0.95
 
 
+def test_a_settled_desk_looks_nothing_up_until_its_trade_opens():
+    """A switch desk that is closed, flat and holds its basket can send no order, so it
+    skips the look-ups until the discount opens its trade; then it trades as before."""
+    model, switchers, dumper = build_switchers()
+    lasting(model, switchers, -0.05)
+    run_days(model, 1)
+    assert switchers.quiet.all()
+    looked_up = []
+    holdings = model.ledger.holding_and_sellable
+    model.ledger.holding_and_sellable = lambda *a: looked_up.append(1) or holdings(*a)
+    run_days(model, 1)
+    assert not looked_up and not switchers.futures(switchers.rows).any()
+    lasting(model, switchers, -0.3)
+    dumper.side = -1
+    run_days(model, 1)
+    assert looked_up and not switchers.quiet.any()
+    assert switchers.futures(switchers.rows)[:, 1:].sum() > 0
+
+
 def test_the_agent_engine_runs_the_switch_rules():
     model, switchers, dumper = build_switchers(engine="agents")
     dumper.side = -1
