@@ -248,22 +248,30 @@ def bench_scaling(
 
 
 # -- whole episodes in a fresh process ------------------------------------------------------
-# The child reports its own peak: VmHWM, the high-water mark of its own memory. (ru_maxrss
-# would not do: Linux carries the parent's peak into a child across fork and exec.)
+# The child runs the console script's own entry point, so the bench times what a user's
+# ``unwind run`` does (the collector off, the exit without teardown), and reports from an
+# atexit handler: registered first, it runs last, after the run's own. It reports its
+# own peak: VmHWM, the high-water mark of its own memory. (ru_maxrss would not do: Linux
+# carries the parent's peak into a child across fork and exec.)
 CHILD = """
-import json, resource, sys
+import atexit, json, resource, sys
 from pathlib import Path
-from experiments.cli import main
-code = main(sys.argv[1:])
-usage = resource.getrusage(resource.RUSAGE_SELF)
-peak_mb = usage.ru_maxrss / 1024
-status = Path("/proc/self/status")
-if status.exists():
-    for line in status.read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            peak_mb = int(line.split()[1]) / 1024
-cpu = usage.ru_utime + usage.ru_stime
-print(json.dumps({"code": code, "peak_rss_mb": peak_mb, "cpu_s": cpu}))
+
+def report():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_mb = usage.ru_maxrss / 1024
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak_mb = int(line.split()[1]) / 1024
+    cpu = usage.ru_utime + usage.ru_stime
+    print(json.dumps({"peak_rss_mb": peak_mb, "cpu_s": cpu}), flush=True)
+
+atexit.register(report)
+sys.argv = ["unwind", *sys.argv[1:]]
+from experiments.cli import entry
+sys.exit(entry())
 """
 
 
