@@ -225,6 +225,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
             gc.unfreeze()  # and nothing left frozen for the caller, whatever it froze
 
 
+def _net_buying_lines(buying: dict[str, dict[str, float]]) -> list[str]:
+    """Who bought and sold each tier in the window: a header and one line per agent type
+    that moved 0.05% of some tier's float, in points of each tier's float."""
+    from model.universe import INDEX_NAMES
+
+    tiers = [name for name in INDEX_NAMES if name in buying]
+    types = list(dict.fromkeys(t for name in tiers for t in buying[name]))
+    rows = [t for t in types if any(abs(buying[name].get(t, 0.0)) >= 0.0005 for name in tiers)]
+    if not rows:
+        return []
+    width = max(len(t) for t in rows)
+    lines = [f"net buying in the window, % of each tier's float: {' / '.join(tiers)}"]
+    for t in rows:
+        shares = " / ".join(f"{100 * buying[name].get(t, 0.0):+.1f}" for name in tiers)
+        lines.append(f"  {t:<{width}}  {shares}")
+    return lines
+
+
 def _fmt(value: float | None, spec: str) -> str:
     """A figure for the console in format ``spec``, or n/a where there is none (a basis the
     run does not reach the dates of; a correlation without forced sales or on a flat basis)."""
@@ -301,12 +319,8 @@ def _run(args: argparse.Namespace) -> int:
             print(
                 f"value investors: lowest bid {low['share']:.0%} of their full bid ({low['day']})"
             )
-        buying = episode.get("microcap_net_buying") or {}
-        traded = ", ".join(
-            f"{name} {share:+.1%}" for name, share in buying.items() if abs(share) >= 0.0005
-        )
-        if traded:  # who bought and sold the micro-caps, share of their float
-            print(f"micro-cap net buying in the window (share of float): {traded}")
+        for line in _net_buying_lines(episode.get("net_buying") or {}):
+            print(line)
     print(f"wrote model.parquet, prices.parquet, stocks.parquet, summary.json in {out}")
     return 0
 

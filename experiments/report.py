@@ -51,7 +51,7 @@ TITLE_SCATTER = "Return against size"
 TITLE_ATTRIBUTION = "Drawdown attribution"
 TITLE_OVERLAY = "Micro-cap index across runs"
 TITLE_CRASH = "Crash window: news and flows"
-TITLE_BUYERS = "Crash window: who traded the micro-caps"
+TITLE_BUYERS = "Crash window: who traded each tier"
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -530,22 +530,27 @@ def crash_table(run: RunData) -> str:
 
 
 def buyers_table(run: RunData) -> str:
-    """Each agent type's net purchase of the micro-cap members over the crash window, from
+    """Each agent type's net purchase of each tier's members over the crash window, from
     summary.json; empty for a run that does not span the window or predates the field."""
-    buying = (run.summary.get("episode") or {}).get("microcap_net_buying")
+    buying = (run.summary.get("episode") or {}).get("net_buying")
     if not buying:
         return ""
-    rows = [[name, _pct(share)] for name, share in sorted(buying.items(), key=lambda kv: kv[1])]
+    tiers = [name for name in INDEX_NAMES if name in buying]
+    types = dict.fromkeys(t for name in tiers for t in buying[name])
+    last = tiers[-1]  # the micro-caps where the run has them: sellers of the smallest first
+    order = sorted(types, key=lambda t: buying[last].get(t, 0.0))
+    rows = [[t, *(_pct(buying[name].get(t, 0.0)) for name in tiers)] for t in order]
     explain = (
-        "Net purchase of the micro-cap index's members from the close before the crash "
-        "window to its last close, at the prices before it, as a share of their free float: "
-        "sellers first. Every share bought is a share sold, so the column sums to zero."
+        "Net purchase of each index's members from the close before the crash window to "
+        "its last close, at the prices before it, as a share of their free float; members "
+        "as at that first close. Sellers of the micro-caps first. Every share bought is a "
+        "share sold, so each column sums to zero."
     )
     return "\n".join(
         [
             f"<h3>{TITLE_BUYERS}</h3>",
             f'<p class="explain">{html.escape(explain)}</p>',
-            _table(["agent type", "net buying"], rows, "crash"),
+            _table(["agent type", *tiers], rows, "crash"),
         ]
     )
 

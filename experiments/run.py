@@ -134,12 +134,14 @@ def run(
     return RunResult(model, frame, summary)
 
 
-def _episode(frame: pd.DataFrame, net_buying: dict[str, float] | None) -> dict[str, Any] | None:
-    """The episode figures of a run that spans the crash window, with who traded the
-    micro-caps over it (``microcap_net_buying``, share of the members' float)."""
+def _episode(
+    frame: pd.DataFrame, net_buying: dict[str, dict[str, float]] | None
+) -> dict[str, Any] | None:
+    """The episode figures of a run that spans the crash window, with who traded each
+    tier over it (``net_buying``: index -> agent type -> share of the members' float)."""
     if not covers_crash(frame):
         return None
-    return {**episode_figures(frame), "microcap_net_buying": net_buying}
+    return {**episode_figures(frame), "net_buying": net_buying}
 
 
 def add_amplification(result: RunResult, seed: int) -> None:

@@ -67,9 +67,17 @@ def test_a_run_over_the_crash_window_prints_its_drawdowns_and_flows(tmp_path, ca
     im = episode["im_basis"]
     assert f"IM late January {im['late_january_mean']:+.1%}, worst " in basis
     assert f"({im['worst_day']})" in basis and f"r = {im['vs_forced_sales']:+.2f}" in basis
-    buying = next(x for x in printed if x.startswith("micro-cap net buying"))
-    name, share = max(episode["microcap_net_buying"].items(), key=lambda kv: abs(kv[1]))
-    assert f"{name} {share:+.1%}" in buying and "+0.0%" not in buying and "-0.0%" not in buying
+    head = printed.index(
+        "net buying in the window, % of each tier's float: "
+        "csi300 / csi500 / csi1000 / csi2000 / microcap"
+    )
+    net = episode["net_buying"]
+    name, share = max(net["microcap"].items(), key=lambda kv: abs(kv[1]))
+    line = next(x for x in printed[head + 1 :] if x.split()[0] == name)
+    assert line.split()[-1] == f"{100 * share:+.1f}"
+    listed = {x.split()[0] for x in printed[head + 1 :] if x.startswith("  ")}
+    quiet = {t for t in net["microcap"] if all(abs(net[i][t]) < 0.0005 for i in net)}
+    assert name in listed and not listed & quiet
 
 
 BAD = [

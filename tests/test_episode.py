@@ -317,8 +317,8 @@ def test_forced_selling_makes_the_products_sellers_of_the_micro_caps_in_the_wind
     """
     with_fs, calm = [], []
     for base, no_forcing, _ in results:
-        a = base.summary["episode"]["microcap_net_buying"]
-        b = no_forcing.summary["episode"]["microcap_net_buying"]
+        a = base.summary["episode"]["net_buying"]["microcap"]
+        b = no_forcing.summary["episode"]["net_buying"]["microcap"]
         assert abs(sum(a.values())) < 1e-4 and abs(sum(b.values())) < 1e-4
         if _entered_alive(base.frame):
             with_fs.append(a["NeutralFunds"])
@@ -328,6 +328,21 @@ def test_forced_selling_makes_the_products_sellers_of_the_micro_caps_in_the_wind
     # Where the unwind runs through the window, forced selling turns buyers into sellers
     # in some seed (at 400 stocks, seed 1).
     assert any(x < 0.0 < y for x, y in zip(with_fs, calm, strict=True)), (with_fs, calm)
+
+
+def test_net_buying_by_tier_follows_each_buyer_to_its_tier(results):
+    """Every tier's column sums to zero, and the national team, which buys the CSI 300 from
+    01-22 and the CSI 500 and 1000 from 02-06, is a net buyer of those three tiers in the
+    window and has bought none of the CSI 2000 or the micro-caps. Mislabelled tiers or
+    prices read from the wrong stocks would break one of the three."""
+    for base, _, _ in results:
+        net = base.summary["episode"]["net_buying"]
+        assert list(net) == ["csi300", "csi500", "csi1000", "csi2000", "microcap"]
+        for tier, shares in net.items():
+            assert abs(sum(shares.values())) < 1e-4, (tier, shares)
+        team = {tier: shares["NationalTeam"] for tier, shares in net.items()}
+        assert min(team["csi300"], team["csi500"], team["csi1000"]) > 0.0, team
+        assert team["csi2000"] == 0.0 and team["microcap"] == 0.0, team
 
 
 def test_crash_pace_reads_closes_and_the_window_only():

@@ -200,19 +200,24 @@ def test_basis_chart_draws_the_speculators_position_only_where_they_trade(runs: 
     assert spec.yaxis == "y2" and list(spec.y) == [-1.0, -3.0]  # bn CNY at each close
 
 
-def test_buyers_table_lists_sellers_first(runs):
-    """A run with the window's net buying gets the table, sellers first; one without, none."""
+def test_buyers_table_has_a_column_per_tier_and_lists_micro_cap_sellers_first(runs):
+    """A run with the window's net buying gets the table, one column per tier, sellers of
+    the micro-caps first; one without, none."""
     run = load_run(runs[0])
     assert report.buyers_table(run) == ""  # a calm January: no episode figures
-    buying = {"NeutralFunds": -0.04, "FundamentalTraders": 0.05, "RetailChasers": -0.01}
-    summary = {"episode": {"microcap_net_buying": buying}}
+    buying = {
+        "csi300": {"NeutralFunds": 0.0, "FundamentalTraders": -0.02, "RetailChasers": 0.02},
+        "microcap": {"NeutralFunds": -0.04, "FundamentalTraders": 0.05, "RetailChasers": -0.01},
+    }
+    summary = {"episode": {"net_buying": buying}}
     table = report.buyers_table(report.RunData(**{**run.__dict__, "summary": summary}))
     assert report.TITLE_BUYERS in table
-    rows = re.findall(r"<tr><td>(\w+)</td><td>([^<]+)</td>", table)
+    assert re.findall(r"<th>([^<]+)</th>", table) == ["agent type", "csi300", "microcap"]
+    rows = re.findall(r"<tr><td>(\w+)</td><td>([^<]+)</td><td>([^<]+)</td>", table)
     assert rows == [
-        ("NeutralFunds", "-4.0%"),
-        ("RetailChasers", "-1.0%"),
-        ("FundamentalTraders", "+5.0%"),
+        ("NeutralFunds", "+0.0%", "-4.0%"),
+        ("RetailChasers", "+2.0%", "-1.0%"),
+        ("FundamentalTraders", "-2.0%", "+5.0%"),
     ]
 
 
