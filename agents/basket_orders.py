@@ -12,6 +12,7 @@ import numba
 import numpy as np
 
 from model.aot import entry
+from model.orders import CALM, FORCED
 
 
 @entry
@@ -47,9 +48,10 @@ def basket_orders(
             (read only where ``margin_call``).
 
     Returns:
-        (account, stock, side, price, lots, forced) columns as ``Orders`` takes them
-        (int64, int8 for the side; prices cut to whole fen as ``Orders`` cuts them; bool
-        ``forced``: the urgent rows' sells, whose fills the model counts as forced sales).
+        (account, stock, side, price, lots, duress) columns as ``Orders`` takes them
+        (int64, int8 for the side; prices cut to whole fen as ``Orders`` cuts them; int8
+        ``duress``: ``FORCED`` for the urgent rows' sells, whose fills the model counts as
+        forced sales, else ``CALM``).
     """
     n_rows, n_stocks = price.shape
     cells = n_rows * n_stocks
@@ -58,7 +60,7 @@ def basket_orders(
     out_side = np.empty(cells, np.int8)
     out_price = np.empty(cells, np.int64)
     out_lots = np.empty(cells, np.int64)
-    out_forced = np.empty(cells, np.bool_)
+    out_duress = np.empty(cells, np.int8)
     k = 0
     for i in range(n_rows):
         share = hurry if urgent[i] else pace
@@ -81,7 +83,7 @@ def basket_orders(
                 order_price = p * (1.002 if s > 0 else 0.998)
             out_account[k], out_stock[k], out_side[k] = accounts[i], basket[i, j], s
             out_price[k], out_lots[k] = np.int64(order_price), np.int64(lots)
-            out_forced[k] = urgent[i] and s < 0
+            out_duress[k] = FORCED if urgent[i] and s < 0 else CALM
             k += 1
     return (
         out_account[:k],
@@ -89,5 +91,5 @@ def basket_orders(
         out_side[:k],
         out_price[:k],
         out_lots[:k],
-        out_forced[:k],
+        out_duress[:k],
     )

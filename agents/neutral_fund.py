@@ -41,7 +41,7 @@ from model.aot import entry
 from model.config import NeutralFundConfig
 from model.futures import smooth_basis
 from model.ledger import search_near
-from model.orders import Orders
+from model.orders import CALM, FORCED, Orders
 from model.universe import scaled_basket
 
 NORMAL, WARNED, STOPPED = 0, 1, 2
@@ -413,7 +413,7 @@ class NeutralFunds(Population):
         self.lend_share[rows] = np.clip(value / np.maximum(book, 1.0), 0.0, 1.0)
         desk.buy_ins_total += float(bought.sum()) / 100.0
         # A buy-in is forced: what of it fills counts in the model's forced sales.
-        return Orders(borrower, stock, side, price, lots, forced=side > 0)
+        return Orders(borrower, stock, side, price, lots, duress=np.where(side > 0, FORCED, CALM))
 
     def _hedge(self, rows, accounts, book, urgent, hurry: float) -> Orders:
         """Short IC and IM against the futures share of ``book`` (r,), the long book's CNY;

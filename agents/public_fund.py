@@ -38,7 +38,7 @@ from agents.base import ArrayAgent, Population
 from model.aot import entry
 from model.config import PublicFundConfig
 from model.ledger import search_near
-from model.orders import Orders
+from model.orders import CALM, FORCED, Orders
 from model.pairwise import pairwise_sum
 from model.universe import scaled_basket
 
@@ -239,9 +239,9 @@ def _mandate_orders(
     added as numpy adds them (:func:`~model.pairwise.pairwise_sum`): the same floats.
 
     Returns:
-        (account, stock, side, price, lots, forced) (r * B,) as ``Orders`` takes them (int8
-        sides, prices and lots cut to whole numbers, bool ``forced``; cells without lots
-        included).
+        (account, stock, side, price, lots, duress) (r * B,) as ``Orders`` takes them (int8
+        sides, prices and lots cut to whole numbers, int8 ``duress``: ``FORCED`` for a
+        forced fund's sells, else ``CALM``; cells without lots included).
     """
     r, b = basket.shape
     cells = r * b
@@ -254,7 +254,7 @@ def _mandate_orders(
     value = np.empty(b)  # (B,) CNY held
     under = np.empty(b)  # (B,) CNY below the target
     sellable = np.empty(b, np.int64)
-    out_forced = np.empty(cells, np.bool_)
+    out_duress = np.empty(cells, np.int8)
     at = 0
     for i in range(r):
         want = (1.0 - cash_buffer) * assets[i] / b  # CNY per stock
@@ -284,5 +284,5 @@ def _mandate_orders(
             c = i * b + j
             out_account[c], out_stock[c], out_side[c] = accounts[i], s, side
             out_price[c] = lower[s] if forced_sell else np.int64(near)
-            out_lots[c], out_forced[c] = np.int64(lots), forced_sell
-    return out_account, out_stock, out_side, out_price, out_lots, out_forced
+            out_lots[c], out_duress[c] = np.int64(lots), FORCED if forced_sell else CALM
+    return out_account, out_stock, out_side, out_price, out_lots, out_duress

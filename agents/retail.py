@@ -33,7 +33,7 @@ from agents.sampling import choice
 from agents.social import barabasi_albert_edges, row_normalized_adjacency_from_edges, to_networkx
 from model.aot import entry
 from model.config import RetailConfig
-from model.orders import Orders, market_order_price
+from model.orders import CALM, PANIC, Orders, market_order_price
 
 if TYPE_CHECKING:
     from model.market_model import MarketModel
@@ -252,16 +252,16 @@ def _retail_orders(
     holds this pass to them.
 
     Returns:
-        (account, stock, side, price, lots, forced) of the orders sent: those with lots;
-        ``forced`` (bool) marks the panicking sellers', whose fills the model counts as
-        forced sales.
+        (account, stock, side, price, lots, duress) of the orders sent: those with lots;
+        ``duress`` (int8) is ``PANIC`` for the panicking sellers', whose fills the model
+        counts as panic sales, else ``CALM``.
     """
     r = rows.shape[0]
     out_stock = np.empty(r, np.int64)
     out_side = np.empty(r, np.int8)
     out_price = np.empty(r, np.int64)
     out_lots = np.empty(r, np.int64)
-    out_forced = np.empty(r, np.bool_)
+    out_duress = np.empty(r, np.int8)
     sent = np.zeros(r, np.bool_)
     n_pos, lo = slot.shape[0], 0  # positions; the row's first
     for i in range(r):
@@ -307,11 +307,11 @@ def _retail_orders(
         action[rows[i]] = side if sent[i] else 0
         selling[rows[i]] = sent[i] and side < 0
         out_stock[i], out_side[i], out_price[i], out_lots[i] = s, side, price, lots
-        out_forced[i] = panicking[rows[i]] and side < 0
+        out_duress[i] = PANIC if panicking[rows[i]] and side < 0 else CALM
     keep = np.flatnonzero(sent)
     return (
         accounts[keep], out_stock[keep], out_side[keep], out_price[keep], out_lots[keep],
-        out_forced[keep],
+        out_duress[keep],
     )  # fmt: skip
 
 

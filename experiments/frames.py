@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 # Per-step amounts: a day's figure is their sum, not the last step's.
-FLOWS = ("forced_sales", "turnover")
+FLOWS = ("forced_sales", "panic_sales", "turnover")
 
 
 def daily(frame: pd.DataFrame) -> pd.DataFrame:

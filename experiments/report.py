@@ -281,6 +281,9 @@ def fig_forced(run: RunData) -> Figure:
     day = daily(run.model)  # forced sales summed over each day
     fig = go.Figure()
     fig.add_bar(x=_x(day), y=column(day, "forced_sales"), name="forced sales (CNY)")
+    panic = column(day, "panic_sales")
+    if panic is not None:  # retail's panic sales, beside the deleveraging (none before 0.1)
+        fig.add_bar(x=_x(day), y=panic, name="retail panic sales (CNY)")
     micro = column(day, "microcap")
     if micro is not None:
         fig.add_scatter(x=_x(day), y=micro, name="micro-cap index", mode="lines", yaxis="y2")

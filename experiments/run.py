@@ -55,7 +55,8 @@ def index_stats(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def reflexivity(frame: pd.DataFrame, max_lag: int = 8) -> dict[str, Any]:
-    """Forced-sale share of turnover, and how forced sales line up with later returns.
+    """Forced-sale share of turnover (and retail's panic sales' share, counted apart), and
+    how forced sales line up with later returns.
 
     ``lead_lag`` holds, for each lag k in steps, the correlation between this step's
     forced sales and the micro-cap return k steps later (k < 0: returns leading sales).
@@ -65,9 +66,12 @@ def reflexivity(frame: pd.DataFrame, max_lag: int = 8) -> dict[str, Any]:
     turnover = frame["turnover"].to_numpy(dtype=float)
     micro = np.log(np.concatenate([[1000.0], frame["microcap"].to_numpy(dtype=float)]))
     ret = np.diff(micro)
+    panic = frame["panic_sales"].to_numpy(dtype=float)
     out: dict[str, Any] = {
         "forced_sales_cny": float(sales.sum()),
         "forced_sale_share": float(sales.sum() / max(turnover.sum(), 1.0)),
+        "panic_sales_cny": float(panic.sum()),
+        "panic_sale_share": float(panic.sum() / max(turnover.sum(), 1.0)),
         "lead_lag": {},
     }
     if sales.std() > 0:

@@ -19,6 +19,7 @@ import numpy as np
 
 from model.aot import entry
 from model.kernel import level_at
+from model.orders import N_DURESS
 
 
 @numba.njit(cache=True, nogil=True)
@@ -66,14 +67,14 @@ def append_admitted(
     book_side: np.ndarray,
     book_price: np.ndarray,
     book_lots: np.ndarray,
-    book_forced: np.ndarray,
+    book_duress: np.ndarray,
     book_level: np.ndarray,
     account: np.ndarray,
     stock: np.ndarray,
     side: np.ndarray,
     price: np.ndarray,
     admitted: np.ndarray,
-    forced: np.ndarray,
+    duress: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
     step: np.ndarray,
@@ -82,10 +83,10 @@ def append_admitted(
     """The book's ``resting`` rows ((r,) of the (m,) book columns), followed by the new
     orders (n,) with ``admitted`` (n,) lots > 0.
 
-    Returns the seven columns (account, stock, side, price, lots, forced, grid level)
+    Returns the seven columns (account, stock, side, price, lots, duress, grid level)
     of the new book; each new order's level is :meth:`model.kernel.Grid.level_of` on
-    the day's grid (``lower``, ``upper``, ``step``, ``n_active``: (I,) each). ``forced`` (bool)
-    goes along so that the orders' fills can be counted as forced sales.
+    the day's grid (``lower``, ``upper``, ``step``, ``n_active``: (I,) each). ``duress``
+    (int8) goes along so that the orders' fills can be counted as forced or panic sales.
     """
     r = resting.shape[0]
     k = 0
@@ -96,22 +97,22 @@ def append_admitted(
     out_side = np.empty(r + k, np.int8)
     out_price = np.empty(r + k, np.int64)
     out_lots = np.empty(r + k, np.int64)
-    out_forced = np.empty(r + k, np.bool_)
+    out_duress = np.empty(r + k, np.int8)
     out_level = np.empty(r + k, np.int64)
     for j in range(r):
         i = resting[j]
         out_account[j], out_stock[j], out_side[j] = book_account[i], book_stock[i], book_side[i]
         out_price[j], out_lots[j], out_level[j] = book_price[i], book_lots[i], book_level[i]
-        out_forced[j] = book_forced[i]
+        out_duress[j] = book_duress[i]
     j = r
     for i in range(admitted.shape[0]):
         if admitted[i] > 0:
             s = stock[i]
             out_account[j], out_stock[j], out_side[j] = account[i], s, side[i]
-            out_price[j], out_lots[j], out_forced[j] = price[i], admitted[i], forced[i]
+            out_price[j], out_lots[j], out_duress[j] = price[i], admitted[i], duress[i]
             out_level[j] = level_at(lower[s], upper[s], step[s], n_active[s], price[i], side[i])
             j += 1
-    return out_account, out_stock, out_side, out_price, out_lots, out_forced, out_level
+    return out_account, out_stock, out_side, out_price, out_lots, out_duress, out_level
 
 
 @entry
@@ -121,7 +122,7 @@ def split_fills(
     instrument: np.ndarray,
     side: np.ndarray,
     lots: np.ndarray,
-    forced: np.ndarray,
+    duress: np.ndarray,
     filled: np.ndarray,
     clearing_price: np.ndarray,
     n_stocks: int,
@@ -135,26 +136,26 @@ def split_fills(
     np.ndarray,
     np.ndarray,
     np.ndarray,
-    int,
+    np.ndarray,
 ]:
     """The filled orders of the book (n,), in book order, split by instrument kind, and
     what the auction leaves of the book.
 
     Returns the stock fills (account, stock, signed shares, price in fen); the futures
     fills (account, contract ``instrument - n_stocks``, signed contracts); the (n,) lots
-    left to each order (``lots - filled``); and the
-    lots times clearing price filled for the ``forced`` (n,) orders, in integers (the
-    sum ``np.dot(filled[forced], clearing_price[instrument[forced]])`` was). ``filled``
-    is the auction's (n,) lots, ``clearing_price`` (I,).
+    left to each order (``lots - filled``); and, for each kind of ``duress``
+    (:data:`model.orders.CALM`, ``FORCED``, ``PANIC``), the lots times clearing price
+    filled for the (n,) orders of that kind, in integers (for forced sales, the sum
+    ``np.dot(filled[forced], clearing_price[instrument[forced]])``). ``filled`` is the
+    auction's (n,) lots, ``clearing_price`` (I,).
     """
     n = filled.shape[0]
     left = np.empty(n, np.int64)
-    forced_lot_fen = 0
+    duress_lot_fen = np.zeros(N_DURESS, np.int64)  # (3,) CALM, FORCED, PANIC
     n_stock_fills, n_futures_fills = 0, 0
     for i in range(n):
         left[i] = lots[i] - filled[i]
-        if forced[i]:
-            forced_lot_fen += filled[i] * clearing_price[instrument[i]]
+        duress_lot_fen[duress[i]] += filled[i] * clearing_price[instrument[i]]
         if filled[i] > 0:
             if instrument[i] < n_stocks:
                 n_stock_fills += 1
@@ -181,7 +182,7 @@ def split_fills(
             k += 1
     return (
         s_account, s_stock, s_shares, s_price, f_account, f_contract, f_lots, left,
-        forced_lot_fen,
+        duress_lot_fen,
     )  # fmt: skip
 
 

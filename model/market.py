@@ -24,7 +24,7 @@ from model.book import (
 from model.futures import FuturesSpec
 from model.kernel import Clearing, Grid, clear
 from model.ledger import Ledger, consecutive, key_order, search_from
-from model.orders import Orders
+from model.orders import FORCED, PANIC, Orders
 from model.universe import Universe
 
 _NONE = np.zeros(0, dtype=bool)  # "nothing withdrawn yet", for withdraw_blocks
@@ -71,7 +71,8 @@ class Market:
         self._withdrawn: np.ndarray | None = None  # (len(_book),) bool, gone, not yet removed
         self._pending: list[tuple[int, int]] = []  # blocks of accounts withdrawn, not yet marked
         self.turnover = 0.0  # CNY of stock traded in the last slice
-        self.forced_turnover = 0.0  # CNY of it filled for forced orders (``Orders.forced``)
+        self.forced_turnover = 0.0  # CNY of it filled for forced orders (``Orders.duress``)
+        self.panic_turnover = 0.0  # CNY of it filled for retail's panic sales
         n_instr = price0.shape[0]
         self.volume = np.zeros(n_instr, dtype=np.int64)  # (I,) lots/contracts, last slice
         self.lock = np.zeros(n_instr, dtype=np.int8)  # (I,) limit lock after the last slice
@@ -166,12 +167,12 @@ class Market:
         blocks = self._pending_blocks()
         columns, n_kept = _submit_compiled(
             *book.columns(),
-            book.forced,
+            book.duress,
             self._book_level,
             withdrawn,
             blocks,
             *orders.columns(),
-            orders.forced,
+            orders.duress,
             grid.lower,
             grid.upper,
             grid.step,
@@ -248,8 +249,8 @@ class Market:
         ref = grid.nearest_level(self._instruments, self.last)
         result = clear(grid, book.stock, book.side, self.book_level, book.lots, ref)
         # One pass over the book for its fills, what is left of it and the forced sales.
-        *stock_fills, fut_account, contract, fut_lots, left, forced_lot_fen = split_fills(
-            book.account, book.stock, book.side, book.lots, book.forced, result.filled,
+        *stock_fills, fut_account, contract, fut_lots, left, duress_lot_fen = split_fills(
+            book.account, book.stock, book.side, book.lots, book.duress, result.filled,
             result.price, n_stocks, self.lot,
         )  # fmt: skip
         self.ledger.settle(*stock_fills)
@@ -268,7 +269,7 @@ class Market:
 
         # Orders filled in full count as withdrawn: they leave the book with the next step's
         # cancels, in one pass, instead of the book being compacted twice.
-        self.book = Orders(book.account, book.stock, book.side, book.price, left, book.forced)
+        self.book = Orders(book.account, book.stock, book.side, book.price, left, book.duress)
         self._withdrawn = left <= 0  # (m,) no lots left
 
         self.step_return = np.log(new_last / self.last)
@@ -279,8 +280,10 @@ class Market:
             float(np.dot(result.volume[:n_stocks], result.price[:n_stocks])) * self.lot / 100.0
         )
         # Of it, what the orders sent under duress got, counted in the slice it fills: the
-        # model's forced sales. (Their lots times fen is whole, so the sum is exact.)
-        self.forced_turnover = float(forced_lot_fen) * self.lot / 100.0
+        # model's forced sales, and retail's panic sales apart. (Their lots times fen is
+        # whole, so the sums are exact.)
+        self.forced_turnover = float(duress_lot_fen[FORCED]) * self.lot / 100.0
+        self.panic_turnover = float(duress_lot_fen[PANIC]) * self.lot / 100.0
         self._track_volatility()
         self.last_clearing = result
         self.rolled = False  # every contract has a price of its own again
@@ -339,7 +342,7 @@ def _submit_compiled(
     book_side: np.ndarray,
     book_price: np.ndarray,
     book_lots: np.ndarray,
-    book_forced: np.ndarray,
+    book_duress: np.ndarray,
     book_level: np.ndarray,
     withdrawn: np.ndarray,
     blocks: np.ndarray,
@@ -348,7 +351,7 @@ def _submit_compiled(
     side: np.ndarray,
     price: np.ndarray,
     lots: np.ndarray,
-    forced: np.ndarray,
+    duress: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
     step: np.ndarray,
@@ -379,13 +382,13 @@ def _submit_compiled(
         book_*: (m,) the book as it lies, withdrawn rows included; book_level (m,) their
             grid levels; withdrawn: (m,) bool, or empty for none; blocks: (k, 2) first
             and last account of each block whose orders are withdrawn.
-        account, stock, side, price, lots, forced: (n,) new orders, stocks and futures.
+        account, stock, side, price, lots, duress: (n,) new orders, stocks and futures.
         lower, upper, step, n_active: (I,) the day's grid.
         key, shares, bought_today: (P,) the ledger's sorted holdings table.
         buying_power: (A,) fen, cash plus credit; fut_pos: (A, F); fut_mark, tick_value: (F,).
 
     Returns:
-        The new book's (account, stock, side, price, lots, forced, level) columns, the
+        The new book's (account, stock, side, price, lots, duress, level) columns, the
         resting rows first, and the number of those rows.
     """
     resting = resting_rows(book_account, book_lots, withdrawn, blocks)  # (r,)
@@ -400,7 +403,7 @@ def _submit_compiled(
         tick_value, buying_power, n_stocks, margin,
     )  # fmt: skip
     columns = append_admitted(
-        resting, *book, book_forced, book_level, account, stock, side, price, admitted, forced,
+        resting, *book, book_duress, book_level, account, stock, side, price, admitted, duress,
         lower, upper, step, n_active,
     )  # fmt: skip
     return columns, resting.shape[0]

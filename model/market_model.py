@@ -137,6 +137,7 @@ class MarketModel(mesa.Model):
         for k, name in enumerate(FUTURES_NAMES):
             reporters[f"{name.lower()}_basis"] = lambda m, k=k: m.recorded_basis()[k]
         reporters["forced_sales"] = lambda m: m.forced_sales
+        reporters["panic_sales"] = lambda m: m.market.panic_turnover
         reporters["neutral_nav"] = lambda m: m.neutral_nav()
         reporters["neutral_nav_plain"] = lambda m: m.neutral_nav(dma=False)
         reporters["neutral_nav_dma"] = lambda m: m.neutral_nav(dma=True)
@@ -510,7 +511,7 @@ class MarketModel(mesa.Model):
             self.checker.after_clear()
         self.indices.update(self.universe.float_shares, old, self.market.last[:n])
         self.turnover_today += self.market.turnover
-        # What filled of the orders sent under duress (``Orders.forced``), in the step it
+        # What filled of the orders sent under duress (``Orders.duress``), in the step it
         # filled: an order re-sent unfilled step after step counts once, when it fills.
         self.forced_sales = self.market.forced_turnover
         self.forced_sales_total += self.forced_sales

@@ -13,6 +13,12 @@ import numpy as np
 # margin sets the price) any surplus of them would run the price to the limit.
 MARKET_ORDER_REACH = 0.03
 
+# Why an order must trade (``Orders.duress``): not at all, because of a risk line, a margin
+# call, a buy-in or a redemption (a forced sale, the model's deleveraging), or because a
+# retail investor panics. The market counts the fills of each kind apart.
+CALM, FORCED, PANIC = 0, 1, 2
+N_DURESS = 3
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def market_order_price(last: int, side: int, lower: int, upper: int) -> int:
@@ -30,10 +36,12 @@ class Orders:
     sales, buy-ins and hedge covers, and at the day's limit for the public funds' forced
     sales, the arbitrageurs' trades and the speculators' and snowball issuers' futures.
 
-    ``forced`` marks the stock orders sent because of a risk line, a margin call, a
-    buy-in, a redemption or a retail panic: it rides with each order onto the book, so
-    the market can count what of them fills (``Market.forced_turnover``, the model's
-    forced sales) in the step it fills, not what was sent. None: no order is forced.
+    ``duress`` says why an order must trade: ``FORCED`` for the stock orders sent because
+    of a risk line, a margin call, a buy-in or a redemption, ``PANIC`` for a retail
+    investor's panic sale, ``CALM`` otherwise. It rides with each order onto the book, so
+    the market can count what of each kind fills (``Market.forced_turnover``, the model's
+    forced sales, and ``Market.panic_turnover``) in the step it fills, not what was sent.
+    None: every order is calm.
     """
 
     account: np.ndarray  # (n,) int64 ledger account
@@ -41,12 +49,12 @@ class Orders:
     side: np.ndarray  # (n,) int8, +1 buy, -1 sell
     price: np.ndarray  # (n,) int64 limit price in fen
     lots: np.ndarray  # (n,) int64 board lots, > 0
-    forced: np.ndarray | None = None  # (n,) bool, sent under duress (stock orders only)
+    duress: np.ndarray | None = None  # (n,) int8: CALM, FORCED or PANIC (stock orders only)
 
     def __post_init__(self) -> None:
         for name, dtype in _DTYPES:
             value = getattr(self, name)
-            if value is None:  # ``forced`` left out: no order is (``account`` is an array now)
+            if value is None:  # ``duress`` left out: every order is calm (``account`` is set)
                 object.__setattr__(self, name, np.zeros(self.account.shape[0], dtype))
             elif not (isinstance(value, np.ndarray) and value.dtype == dtype):
                 object.__setattr__(self, name, np.asarray(value, dtype=dtype))
@@ -74,7 +82,7 @@ class Orders:
         if not batches:
             return cls.empty()
         return cls(
-            *map(np.concatenate, zip(*((*b.columns(), b.forced) for b in batches), strict=True))
+            *map(np.concatenate, zip(*((*b.columns(), b.duress) for b in batches), strict=True))
         )
 
     def select(self, mask: np.ndarray) -> Orders:
@@ -86,7 +94,7 @@ class Orders:
             self.side[at],
             self.price[at],
             self.lots[at],
-            self.forced[at],
+            self.duress[at],
         )
 
     def with_lots(self, lots: np.ndarray) -> Orders:
@@ -98,13 +106,13 @@ class Orders:
             self.side[keep],
             self.price[keep],
             lots[keep],
-            self.forced[keep],
+            self.duress[keep],
         )
 
 
 _DTYPES = tuple(
     (f.name, np.dtype(t))
     for f, t in zip(
-        fields(Orders), (np.int64, np.int64, np.int8, np.int64, np.int64, np.bool_), strict=True
+        fields(Orders), (np.int64, np.int64, np.int8, np.int64, np.int64, np.int8), strict=True
     )
 )

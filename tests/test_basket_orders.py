@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.basket_orders import basket_orders
-from model.orders import Orders
+from model.orders import CALM, FORCED, Orders
 
 
 def _numpy_rule(target, weights, price, held, urgent, margin_call, need, pace, hurry, lot, fd):
@@ -26,7 +26,7 @@ def _numpy_rule(target, weights, price, held, urgent, margin_call, need, pace, h
 
 def test_basket_orders_match_the_numpy_rule_bit_for_bit():
     """The cells with lots, as the exchange would admit them from the whole grid, the
-    urgent rows' sells flagged forced."""
+    urgent rows' sells flagged ``FORCED``."""
     rng = np.random.default_rng(9)
     r, b = 40, 30
     accounts = np.arange(100, 100 + r, dtype=np.int64)
@@ -40,21 +40,21 @@ def test_basket_orders_match_the_numpy_rule_bit_for_bit():
     need = rng.random(r) * 1.5  # some above 1: capped
     rule = (target, weights, price, held, urgent, margin_call, need, 1 / 80, 1 / 12, 100, 0.02)
     lots, side, order_price = _numpy_rule(*rule)
-    forced = urgent[:, None] & (side < 0)
+    duress = np.where(urgent[:, None] & (side < 0), FORCED, CALM)
     grid = Orders(
         np.repeat(accounts, b),
         basket.ravel(),
         side.ravel(),
         order_price.ravel(),
         lots.ravel(),
-        forced.ravel(),
+        duress.ravel(),
     )
     want = grid.select(grid.lots > 0)
 
     columns = basket_orders(accounts, basket, *rule)
-    names = ("account", "stock", "side", "price", "lots", "forced")
+    names = ("account", "stock", "side", "price", "lots", "duress")
     for name, column in zip(names, columns, strict=True):
         np.testing.assert_array_equal(column, getattr(want, name))
         assert column.dtype == getattr(want, name).dtype
-    assert want.forced.any() and not want.forced.all()
+    assert (want.duress == FORCED).any() and (want.duress == CALM).any()
     assert margin_call.any() and (urgent & ~margin_call).any() and (grid.lots == 0).any()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from model.book import split_fills, withdraw_blocks
-from model.orders import Orders
+from model.orders import CALM, FORCED, PANIC, Orders
 
 
 def _orders(rng: np.random.Generator, n: int, n_instruments: int) -> Orders:
@@ -23,21 +23,23 @@ def _orders(rng: np.random.Generator, n: int, n_instruments: int) -> Orders:
 
 
 def test_split_fills_matches_numpy():
-    """The fills split by kind, the lots left, and the forced orders' lots times price."""
+    """The fills split by kind, the lots left, and the lots times price filled of each
+    kind of duress (calm, forced, panic)."""
     rng = np.random.default_rng(3)
     want = _orders(rng, 100, 12)
     filled = rng.integers(0, 3, len(want)).clip(max=want.lots)
     price = rng.integers(900, 1100, 12)
-    forced = rng.random(len(want)) < 0.3
-    *fills, left, forced_lot_fen = split_fills(
-        want.account, want.stock, want.side, want.lots, forced, filled, price, 10, 100
+    duress = rng.choice(np.array([CALM, FORCED, PANIC], np.int8), len(want), p=[0.5, 0.3, 0.2])
+    *fills, left, duress_lot_fen = split_fills(
+        want.account, want.stock, want.side, want.lots, duress, filled, price, 10, 100
     )
     s_acc, s_stock, s_shares, s_price, f_acc, f_contract, f_lots = fills
     np.testing.assert_array_equal(left, want.lots - filled)
     assert (left <= 0).any() and (left > 0).any()  # orders filled in full and not
-    rows = np.flatnonzero(forced)  # as Market.clear summed them
-    assert (filled[rows] > 0).any() and (want.stock[rows][filled[rows] > 0] >= 10).any()
-    assert forced_lot_fen == np.dot(filled[rows], price[want.stock[rows]])
+    for kind in (CALM, FORCED, PANIC):
+        rows = np.flatnonzero(duress == kind)
+        assert (filled[rows] > 0).any()
+        assert duress_lot_fen[kind] == np.dot(filled[rows], price[want.stock[rows]])
     traded = filled > 0
     signed = want.side[traded].astype(np.int64) * filled[traded]
     is_stock = want.stock[traded] < 10

@@ -190,7 +190,7 @@ def test_engines_agree_exactly_when_the_rules_draw_no_random_numbers():
         assert cash == 0 and not shares.any()
 
 
-ORDER_COLUMNS = ("account", "stock", "side", "price", "lots", "forced")
+ORDER_COLUMNS = ("account", "stock", "side", "price", "lots", "duress")
 
 
 def _order_rows(orders: Orders) -> list[np.ndarray]:

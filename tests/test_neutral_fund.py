@@ -13,7 +13,7 @@ from agents.neutral_fund import NORMAL, STOPPED, WARNED, NeutralFunds
 from experiments.scenarios import load_scenario
 from model import MarketModel
 from model.lending import LendingDesk
-from model.orders import Orders
+from model.orders import CALM, FORCED, Orders
 
 EPISODE = {
     "universe.n_stocks": 80,
@@ -68,7 +68,7 @@ def test_warning_line_cuts_and_stop_line_liquidates(model):
     orders = f.decide(f.rows)
     mine = orders.account == f.accounts[1]
     stock_sells = mine & (orders.side < 0) & (orders.stock < model.universe.n)
-    assert stock_sells.sum() > 0 and orders.forced[stock_sells].all()
+    assert stock_sells.sum() > 0 and (orders.duress[stock_sells] == FORCED).all()
     assert model.liquidated_funds() == 1
     # A stopped product buys its futures shorts back as its longs are sold, and sells
     # none on the way: its loans, all recalled, hedge until they are bought back.
@@ -290,7 +290,7 @@ def test_margin_call_forces_sales_whatever_the_nav(model):
     basket_only = np.setdiff1d(f.basket[dma], f.hedge_stocks[dma])  # not the short-sale leg
     sells = (orders.account == account) & (orders.side < 0) & np.isin(orders.stock, basket_only)
     assert f.state[dma] == NORMAL
-    assert sells.any() and orders.forced[sells].all()
+    assert sells.any() and (orders.duress[sells] == FORCED).all()
     prices = orders.price[sells]
     assert (prices < model.market.last[orders.stock[sells]]).all()  # priced to go
 
@@ -448,7 +448,9 @@ def _numpy_short_leg(f: NeutralFunds, rows, accounts, target) -> Orders:
     side = np.where(buy > 0, 1, -1).astype(np.int8)
     last = market.last[stock]
     price = np.where(side > 0, last * (1.0 + f.cfg.forced_discount), last)
-    return Orders(borrower, stock, side, price, lots, forced=buy > 0)  # buy-ins are forced
+    return Orders(
+        borrower, stock, side, price, lots, np.where(buy > 0, FORCED, CALM)
+    )  # forced buy-ins
 
 
 def _numpy_hedge(f: NeutralFunds, rows, accounts, target, urgent, hurry) -> Orders:
@@ -477,7 +479,7 @@ def _numpy_hedge(f: NeutralFunds, rows, accounts, target, urgent, hurry) -> Orde
 
 
 def _assert_same_orders(got: Orders, want: Orders) -> None:
-    for name in ("account", "stock", "side", "price", "lots", "forced"):
+    for name in ("account", "stock", "side", "price", "lots", "duress"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
         assert getattr(got, name).dtype == getattr(want, name).dtype
 
@@ -730,7 +732,7 @@ def test_forced_sales_are_what_the_forced_orders_filled(engine, monkeypatch):
         # The reference holds: the stopped products' stock orders are sells, all forced,
         # and no other order is.
         assert (orders.side[theirs] < 0).all()
-        np.testing.assert_array_equal(orders.forced, theirs)
+        np.testing.assert_array_equal(orders.duress == FORCED, theirs)
 
 
 def test_an_expiry_close_records_the_markets_basis_not_the_settlement():

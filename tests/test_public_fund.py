@@ -6,7 +6,7 @@ import numpy as np
 
 from agents.public_fund import NEAR, PublicMicroCapFunds
 from model import MarketModel
-from model.orders import Orders
+from model.orders import CALM, FORCED, PANIC, Orders
 
 BASE = {
     "universe.n_stocks": 80,
@@ -173,16 +173,15 @@ def _numpy_decide(funds: PublicMicroCapFunds, rows: np.ndarray) -> Orders:
     forced_sell = forced[:, None] & (side < 0)
     near = price.reshape(r, b) * (1.0 + NEAR * side)
     order_price = np.where(forced_sell, market.limit_price(basket, side), near)
-    mandate = Orders(
-        account, stock, side.ravel(), order_price.ravel(), lots.ravel(), forced_sell.ravel()
-    )
+    duress = np.where(forced_sell, FORCED, CALM).ravel()
+    mandate = Orders(account, stock, side.ravel(), order_price.ravel(), lots.ravel(), duress)
     return Orders.concat([mandate, funds._exits(accounts)])
 
 
 def _assert_decides_as_numpy(funds: PublicMicroCapFunds, rows: np.ndarray) -> Orders:
     want = _numpy_decide(funds, rows)
     got = funds.decide(rows)
-    for name in ("account", "stock", "side", "price", "lots", "forced"):
+    for name in ("account", "stock", "side", "price", "lots", "duress"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
         assert getattr(got, name).dtype == getattr(want, name).dtype
     return got
@@ -212,7 +211,8 @@ def test_compiled_mandate_orders_match_the_numpy_rules_bit_for_bit():
     funds.payable[1], funds.flow[1] = 0.0, 0.0
     ledger.external_cash(funds.accounts[1:2], np.array([10**12]))  # cash to invest
     sold = _assert_decides_as_numpy(funds, funds.rows)
-    assert sold.forced.any() and (sold.side[sold.forced] < 0).all()
+    forced = sold.duress == FORCED
+    assert forced.any() and (sold.side[forced] < 0).all() and not (sold.duress == PANIC).any()
     mine = sold.account[: funds.basket.size]
     limit = model.market.limit_price(sold.stock, sold.side)
     assert ((sold.side < 0) & (sold.lots > 0) & (sold.price == limit)).any()

@@ -17,7 +17,7 @@ from agents.retail import (
 from agents.sampling import choice
 from model import MarketModel
 from model.config import RetailConfig
-from model.orders import MARKET_ORDER_REACH, Orders
+from model.orders import CALM, FORCED, MARKET_ORDER_REACH, PANIC, Orders
 
 SMALL = {
     "universe.n_stocks": 60,
@@ -262,7 +262,8 @@ def _numpy_orders(pop: RetailChasers, rows: np.ndarray) -> Orders:
     sent = lots > 0
     pop.action[rows] = np.where(sent, side, 0)
     pop.selling[rows] = sent & (side < 0)
-    panic = pop.panicking[rows] & (side < 0)  # forced: what of them fills is forced sales
+    # A panicking investor's sells: what of them fills is the model's panic sales.
+    panic = np.where(pop.panicking[rows] & (side < 0), PANIC, CALM)
     return Orders(pop.accounts[rows], stock, side, price, lots, panic).select(sent)
 
 
@@ -289,14 +290,15 @@ def test_compiled_orders_match_the_numpy_rules_bit_for_bit(seed, holdings):
     want_state, want_action, want_selling = model.rng.bit_generator.state, pop.action, pop.selling
     model.rng.bit_generator.state, pop.action, pop.selling = state, action, selling
     got = pop._orders(rows, pop.positions(rows))
-    for name in ("account", "stock", "side", "price", "lots", "forced"):
+    for name in ("account", "stock", "side", "price", "lots", "duress"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
         assert getattr(got, name).dtype == getattr(want, name).dtype
     np.testing.assert_array_equal(pop.action, want_action)
     np.testing.assert_array_equal(pop.selling, want_selling)
     assert model.rng.bit_generator.state == want_state
     assert (got.side > 0).any() and (got.side < 0).any() and len(got) > 300
-    assert got.forced.any() and not got.forced[got.side < 0].all()
+    panic = got.duress == PANIC
+    assert panic.any() and not panic[got.side < 0].all() and not (got.duress == FORCED).any()
 
 
 def test_drawdown_raises_selling_and_counts_as_panic():
@@ -311,10 +313,12 @@ def test_drawdown_raises_selling_and_counts_as_panic():
     pop.peak_wealth[:] = 1.5 * pop.capital
     model.step()
     assert pop.panicking.all() and pop.selling.sum() > 0
-    assert model.forced_sales > 0
+    # A panic sale is counted as such, not as a forced sale (no risk line, margin call,
+    # buy-in or redemption made it).
+    assert model.market.panic_turnover > 0 and model.forced_sales == 0
     calm_model, calm = _model(seed=5, n=1500, activity=0.5)
     calm_model.step()
-    assert not calm.panicking.any() and calm_model.forced_sales == 0
+    assert not calm.panicking.any() and calm_model.market.panic_turnover == 0
 
 
 def test_herding_buy_share_rises_when_neighbours_bought():
@@ -401,7 +405,7 @@ def test_social_graph_from_edges_is_networkx_barabasi_albert(n, degree, seed):
 def _numpy_panic_sales_cny(pop: RetailChasers) -> float:
     """CNY sold in the last clearing by the investors panicking, from the fills: what the
     population's ``panic_sales_cny`` counted, in numpy passes, before the panic sells
-    were flagged forced."""
+    were flagged on the orders."""
     account, _, signed, price = pop.market.last_fills
     row = pop.rows_of(account)  # (m,)
     mine = (row >= 0) & (signed < 0)
@@ -409,17 +413,17 @@ def _numpy_panic_sales_cny(pop: RetailChasers) -> float:
     return float(np.dot(-signed[mine], price[mine])) / 100.0
 
 
-def test_forced_sales_are_the_panic_sales_that_filled():
+def test_panic_sales_are_what_the_panicking_sold_in_the_clearing():
     """Some investors panic, others not; sells and buys of this and other populations: the
-    model's forced sales (retail is its only forced seller here) are what the panicking
-    sold in the step's clearing."""
+    model's panic sales are what the panicking sold in the step's clearing, and none of it
+    counts as a forced sale."""
     model, pop = _model(seed=5, n=1500, activity=0.5)
     pop.peak_wealth[::2] = 1.5 * pop.capital[::2]  # every other investor in a drawdown
     seen = 0.0
     for _ in range(4):
         model.step()
-        got, want = model.forced_sales, _numpy_panic_sales_cny(pop)
-        assert got == want
+        got, want = model.market.panic_turnover, _numpy_panic_sales_cny(pop)
+        assert got == want and model.forced_sales == 0.0
         seen += got
     assert seen > 0 and pop.panicking.any() and not pop.panicking.all()
     account, _, signed, _ = model.market.last_fills

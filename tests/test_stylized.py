@@ -56,12 +56,17 @@ def test_lead_lag_of_a_run_that_barely_sold_is_missing_not_a_warning():
     frame = pd.DataFrame(
         {
             "forced_sales": [0.0] * (steps - 1) + [5e6],
+            "panic_sales": [2e6] * steps,
             "turnover": [1e9] * steps,
             "microcap": 1000.0 * np.exp(np.cumsum(np.linspace(-0.01, 0.01, steps))),
         }
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        lags = reflexivity(frame, max_lag=3)["lead_lag"]
+        figures = reflexivity(frame, max_lag=3)
+    lags = figures["lead_lag"]
+    # Retail's panic sales are counted apart from the forced sales, each against turnover.
+    assert figures["forced_sale_share"] == pytest.approx(5e6 / 12e9)
+    assert figures["panic_sale_share"] == pytest.approx(2e-3)
     assert lags["0"] is not None and -1.0 <= lags["0"] <= 1.0
     assert lags["3"] is None  # the sales that lead by 3 steps are all zero
