@@ -446,9 +446,19 @@ class RetailChasers(Population):
 
     # -- state ----------------------------------------------------------------------------
     def begin_day(self) -> None:
-        """Record yesterday's close and refresh the 20-day returns investors chase."""
+        """Record yesterday's close and refresh the 20-day returns investors chase; with
+        ``peak_halflife_days``, let each investor's peak fade towards its wealth.
+
+        An investor's drawdown is measured from its peak wealth. A peak that never fades
+        keeps a crash's losers panicking for months, selling into any rebound; one that
+        fades is a reference point that adapts, as the value investors' old losses do.
+        """
         self.closes.append(self.market.prev_close[: self.market.n_stocks].astype(np.float64))
         self.ret20 = np.log(self.closes[-1] / self.closes[0])
+        halflife = self.cfg.peak_halflife_days
+        if halflife > 0.0:  # the lead of the peak over the last marked wealth shrinks
+            fade = 0.5 ** (1.0 / halflife)
+            self.peak_wealth[:] = self.wealth + (self.peak_wealth - self.wealth) * fade
 
     @property
     def drawdown(self) -> np.ndarray:

@@ -467,8 +467,9 @@ EXPLAIN = {
     "forced to unwind they buy the futures back, which narrows it (summary.json: each "
     "contract's vs_forced_sales, the correlation of a day's forced sales with the day's "
     "change in the basis; positive where the unwind narrows it).",
-    TITLE_FORCED: "Bars: CNY sold under duress each day (forced sellers of every kind, "
-    "including retail panic). Line: the micro-cap index on the right axis.",
+    TITLE_FORCED: "Bars: CNY sold each day because of a risk line, a margin call, a buy-in "
+    "or a redemption (forced sales), and by retail investors in a panic, apart. Line: the "
+    "micro-cap index on the right axis.",
     TITLE_FUNDS: "Cumulative number of quant-neutral funds liquidated, and their "
     "unit-weighted NAV per unit on the right axis; dashed, where their risk budget binds, "
     "the share of their full bid the value investors (the micro-caps' anchor) still make.",

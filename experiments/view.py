@@ -318,7 +318,8 @@ def basis_chart(model: MarketModel) -> Chart:
 
 
 def forced_sales_chart(model: MarketModel) -> Chart:
-    """Sales under duress each step (risk lines, redemptions, panic, buy-ins)."""
+    """Forced sales each step (risk lines, margin calls, buy-ins, redemptions; retail's
+    panic sales are not among them)."""
     values = np.asarray(_history(model, "forced_sales"), dtype=float) / 1e6
     caption = (
         f"Forced sales (mn CNY a step), {_status(model)}: "

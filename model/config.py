@@ -478,6 +478,13 @@ class RetailConfig(Section):
     )
     herding: float = _num(0.5, 0.0, 1.0, doc="weight of neighbours' actions in the decision")
     panic: float = _num(10.0, 0.0, 1000.0, doc="extra sell odds per unit own drawdown")
+    peak_halflife_days: float = _num(
+        0.0,
+        0.0,
+        10_000.0,
+        doc="trading days over which the peak an investor's drawdown is measured from "
+        "halves its lead on the investor's wealth (0: the peak never fades)",
+    )
     holdings: int = _num(5, 1, 100, doc="stocks an investor holds")
 
 

@@ -34,7 +34,8 @@ class Orders:
     last price: ``MARKET_ORDER_REACH`` through it for the noise traders and retail (their
     panic sales too), ``neutral.forced_discount`` through it for the quant products' forced
     sales, buy-ins and hedge covers, and at the day's limit for the public funds' forced
-    sales, the arbitrageurs' trades and the speculators' and snowball issuers' futures.
+    sales, the arbitrageurs' buy-ins and the snowball issuers' futures (the speculators'
+    too, unless ``speculators.max_basis`` holds them nearer the index).
 
     ``duress`` says why an order must trade: ``FORCED`` for the stock orders sent because
     of a risk line, a margin call, a buy-in or a redemption, ``PANIC`` for a retail

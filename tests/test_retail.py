@@ -321,6 +321,33 @@ def test_drawdown_raises_selling_and_counts_as_panic():
     assert not calm.panicking.any() and calm_model.market.panic_turnover == 0
 
 
+def test_a_fading_peak_ends_the_panic_of_an_investor_whose_wealth_holds():
+    """With ``peak_halflife_days`` the peak's lead over wealth halves in that many trading
+    days, so an investor whose losses stop also stops panicking; without it the peak
+    stays and so does the panic."""
+    for halflife in (0.0, 2.0):
+        model, pop = _model(seed=5, n=300, activity=0.0, peak_halflife_days=halflife)
+        model.step()  # marked once: wealth set
+        pop.peak_wealth[:] = 1.5 * pop.wealth  # a third below the peak
+        pop._mark(pop.rows)
+        assert pop.panicking.all()
+        peak, wealth = pop.peak_wealth.copy(), pop.wealth.copy()
+        pop.begin_day()  # one day's fade, exactly
+        fade = 0.5 ** (1.0 / halflife) if halflife else 1.0
+        np.testing.assert_allclose(pop.peak_wealth, wealth + (peak - wealth) * fade)
+        days = 0
+        while days < 10:  # ten more days, nobody trading: wealth moves with prices only
+            model.step()
+            days += model.steps % model.steps_per_day == 0
+        pop._mark(pop.rows)
+        if halflife == 0.0:
+            assert pop.panicking.all()
+            np.testing.assert_array_equal(pop.peak_wealth, peak)
+        else:  # a 32nd of the lead left, or less
+            assert not pop.panicking.any()
+            assert (pop.peak_wealth - pop.wealth < 0.5 * wealth / 32 + 0.02 * wealth).all()
+
+
 def test_herding_buy_share_rises_when_neighbours_bought():
     def all_bought(pop: RetailChasers) -> None:
         pop.last_action[:] = 1
