@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from experiments.outputs import ensure_dir, write_json
+from model import aot
 from model.kernel import Grid, clear
 
 STEPS_PER_DAY = 4  # jan2024's session slices a day; costs are timed over whole days
@@ -539,12 +540,20 @@ def run_benchmarks(
     """
     ensure_dir(out)
     suite = QUICK if quick else FULL
+    aot_build = aot.load(aot.BUILD_DIR)[1]  # what every timed process will find
+    if aot_build != "loaded":  # said even with --quiet: the timings are not the usual ones
+        print(
+            f"unwind bench: the ahead-of-time build is {aot_build}, so the runs pay numba's "
+            "loading of the compiled passes (make warm builds it)",
+            file=sys.stderr,
+        )
     results: dict[str, Any] = {
         "machine": {
             "python": platform.python_version(),
             "processor": platform.machine(),
             "cpus": os.cpu_count(),
             "load_average_start": load_average(),
+            "aot_build": aot_build,
         },
         "quick": quick,
     }

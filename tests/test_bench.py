@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from experiments.cli import main
+from model import aot
 
 
 def test_quick_bench_writes_json_and_chart(tmp_path, capsys):
@@ -15,6 +16,8 @@ def test_quick_bench_writes_json_and_chart(tmp_path, capsys):
     assert (out / data["chart"]).stat().st_size > 0
     assert data["quick"] is True
     assert {"python", "cpus", "load_average_start", "load_average_end"} <= set(data["machine"])
+    # Whether the timed runs had the ahead-of-time build: what this checkout's is.
+    assert data["machine"]["aot_build"] == aot.load(aot.BUILD_DIR)[1]
     assert {"median_ms", "stocks_per_s", "orders_per_s"} <= set(data["kernel"])
     engines = data["engines"]
     assert {"n_stocks", "n_agents", "vectorized_ms_per_step", "agents_ms_per_step"} <= set(engines)
@@ -32,7 +35,11 @@ def test_quick_bench_writes_json_and_chart(tmp_path, capsys):
     (episode,) = data["episodes"].values()
     assert episode["steps"] > 0 and episode["wall_s"] > 0 and episode["peak_rss_mb"] > 0
     assert {"target_wall_s", "meets_target", "model_s", "cpu_s"} <= set(episode)
-    assert "engines:" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "engines:" in printed.out
+    # A bench without the current build says so, whatever --quiet says.
+    stale = data["machine"]["aot_build"] != "loaded"
+    assert ("the ahead-of-time build is" in printed.err) == stale
 
 
 def test_bench_refuses_bad_repeats(capsys):
