@@ -36,11 +36,11 @@ import numpy as np
 
 from agents.base import ArrayAgent, Population
 from model.aot import entry
-from model.config import PublicFundConfig
+from model.config import EnhancedFundConfig, PublicFundConfig
 from model.ledger import search_near
 from model.orders import CALM, FORCED, Orders
 from model.pairwise import pairwise_sum
-from model.universe import scaled_basket
+from model.universe import scaled_basket, tier_counts
 
 TRAILING_DAYS = 20  # window of the return that flows chase
 MAX_FLOW = 0.10  # largest daily flow, share of assets, either way
@@ -63,11 +63,13 @@ class PublicMicroCapFunds(Population):
 
     agent_class = PublicMicroCapFund
 
-    def __init__(self, model, accounts, cfg: PublicFundConfig, scale: float) -> None:
+    def __init__(
+        self, model, accounts, cfg: PublicFundConfig | EnhancedFundConfig, scale: float
+    ) -> None:
         super().__init__(model, accounts)
         self.cfg = cfg
         n, n_stocks = self.n, model.universe.n
-        size = scaled_basket(cfg.basket_size, scale, n_stocks)
+        size = self.mandate_size(scale)
         self.basket = np.zeros((n, size), dtype=np.int64)  # (n, B) mandate stocks
         self.in_mandate = np.zeros(n_stocks, dtype=bool)  # (S,)
         self.follow_mandate(self.market.caps())
@@ -89,12 +91,20 @@ class PublicMicroCapFunds(Population):
         value = (1.0 - self.cfg.cash_buffer) * self.model.ledger.cash[self.accounts] / 100.0
         return self.model._endow_baskets(self.accounts, self.basket, value, available_lots)
 
+    def mandate_size(self, scale: float) -> int:
+        """Stocks in the mandate: ``basket_size`` at full scale, scaled."""
+        return scaled_basket(self.cfg.basket_size, scale, self.model.universe.n)
+
+    def mandate(self, caps: np.ndarray) -> np.ndarray:
+        """(B,) the mandate's stocks, ascending: the ``B`` smallest of ``caps`` (S,)."""
+        return np.sort(np.argsort(caps, kind="stable")[: self.basket.shape[1]])
+
     def follow_mandate(self, caps: np.ndarray) -> None:
-        """Re-pick the mandate: the ``B`` smallest of ``caps`` (S,), the same for every fund."""
-        smallest = np.sort(np.argsort(caps, kind="stable")[: self.basket.shape[1]])
-        self.basket = np.broadcast_to(smallest, self.basket.shape).copy()
+        """Re-pick the mandate from ``caps`` (S,), the same for every fund."""
+        stocks = self.mandate(caps)
+        self.basket = np.broadcast_to(stocks, self.basket.shape).copy()
         self.in_mandate[:] = False
-        self.in_mandate[smallest] = True
+        self.in_mandate[stocks] = True
 
     # -- marking ----------------------------------------------------------------------------
     def equity(self, rows: np.ndarray) -> np.ndarray:
@@ -193,6 +203,42 @@ class PublicMicroCapFunds(Population):
         lots = np.minimum(np.ceil(lots_left * pace), lots_left)
         price = market.last[stock] * (1.0 - NEAR)
         return Orders(account, stock, np.full(stock.size, -1, np.int8), price, lots)
+
+
+class IndexEnhancedFund(PublicMicroCapFund):
+    """One quant index-enhanced fund."""
+
+
+class IndexEnhancedFunds(PublicMicroCapFunds):
+    """Quant long-only funds benchmarked to a CSI index: the public funds' rules on the
+    index's members (``enhanced_funds.tier``: 1 for the CSI 500) instead of the smallest
+    caps.
+
+    China's index-enhanced products held the CSI 500 and 1000 and leaned, within and
+    beyond them, towards the small names the neutral products held; when small caps
+    fell their excess return went with them and investors redeemed. Here a fund holds
+    its index's members in equal value (itself a tilt towards the index's smaller
+    names), re-picked when the tiers are rebalanced, and its investors chase its
+    trailing return as the public funds' do, so a fall in the middle tiers brings
+    redemptions and forced sales there.
+    """
+
+    agent_class = IndexEnhancedFund
+
+    def mandate_size(self, scale: float) -> int:
+        """The benchmark's member count at this universe's size."""
+        universe = self.model.config.universe
+        sizes, _ = tier_counts(self.model.universe.n, universe.microcap_count)
+        return sizes[self.cfg.tier]
+
+    def mandate(self, caps: np.ndarray) -> np.ndarray:
+        """(B,) the benchmark's members by ``caps`` (S,) rank, ascending."""
+        universe = self.model.config.universe
+        sizes, _ = tier_counts(self.model.universe.n, universe.microcap_count)
+        tier = self.cfg.tier
+        first = sum(sizes[:tier])
+        order = np.argsort(-caps, kind="stable")  # largest first, as the tiers are ranked
+        return np.sort(order[first : first + sizes[tier]])
 
 
 @numba.njit(cache=True, nogil=True)

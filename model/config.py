@@ -445,6 +445,23 @@ class PublicFundConfig(Section):
     basket_size: int = _num(200, 1, 5000, doc="stocks held at full scale")
 
 
+@_section("enhanced_funds")
+class EnhancedFundConfig(Section):
+    """Quant index-enhanced funds: long-only books of a CSI index's members, whose flows
+    chase past returns as the public funds' do (off by default)."""
+
+    n_funds: int = _num(0, 0, 100_000, doc="number of funds at full scale")
+    aum_bn: float = _num(300.0, 0.0, 1e5, doc="total assets, bn CNY, at full scale")
+    cash_buffer: float = _num(0.05, 0.0, 0.9, doc="cash share kept for redemptions")
+    flow_sensitivity: float = _num(0.06, 0.0, 1.0, doc="daily flow per unit of 20-day return")
+    tier: int = _num(
+        1,
+        0,
+        3,
+        doc="the index whose members they hold: 0 CSI 300, 1 CSI 500, 2 CSI 1000, 3 CSI 2000",
+    )
+
+
 @_section("snowball")
 class SnowballConfig(Section):
     """A broker's book of snowball autocallables on CSI 500 and CSI 1000, delta hedged."""
@@ -576,6 +593,7 @@ class ScenarioConfig(Section):
     lending: LendingConfig = field(default_factory=LendingConfig)
     neutral: NeutralFundConfig = field(default_factory=NeutralFundConfig)
     public_funds: PublicFundConfig = field(default_factory=PublicFundConfig)
+    enhanced_funds: EnhancedFundConfig = field(default_factory=EnhancedFundConfig)
     snowball: SnowballConfig = field(default_factory=SnowballConfig)
     retail: RetailConfig = field(default_factory=RetailConfig)
     arbitrage: ArbitrageConfig = field(default_factory=ArbitrageConfig)

@@ -21,7 +21,7 @@ from agents.market_maker import FuturesMakers, MarketMakers
 from agents.national_team import NationalTeam
 from agents.neutral_fund import STOPPED, WARNED, NeutralFunds
 from agents.noise_trader import NoiseTraders
-from agents.public_fund import PublicMicroCapFunds
+from agents.public_fund import IndexEnhancedFunds, PublicMicroCapFunds
 from agents.retail import RetailChasers
 from agents.snowball import SnowballIssuers
 from agents.speculator import Speculators
@@ -331,18 +331,24 @@ class MarketModel(mesa.Model):
             self.neutral = neutral
             populations.append(neutral)
 
-        self.public_funds: PublicMicroCapFunds | None = None
-        pc = cfg.public_funds
-        n_public = scaled_count(pc.n_funds, self.universe.n, at_least_one=True)
-        if n_public:
-            aum = rng.lognormal(0.0, 0.5, n_public)
-            aum *= pc.aum_bn * 1e9 * self.scale / aum.sum()  # CNY per fund
-            public = PublicMicroCapFunds(
-                self, ledger.open_accounts(np.rint(aum * 100)), pc, self.scale
-            )
-            given += public.endow(float_lots - given)
-            self.public_funds = public
-            populations.append(public)
+        # Mutual funds on the smallest caps, then quant funds on an index's members: the
+        # same rules, each population endowed from its own cash at the opening prices.
+        funds: list[PublicMicroCapFunds | None] = []
+        for kind, fc in (
+            (PublicMicroCapFunds, cfg.public_funds),
+            (IndexEnhancedFunds, cfg.enhanced_funds),
+        ):
+            n_funds = scaled_count(fc.n_funds, self.universe.n, at_least_one=True)
+            if not n_funds:
+                funds.append(None)
+                continue
+            aum = rng.lognormal(0.0, 0.5, n_funds)
+            aum *= fc.aum_bn * 1e9 * self.scale / aum.sum()  # CNY per fund
+            population = kind(self, ledger.open_accounts(np.rint(aum * 100)), fc, self.scale)
+            given += population.endow(float_lots - given)
+            funds.append(population)
+            populations.append(population)
+        self.public_funds, self.enhanced_funds = funds
 
         ac = cfg.arbitrage
         if self.futures is not None and ac.switch_capital_bn > 0:
@@ -535,6 +541,8 @@ class MarketModel(mesa.Model):
             u = self.config.universe
             if day % u.csi_rebalance_days == 0:
                 self.indices.rebalance_tiers(caps)
+                if self.enhanced_funds is not None:
+                    self.enhanced_funds.follow_mandate(caps)
             if day % u.microcap_rebalance_days == 0:
                 self.indices.rebalance_micro(caps)
                 if self.public_funds is not None:

@@ -42,6 +42,7 @@ SMALL = {
     "neutral.basket_size": (1, 500),
     "public_funds.n_funds": (0, 100),
     "public_funds.basket_size": (1, 500),
+    "enhanced_funds.n_funds": (0, 100),
     "retail.n_agents": (0, 300),
     "retail.degree": (1, 20),
     "retail.holdings": (1, 10),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.public_fund import NEAR, PublicMicroCapFunds
+from agents.public_fund import NEAR, IndexEnhancedFunds, PublicMicroCapFunds
 from model import MarketModel
 from model.orders import CALM, FORCED, PANIC, Orders
 
@@ -230,3 +230,41 @@ def test_a_residue_under_half_a_fen_is_not_owed():
     step_day(model, funds)
     np.testing.assert_array_equal(funds.payable, 0.0)
     assert not funds.cash_gap_trades(funds.rows)[2].any()
+
+
+def test_index_enhanced_funds_hold_their_benchmark_and_sell_it_under_redemptions():
+    """Wired by the model from ``enhanced_funds``: the mandate is the benchmark's members
+    (the CSI 500's here, then the CSI 1000's), re-picked with the tiers; investors who
+    redeem after a drawdown make the funds forced sellers of those members alone."""
+    for tier in (1, 2):
+        model = MarketModel(
+            rng=1,
+            **{
+                **BASE,
+                "enhanced_funds.n_funds": 30,
+                "enhanced_funds.tier": tier,
+                "enhanced_funds.flow_sensitivity": 0.5,
+            },
+        )
+        funds = model.enhanced_funds
+        assert isinstance(funds, IndexEnhancedFunds) and funds in model.populations
+        members = np.flatnonzero(model.indices.tier == tier)
+        np.testing.assert_array_equal(funds.basket[0], members)
+        assert (funds.basket == members).all()
+        _, stock, _, _ = model.ledger.positions(funds.accounts)
+        assert set(np.unique(stock)) == set(members)  # endowed with the members alone
+        assert step_day(model, funds) == 0.0  # calm: nothing forced
+        funds.nav_history = [funds.nav * 1.5]  # as if down a third over the window
+        sent: list[Orders] = []
+        parts = funds.decide_parts
+
+        def spy(rows: np.ndarray, parts=parts, sent=sent) -> list[Orders]:
+            out = parts(rows)
+            sent.extend(out)
+            return out
+
+        funds.decide_parts = spy
+        assert step_day(model, funds) + step_day(model, funds) > 0.0  # forced, and filled
+        orders = Orders.concat(sent)
+        forced = orders.duress == FORCED
+        assert forced.any() and np.isin(orders.stock[forced], members).all()
