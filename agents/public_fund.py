@@ -217,28 +217,37 @@ class IndexEnhancedFunds(PublicMicroCapFunds):
     China's index-enhanced products held the CSI 500 and 1000 and leaned, within and
     beyond them, towards the small names the neutral products held; when small caps
     fell their excess return went with them and investors redeemed. Here a fund holds
-    its index's members in equal value (itself a tilt towards the index's smaller
-    names), re-picked when the tiers are rebalanced, and its investors chase its
-    trailing return as the public funds' do, so a fall in the middle tiers brings
-    redemptions and forced sales there.
+    its index's members and, as ``enhanced_funds.beyond`` of its names, the smallest
+    caps outside the index, all in equal value, re-picked when the tiers are
+    rebalanced; its investors chase its trailing return as the public funds' do, so a
+    fall brings redemptions and forced sales of both.
     """
 
     agent_class = IndexEnhancedFund
 
-    def mandate_size(self, scale: float) -> int:
-        """The benchmark's member count at this universe's size."""
+    def _counts(self) -> tuple[int, int, int]:
+        """(first rank, members, names beyond): the benchmark's place in the cap ranking,
+        its size, and how many of the smallest caps outside it the mandate adds."""
         universe = self.model.config.universe
         sizes, _ = tier_counts(self.model.universe.n, universe.microcap_count)
-        return sizes[self.cfg.tier]
+        tier, beyond = self.cfg.tier, self.cfg.beyond
+        outside = self.model.universe.n - sizes[tier]
+        extra = min(round(sizes[tier] * beyond / (1.0 - beyond)), outside)
+        return sum(sizes[:tier]), sizes[tier], extra
+
+    def mandate_size(self, scale: float) -> int:
+        """The benchmark's member count at this universe's size, and the names beyond."""
+        _, members, extra = self._counts()
+        return members + extra
 
     def mandate(self, caps: np.ndarray) -> np.ndarray:
-        """(B,) the benchmark's members by ``caps`` (S,) rank, ascending."""
-        universe = self.model.config.universe
-        sizes, _ = tier_counts(self.model.universe.n, universe.microcap_count)
-        tier = self.cfg.tier
-        first = sum(sizes[:tier])
+        """(B,) the benchmark's members by ``caps`` (S,) rank and the smallest caps outside
+        it, ascending."""
+        first, members, extra = self._counts()
         order = np.argsort(-caps, kind="stable")  # largest first, as the tiers are ranked
-        return np.sort(order[first : first + sizes[tier]])
+        index = order[first : first + members]
+        outside = np.concatenate([order[:first], order[first + members :]])[::-1]
+        return np.sort(np.concatenate([index, outside[:extra]]))
 
 
 @numba.njit(cache=True, nogil=True)

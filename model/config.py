@@ -460,6 +460,9 @@ class EnhancedFundConfig(Section):
         3,
         doc="the index whose members they hold: 0 CSI 300, 1 CSI 500, 2 CSI 1000, 3 CSI 2000",
     )
+    beyond: float = _num(
+        0.0, 0.0, 0.9, doc="share of a fund's names taken from the smallest caps outside its index"
+    )
 
 
 @_section("snowball")

@@ -268,3 +268,21 @@ def test_index_enhanced_funds_hold_their_benchmark_and_sell_it_under_redemptions
         orders = Orders.concat(sent)
         forced = orders.duress == FORCED
         assert forced.any() and np.isin(orders.stock[forced], members).all()
+
+
+def test_index_enhanced_funds_reach_beyond_their_index_into_the_smallest_caps():
+    """With ``beyond`` the mandate adds, as that share of its names, the smallest caps
+    outside the index, and the funds are endowed with those too."""
+    model = MarketModel(
+        rng=1,
+        **{**BASE, "enhanced_funds.n_funds": 30, "enhanced_funds.beyond": 0.4},
+    )
+    funds = model.enhanced_funds
+    members = np.flatnonzero(model.indices.tier == 1)
+    extra = round(len(members) * 0.4 / 0.6)
+    outside = np.setdiff1d(np.arange(model.universe.n), members)
+    caps = model.market.caps()
+    smallest = outside[np.argsort(caps[outside], kind="stable")[:extra]]
+    np.testing.assert_array_equal(funds.basket[0], np.sort(np.concatenate([members, smallest])))
+    _, stock, _, _ = model.ledger.positions(funds.accounts)
+    assert set(np.unique(stock)) == set(funds.basket[0])
