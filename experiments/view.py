@@ -85,6 +85,7 @@ SLIDERS: dict[str, tuple[str, float, float, float]] = {
 T1_KEY = "lending.t1_date"
 T1_DATES = ("2024-01-08", "2024-01-15", "2024-01-22", "2024-01-29", "2024-02-05")
 STOCKS_KEY = "universe.n_stocks"
+PANIC_SERIES = "retail panic sales"
 BID_SERIES = "value investors' bid (% of full)"
 
 TIER_LABELS = ("CSI 300", "CSI 500", "CSI 1000", "CSI 2000", "below CSI 2000")
@@ -318,16 +319,17 @@ def basis_chart(model: MarketModel) -> Chart:
 
 
 def forced_sales_chart(model: MarketModel) -> Chart:
-    """Forced sales each step (risk lines, margin calls, buy-ins, redemptions; retail's
-    panic sales are not among them)."""
-    values = np.asarray(_history(model, "forced_sales"), dtype=float) / 1e6
+    """Forced sales each step (risk lines, margin calls, buy-ins, redemptions), and
+    retail's panic sales beside them, counted apart."""
+    forced = np.asarray(_history(model, "forced_sales"), dtype=float) / 1e6
+    panic = np.asarray(_history(model, "panic_sales"), dtype=float) / 1e6
     caption = (
         f"Forced sales (mn CNY a step), {_status(model)}: "
-        f"last {model.forced_sales / 1e6:.1f}, total {model.forced_sales_total / 1e6:.0f}"
+        f"last {model.forced_sales / 1e6:.1f}, total {model.forced_sales_total / 1e6:.0f}; "
+        f"retail panic sales total {panic.sum():.0f}"
     )
-    return caption, _line_option(
-        _dates(model), {"forced sales": _clean(values, 3)}, "mn CNY", "bar"
-    )
+    series = {"forced sales": _clean(forced, 3), PANIC_SERIES: _clean(panic, 3)}
+    return caption, _line_option(_dates(model), series, "mn CNY", "bar")
 
 
 def neutral_chart(model: MarketModel) -> Chart:

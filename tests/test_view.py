@@ -286,3 +286,21 @@ def test_the_basis_caption_after_an_expiry_shows_the_close_not_the_settlement():
     caption, option = view.basis_chart(m)
     im = next(s for s in option["series"] if s["name"] == "IM")["data"][-1]
     assert f"IM {im:.1f}%" in caption and im < -1.0, caption  # the hedgers' discount, not 0
+
+
+def test_forced_sales_chart_sets_retail_panic_beside_the_forced_sales():
+    """Two bar series, one value per recorded step each: the forced sales and, counted
+    apart, retail's panic sales (an investor far below its peak sells in a panic)."""
+    model = small_model()
+    model.step()
+    retail = model.retail
+    retail.peak_wealth[:] = 2.0 * retail.wealth  # every investor half below its peak
+    for _ in range(3):
+        model.step()
+    caption, option = view.forced_sales_chart(model)
+    names = [s["name"] for s in option["series"]]
+    assert names == ["forced sales", view.PANIC_SERIES]
+    forced, panic = (s["data"] for s in option["series"])
+    assert len(forced) == len(panic) == model.steps
+    assert sum(panic) > 0 and "retail panic sales total" in caption
+    json_safe(option)
