@@ -282,7 +282,7 @@ def fig_forced(run: RunData) -> Figure:
     fig = go.Figure()
     fig.add_bar(x=_x(day), y=column(day, "forced_sales"), name="forced sales (CNY)")
     panic = column(day, "panic_sales")
-    if panic is not None:  # retail's panic sales, beside the deleveraging (none before 0.1)
+    if panic is not None:  # retail's panic sales, beside the deleveraging (older runs lack them)
         fig.add_bar(x=_x(day), y=panic, name="retail panic sales (CNY)")
     micro = column(day, "microcap")
     if micro is not None:
