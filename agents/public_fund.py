@@ -62,6 +62,10 @@ class PublicMicroCapFunds(Population):
     """Mutual funds holding the smallest caps; investors chase their trailing return."""
 
     agent_class = PublicMicroCapFund
+    # Where new money goes: True, to the names furthest below equal value (a fund that
+    # holds its mandate in equal value); False, evenly over the names, so the weights
+    # drift with prices (a fund that buys its benchmark with new money).
+    top_up = True
 
     def __init__(
         self, model, accounts, cfg: PublicFundConfig | EnhancedFundConfig, scale: float
@@ -172,6 +176,7 @@ class PublicMicroCapFunds(Population):
             ledger.n_stocks,
             self.cfg.cash_buffer,
             market.lot,
+            self.top_up,
         )
         return [Orders(*columns), self._exits(accounts)]
 
@@ -218,12 +223,16 @@ class IndexEnhancedFunds(PublicMicroCapFunds):
     beyond them, towards the small names the neutral products held; when small caps
     fell their excess return went with them and investors redeemed. Here a fund holds
     its index's members and, as ``enhanced_funds.beyond`` of its names, the smallest
-    caps outside the index, all in equal value, re-picked when the tiers are
-    rebalanced; its investors chase its trailing return as the public funds' do, so a
-    fall brings redemptions and forced sales of both.
+    caps outside the index, re-picked when the tiers are rebalanced. It buys them in
+    equal value at the start; after that its new money is spread evenly over the names
+    and its sales are pro rata, so the weights drift with prices and the fund does not
+    buy its fallen names back to equal value, as an index fund tracking its benchmark
+    does not. Its investors chase its trailing return as the public funds' do, so a fall
+    brings redemptions and forced sales of both.
     """
 
     agent_class = IndexEnhancedFund
+    top_up = False
 
     def _counts(self) -> tuple[int, int, int]:
         """(first rank, members, names beyond): the benchmark's place in the cap ranking,
@@ -278,12 +287,14 @@ def _mandate_orders(
     n_stocks: int,
     cash_buffer: float,
     lot: int,
+    top_up: bool,
 ) -> tuple:
     """The funds' orders over their baskets, one per (fund, stock), row by row, in one pass.
 
-    Buys go to the underweight stocks, ``trade`` (r,) CNY (> 0) spread by how far each is
-    below ``(1 - cash_buffer) * assets / B``; sells (``trade`` < 0) are pro rata to what is
-    held, and no more than is sellable now. A ``forced`` (r,) fund sells at the limit
+    Buys, ``trade`` (r,) CNY (> 0), go to the underweight stocks, spread by how far each
+    is below ``(1 - cash_buffer) * assets / B`` (``top_up``), or evenly over the basket,
+    at most that much a stock a step (not ``top_up``); sells (``trade`` < 0) are pro rata
+    to what is held, and no more than is sellable now. A ``forced`` (r,) fund sells at the limit
     down, and those sells are flagged forced (what of them fills counts as forced
     sales). What each fund holds of each stock is looked up in the ledger's table
     (``table_key`` sorted, ``table_shares``, ``table_bought``: (P,) int64), each search
@@ -307,7 +318,7 @@ def _mandate_orders(
     out_lots = np.empty(cells, np.int64)
     price = np.empty(b)  # (B,) fen, the row's
     value = np.empty(b)  # (B,) CNY held
-    under = np.empty(b)  # (B,) CNY below the target
+    under = np.empty(b)  # (B,) CNY a stock may be bought for: below the target, or all of it
     sellable = np.empty(b, np.int64)
     out_duress = np.empty(cells, np.int8)
     at = 0
@@ -322,7 +333,7 @@ def _mandate_orders(
                 held, sellable[j] = table_shares[at], table_shares[at] - table_bought[at]
             price[j] = np.float64(last[s])
             value[j] = held * price[j] / 100.0
-            under[j] = _maximum(want - value[j], 0.0)
+            under[j] = _maximum(want - value[j], 0.0) if top_up else want
         buy_scale = _maximum(trade[i], 0.0) / _maximum(0.0 + pairwise_sum(under, 0, b), 1e-9)
         sell_scale = _maximum(-trade[i], 0.0) / _maximum(0.0 + pairwise_sum(value, 0, b), 1e-9)
         for j in range(b):

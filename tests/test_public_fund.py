@@ -160,7 +160,8 @@ def _numpy_decide(funds: PublicMicroCapFunds, rows: np.ndarray) -> Orders:
     value = held * price.reshape(r, b) / 100.0  # (r, B) CNY
     assets, trade, forced = funds.cash_gap_trades(rows)  # the rule's cash side, unchanged
     want = (1.0 - funds.cfg.cash_buffer) * assets[:, None] / b  # (r, 1) CNY per stock
-    under = np.maximum(want - value, 0.0)  # (r, B)
+    # (r, B) what each stock may be bought for: its shortfall, or the whole target
+    under = np.maximum(want - value, 0.0) if funds.top_up else np.broadcast_to(want, value.shape)
     buy_cny = under * (np.maximum(trade, 0.0) / np.maximum(under.sum(axis=1), 1e-9))[:, None]
     sell_cny = value * (np.maximum(-trade, 0.0) / np.maximum(value.sum(axis=1), 1e-9))[:, None]
     buy_cny = np.minimum(buy_cny, under)
@@ -286,3 +287,39 @@ def test_index_enhanced_funds_reach_beyond_their_index_into_the_smallest_caps():
     np.testing.assert_array_equal(funds.basket[0], np.sort(np.concatenate([members, smallest])))
     _, stock, _, _ = model.ledger.positions(funds.accounts)
     assert set(np.unique(stock)) == set(funds.basket[0])
+
+
+def test_index_enhanced_funds_spread_new_money_evenly_where_micro_cap_funds_top_up():
+    """A name that fell is bought back towards equal value by a micro-cap fund, which holds
+    its mandate in equal value; an index-enhanced fund spreads the same new money evenly
+    over its names, so its weights drift with prices. Both as the numpy rules say."""
+    bought = {}
+    for kind in ("public", "enhanced"):
+        if kind == "public":
+            model, funds = build(**{"public_funds.flow_sensitivity": 0.0})
+        else:
+            model = MarketModel(
+                rng=1,
+                **{**BASE, "enhanced_funds.n_funds": 30, "enhanced_funds.flow_sensitivity": 0.0},
+            )
+            funds = model.enhanced_funds
+        step_day(model, funds)
+        # The first name halves at the last price: the fund holds it at half the others'
+        # value; then new money lands in each fund.
+        fallen = funds.basket[0, 0]
+        model.market.last[fallen] //= 2
+        # 2% of assets: past the 1% a fund leaves alone, short of the fallen name's gap.
+        fresh = np.rint(2.0 * funds.equity(funds.rows)).astype(np.int64)  # fen
+        model.ledger.external_cash(funds.accounts, fresh)
+        orders = _assert_decides_as_numpy(funds, funds.rows)
+        first = (orders.account == funds.accounts[0]) & (orders.side > 0)
+        cny = orders.lots * model.market.lot * orders.price / 100.0
+        by_stock = dict(zip(orders.stock[first], cny[first], strict=True))
+        others = np.array([v for s, v in by_stock.items() if s != fallen])
+        bought[kind] = by_stock[fallen], np.median(others)
+    fallen_public, typical_public = bought["public"]
+    fallen_enhanced, typical_enhanced = bought["enhanced"]
+    assert fallen_public > 0 and fallen_public > 2 * typical_public  # the top-up goes there
+    # Evenly: the fallen name gets what the others get (to a lot at its halved price).
+    assert typical_enhanced > 0
+    assert abs(fallen_enhanced - typical_enhanced) < 0.05 * typical_enhanced
