@@ -24,6 +24,7 @@ def test_there_are_notebooks():
         "03_small_sweep.ipynb",
         "04_what_sets_the_spiral_off.ipynb",
         "05_who_holds_the_futures.ipynb",
+        "06_why_the_micro_cap_index_ran_up.ipynb",
     ]
 
 
