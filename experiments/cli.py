@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import os
 import sys
 from pathlib import Path
@@ -321,6 +322,18 @@ def _run(args: argparse.Namespace) -> int:
             )
         for line in _net_buying_lines(episode.get("net_buying") or {}):
             print(line)
+        runup = episode.get("microcap_runup") or {}
+        if runup.get("days"):  # what the micro-cap index's rise before the window was made of
+            news = math.expm1(runup["news_log"])
+            print(
+                f"micro-cap run-up, {runup['first']}..{runup['last']}: {runup['index']:+.1%} "
+                f"(news {news:+.1%}); in log points, the members' moves "
+                f"{runup['members_log']:+.3f} and the equal weights "
+                f"{runup['equal_weights_log']:+.3f}; "
+                f"{runup['entered']} names entered at a log price/value of "
+                f"{_fmt(runup['entering_mispricing'], '+.3f')} and left at "
+                f"{_fmt(runup['leaving_mispricing'], '+.3f')}"
+            )
     print(f"wrote model.parquet, prices.parquet, stocks.parquet, summary.json in {out}")
     return 0
 

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.episode import covers_crash, episode_figures
+from experiments.episode import CRASH_START, covers_crash, episode_figures
+from experiments.index_rotation import IndexRotation
 from experiments.outputs import (
     ensure_dir,
     json_writer,
@@ -110,9 +111,13 @@ def run(
 
         bar = tqdm(total=model.total_steps, unit="step", desc=config.name, file=sys.stderr)
     flows = WindowFlows(model)
+    before_crash = [d for d in model.days if d.isoformat() < CRASH_START]
+    runup = IndexRotation(model, end=before_crash[-1] if before_crash else model.days[0])
 
     def observe(m: MarketModel) -> None:
         flows(m)
+        if before_crash and m.date <= before_crash[-1]:
+            runup(m)
         if bar is not None:
             bar.update(1)
 
@@ -131,7 +136,7 @@ def run(
         "indices": index_stats(frame),
         "reflexivity": reflexivity(frame),
         "stylized_facts": stylized_facts(np.array(model.closes)),
-        "episode": _episode(frame, flows.net_buying(model)),
+        "episode": _episode(frame, flows.net_buying(model), runup.summary()),
         "parameters": config.to_dict(),
         "versions": versions(),
     }
@@ -139,13 +144,17 @@ def run(
 
 
 def _episode(
-    frame: pd.DataFrame, net_buying: dict[str, dict[str, float]] | None
+    frame: pd.DataFrame,
+    net_buying: dict[str, dict[str, float]] | None,
+    runup: dict[str, Any],
 ) -> dict[str, Any] | None:
     """The episode figures of a run that spans the crash window, with who traded each
-    tier over it (``net_buying``: index -> agent type -> share of the members' float)."""
+    tier over it (``net_buying``: index -> agent type -> share of the members' float)
+    and the micro-cap index's run-up before it split into its parts (``runup``:
+    :meth:`IndexRotation.summary` up to the close before the window)."""
     if not covers_crash(frame):
         return None
-    return {**episode_figures(frame), "net_buying": net_buying}
+    return {**episode_figures(frame), "net_buying": net_buying, "microcap_runup": runup}
 
 
 def add_amplification(result: RunResult, seed: int) -> None:

@@ -345,6 +345,23 @@ def test_net_buying_by_tier_follows_each_buyer_to_its_tier(results):
         assert team["csi2000"] == 0.0 and team["microcap"] == 0.0, team
 
 
+def test_the_run_up_is_split_up_to_the_close_before_the_window(results):
+    """``microcap_runup`` covers the run's first day to the last close before the crash
+    window, and its log gain is the micro-cap level's at that close, as the model's table
+    has it. Without the products the index runs up further while the names' spread of
+    daily returns widens (the products hold fixed weights, so they buy what falls)."""
+    for base, _, without in results:
+        runup = base.summary["episode"]["microcap_runup"]
+        daily = base.frame.groupby("date").last()
+        before = daily[daily.index < CRASH_START]
+        assert runup["first"] == str(daily.index[0]) and runup["last"] == str(before.index[-1])
+        assert runup["days"] == len(before)
+        assert abs(runup["index_log"] - np.log(before["microcap"].iloc[-1] / 1000.0)) < 1e-9
+        assert abs(runup["index"] - (before["microcap"].iloc[-1] / 1000.0 - 1.0)) < 1e-9
+        bare = without.summary["episode"]["microcap_runup"]
+        assert bare["dispersion"] > runup["dispersion"]
+
+
 def test_crash_pace_reads_closes_and_the_window_only():
     # Four slices a day. Slices before the close sit at 500, which a pace read off
     # every slice would take for a 50% fall. The CSI 1000's worst day is the first
