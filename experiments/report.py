@@ -52,6 +52,7 @@ TITLE_ATTRIBUTION = "Drawdown attribution"
 TITLE_OVERLAY = "Micro-cap index across runs"
 TITLE_CRASH = "Crash window: news and flows"
 TITLE_BUYERS = "Crash window: who traded each tier"
+TITLE_RUNUP = "Micro-cap run-up before the window: its parts"
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -559,6 +560,46 @@ def buyers_table(run: RunData) -> str:
     )
 
 
+def runup_table(run: RunData) -> str:
+    """The micro-cap index's rise before the crash window split into its parts, from
+    summary.json; empty for a run that does not span the window or predates the field."""
+    runup = (run.summary.get("episode") or {}).get("microcap_runup") or {}
+    if not runup.get("days"):
+        return ""
+    rows = [
+        ["index", _pct(runup["index"]), _log(runup["index_log"])],
+        ["of it: the members' mean log returns", "", _log(runup["members_log"])],
+        ["of it: the daily equal weights", "", _log(runup["equal_weights_log"])],
+        ["news twin", _pct(float(np.expm1(runup["news_log"]))), _log(runup["news_log"])],
+        [
+            f"{runup['entered']} names entering: log price/value",
+            "",
+            _log(runup["entering_mispricing"]),
+        ],
+        [f"{runup['left']} names leaving: log price/value", "", _log(runup["leaving_mispricing"])],
+        ["members' daily spread of log returns (s.d.)", _pct(runup["dispersion"], sign=False), ""],
+    ]
+    explain = (
+        f"The micro-cap index from {runup['first']} to {runup['last']}: its log gain is its "
+        "members' mean log return on each day plus what its equal weights, reset every "
+        "morning, add. The smallest caps are re-picked every few days: a name that enters "
+        "below its value and leaves above it adds to the index what no fixed set of "
+        "stocks shows. Price over value at the close before each re-pick."
+    )
+    return "\n".join(
+        [
+            f"<h3>{TITLE_RUNUP}</h3>",
+            f'<p class="explain">{html.escape(explain)}</p>',
+            _table(["", "change", "log points"], rows, "crash"),
+        ]
+    )
+
+
+def _log(value: float | None) -> str:
+    """A change in log points, or n/a where there is none (no name entered or left)."""
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
 def run_section(run: RunData, window: tuple[str, str] | None = None) -> str:
     """All per-run figures for one run."""
     figures: list[tuple[str, Callable[[], Figure]]] = [
@@ -569,7 +610,7 @@ def run_section(run: RunData, window: tuple[str, str] | None = None) -> str:
         (TITLE_LIMIT, lambda: fig_limit_down(run)),
         (TITLE_SCATTER, lambda: fig_scatter(run, window)),
     ]
-    tables = [crash_table(run), buyers_table(run)]
+    tables = [crash_table(run), buyers_table(run), runup_table(run)]
     body = "\n".join([*tables, *(_figure_html(make(), title) for title, make in figures)])
     return f"<h2>Run: {html.escape(run.label)}</h2>\n<p>{html.escape(str(run.path))}</p>\n{body}"
 

@@ -221,6 +221,40 @@ def test_buyers_table_has_a_column_per_tier_and_lists_micro_cap_sellers_first(ru
     ]
 
 
+def test_runup_table_splits_the_micro_cap_index_s_rise_into_its_parts(runs):
+    """A run with the run-up's split gets the table, its rows as summary.json has them;
+    a run without it, or whose run-up has no days, none."""
+    run = load_run(runs[0])
+    assert report.runup_table(run) == ""  # a calm January: no episode figures
+    runup = {
+        "first": "2023-07-03",
+        "last": "2023-12-29",
+        "days": 124,
+        "index": 0.319,
+        "index_log": 0.277,
+        "members_log": 0.251,
+        "equal_weights_log": 0.026,
+        "news_log": 0.028,
+        "entered": 306,
+        "left": 306,
+        "entering_mispricing": -0.033,
+        "leaving_mispricing": None,
+        "dispersion": 0.0198,
+    }
+    summary = {"episode": {"microcap_runup": runup}}
+    table = report.runup_table(report.RunData(**{**run.__dict__, "summary": summary}))
+    assert report.TITLE_RUNUP in table and "2023-07-03 to 2023-12-29" in table
+    cells = re.findall(r"<td>([^<]*)</td>", table)
+    rows = [cells[i : i + 3] for i in range(0, len(cells), 3)]
+    assert rows[0] == ["index", "+31.9%", "+0.277"]
+    assert rows[1][2] == "+0.251" and rows[2][2] == "+0.026"
+    assert rows[3] == ["news twin", "+2.8%", "+0.028"]
+    assert rows[4] == ["306 names entering: log price/value", "", "-0.033"]
+    assert rows[5][2] == "n/a" and rows[6][1] == "2.0%"
+    empty = {"episode": {"microcap_runup": {"days": 0}}}
+    assert report.runup_table(report.RunData(**{**run.__dict__, "summary": empty})) == ""
+
+
 def test_funds_chart_draws_the_value_investors_bid_only_where_their_budget_binds(runs):
     run = load_run(runs[0])
     dates = ["2024-01-02", "2024-01-02", "2024-01-03", "2024-01-03"]
