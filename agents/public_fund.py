@@ -224,11 +224,12 @@ class IndexEnhancedFunds(PublicMicroCapFunds):
     fell their excess return went with them and investors redeemed. Here a fund holds
     its index's members and, as ``enhanced_funds.beyond`` of its names, the smallest
     caps outside the index, re-picked when the tiers are rebalanced. It buys them in
-    equal value at the start; after that its new money is spread evenly over the names
-    and its sales are pro rata, so the weights drift with prices and the fund does not
-    buy its fallen names back to equal value, as an index fund tracking its benchmark
-    does not. Its investors chase its trailing return as the public funds' do, so a fall
-    brings redemptions and forced sales of both.
+    equal value at the start; after that its new money goes first to the names a re-pick
+    brought in and then evenly over the names, and its sales are pro rata, so the
+    weights drift with prices and the fund does not buy its fallen names back to equal
+    value, as an index fund tracking its benchmark does not. Its investors chase its
+    trailing return as the public funds' do, so a fall brings redemptions and forced
+    sales of both.
     """
 
     agent_class = IndexEnhancedFund
@@ -292,11 +293,12 @@ def _mandate_orders(
     """The funds' orders over their baskets, one per (fund, stock), row by row, in one pass.
 
     Buys, ``trade`` (r,) CNY (> 0), go to the underweight stocks, spread by how far each
-    is below ``(1 - cash_buffer) * assets / B`` (``top_up``), or evenly over the basket,
-    at most that much a stock a step (not ``top_up``); sells (``trade`` < 0) are pro rata
-    to what is held, and no more than is sellable now. A ``forced`` (r,) fund sells at the limit
-    down, and those sells are flagged forced (what of them fills counts as forced
-    sales). What each fund holds of each stock is looked up in the ledger's table
+    is below the target ``(1 - cash_buffer) * assets / B`` (``top_up``); or (not
+    ``top_up``) first to the stocks held none of, up to the target each, and the rest
+    evenly over the basket, at most the target a stock a step. Sells (``trade`` < 0) are
+    pro rata to what is held, and no more than is sellable now. A ``forced`` (r,) fund
+    sells at the limit down, and those sells are flagged forced (what of them fills
+    counts as forced sales). What each fund holds of each stock is looked up in the ledger's table
     (``table_key`` sorted, ``table_shares``, ``table_bought``: (P,) int64), each search
     from the last answer.
 
@@ -318,7 +320,8 @@ def _mandate_orders(
     out_lots = np.empty(cells, np.int64)
     price = np.empty(b)  # (B,) fen, the row's
     value = np.empty(b)  # (B,) CNY held
-    under = np.empty(b)  # (B,) CNY a stock may be bought for: below the target, or all of it
+    under = np.empty(b)  # (B,) CNY below the target (top_up), or the target
+    entrant = np.empty(b, np.bool_)  # (B,) held none of
     sellable = np.empty(b, np.int64)
     out_duress = np.empty(cells, np.int8)
     at = 0
@@ -334,11 +337,21 @@ def _mandate_orders(
             price[j] = np.float64(last[s])
             value[j] = held * price[j] / 100.0
             under[j] = _maximum(want - value[j], 0.0) if top_up else want
+            entrant[j] = held == 0
         buy_scale = _maximum(trade[i], 0.0) / _maximum(0.0 + pairwise_sum(under, 0, b), 1e-9)
         sell_scale = _maximum(-trade[i], 0.0) / _maximum(0.0 + pairwise_sum(value, 0, b), 1e-9)
+        # Not topping up: the names held none of (a re-pick's entrants) are bought first,
+        # each up to the target; what is left of the buy is spread evenly.
+        n_new = 0 if top_up else np.count_nonzero(entrant)
+        to_new = _minimum(_maximum(trade[i], 0.0), n_new * want)
+        rest = (_maximum(trade[i], 0.0) - to_new) / b
         for j in range(b):
             s = basket[i, j]
-            buy_cny = _minimum(under[j] * buy_scale, under[j])
+            if top_up:
+                buy_cny = _minimum(under[j] * buy_scale, under[j])
+            else:
+                first = to_new / n_new if entrant[j] else 0.0
+                buy_cny = _minimum(first + rest, want)
             sell_cny = value[j] * sell_scale
             lot_cny = lot * price[j] / 100.0  # CNY per lot
             sell_lots = _minimum(np.ceil(sell_cny / lot_cny), np.float64(sellable[j] // lot))

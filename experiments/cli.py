@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import math
 import os
 import sys
 from pathlib import Path
@@ -324,10 +323,9 @@ def _run(args: argparse.Namespace) -> int:
             print(line)
         runup = episode.get("microcap_runup") or {}
         if runup.get("days"):  # what the micro-cap index's rise before the window was made of
-            news = math.expm1(runup["news_log"])
             print(
                 f"micro-cap run-up, {runup['first']}..{runup['last']}: {runup['index']:+.1%} "
-                f"(news {news:+.1%}); in log points, the members' moves "
+                f"(news {runup['news']:+.1%}); in log points, the members' moves "
                 f"{runup['members_log']:+.3f} and the equal weights "
                 f"{runup['equal_weights_log']:+.3f}; "
                 f"{runup['entered']} names entered at a log price/value of "

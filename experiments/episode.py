@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,14 @@ def first_stop_date(d: pd.DataFrame) -> str | None:
     had crossed its stop line: when forced liquidation began, or None if it never did."""
     stopped = d["liquidated_funds"] > 0
     return str(stopped.idxmax()) if stopped.any() else None
+
+
+def last_close_before_window(days: Sequence[dt.date]) -> dt.date | None:
+    """The last of ``days`` (trading days, ascending) before the crash window: the close
+    the window's figures start from. None if the days start inside it or after."""
+    start = dt.date.fromisoformat(CRASH_START)
+    before = [d for d in days if d < start]
+    return before[-1] if before else None
 
 
 def in_window(date: str | None) -> bool:

@@ -33,8 +33,15 @@ class IndexRotation:
     def __init__(
         self, model: MarketModel, start: dt.date | None = None, end: dt.date | None = None
     ) -> None:
-        """Observe ``model`` from its state now (before its next step); count only the
-        days from ``start`` to ``end`` (inclusive; None: no bound)."""
+        """Observe ``model`` from its state now, which must be a close (or the start);
+        count only the days from ``start`` to ``end`` (inclusive; None: no bound)."""
+        if model.steps % model.steps_per_day:
+            raise ValueError(
+                f"IndexRotation: built at step {model.steps}, inside a day of "
+                f"{model.steps_per_day} steps; build it at a close or before the first step"
+            )
+        if start is not None and end is not None and start > end:
+            raise ValueError(f"IndexRotation: start {start} is after end {end}")
         n = model.universe.n
         self.start, self.end = start, end
         self.price = model.market.last[:n].astype(np.float64)  # (S,) fen, the last close
@@ -44,8 +51,9 @@ class IndexRotation:
         self._today: dict[str, Any] = {}
 
     def __call__(self, model: MarketModel) -> None:
+        """Call after every step: a day's first step brings its open, its last its close."""
         spd = model.steps_per_day
-        if model.steps % spd == 1 % spd:  # the day's first step: its open has run
+        if (model.steps - 1) % spd == 0:  # the day's first step: its open has run
             self._open(model)
         if model.steps % spd == 0:
             self._close(model)
@@ -88,10 +96,11 @@ class IndexRotation:
             )
 
     def frame(self) -> pd.DataFrame:
-        """One row a day: the index's and the news twin's log change, each split into
-        the members' mean log return and the equal weights' part; the names entering
-        and leaving at the morning's re-pick (counts, and their log price over value at
-        the close before, summed); the members' cross-section s.d. of log returns."""
+        """One row a day: the index's log change, its members' mean log return and the
+        equal weights' part (the difference); the news twin's log change and its members'
+        mean; the names entering and leaving at the morning's re-pick (counts, and their
+        log price over value at the close before, summed); the members' cross-section
+        s.d. of log returns."""
         frame = pd.DataFrame(self.days)
         if not frame.empty:
             frame["equal_weights_log"] = frame["index_log"] - frame["members_log"]
@@ -112,6 +121,7 @@ class IndexRotation:
             "index_log": float(total["index_log"]),
             "members_log": float(total["members_log"]),
             "equal_weights_log": float(total["equal_weights_log"]),
+            "news": float(np.expm1(total["news_log"])),
             "news_log": float(total["news_log"]),
             "news_members_log": float(total["news_members_log"]),
             "entered": int(total["entered"]),
@@ -123,4 +133,5 @@ class IndexRotation:
 
 
 def _mean(total: float, count: float) -> float | None:
+    """``total / count``, or None where nothing was counted (no name entered or left)."""
     return float(total / count) if count else None

@@ -570,7 +570,7 @@ def runup_table(run: RunData) -> str:
         ["index", _pct(runup["index"]), _log(runup["index_log"])],
         ["of it: the members' mean log returns", "", _log(runup["members_log"])],
         ["of it: the daily equal weights", "", _log(runup["equal_weights_log"])],
-        ["news twin", _pct(float(np.expm1(runup["news_log"]))), _log(runup["news_log"])],
+        ["news twin", _pct(runup["news"]), _log(runup["news_log"])],
         [
             f"{runup['entered']} names entering: log price/value",
             "",
@@ -595,9 +595,11 @@ def runup_table(run: RunData) -> str:
     )
 
 
-def _log(value: float | None) -> str:
+def _log(value: Any) -> str:
     """A change in log points, or n/a where there is none (no name entered or left)."""
-    return "n/a" if value is None else f"{value:+.3f}"
+    if not (isinstance(value, (int, float)) and np.isfinite(value)):
+        return "n/a"
+    return f"{value:+.3f}"
 
 
 def run_section(run: RunData, window: tuple[str, str] | None = None) -> str:

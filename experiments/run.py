@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.metadata
 import platform
 import sys
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.episode import CRASH_START, covers_crash, episode_figures
+from experiments.episode import covers_crash, episode_figures, last_close_before_window
 from experiments.index_rotation import IndexRotation
 from experiments.outputs import (
     ensure_dir,
@@ -111,13 +112,12 @@ def run(
 
         bar = tqdm(total=model.total_steps, unit="step", desc=config.name, file=sys.stderr)
     flows = WindowFlows(model)
-    before_crash = [d for d in model.days if d.isoformat() < CRASH_START]
-    runup = IndexRotation(model, end=before_crash[-1] if before_crash else model.days[0])
+    # The micro-cap index's days up to the window (none for a run that starts in it).
+    runup = IndexRotation(model, end=last_close_before_window(model.days) or dt.date.min)
 
     def observe(m: MarketModel) -> None:
         flows(m)
-        if before_crash and m.date <= before_crash[-1]:
-            runup(m)
+        runup(m)
         if bar is not None:
             bar.update(1)
 

@@ -17,7 +17,7 @@ import datetime as dt
 
 import numpy as np
 
-from experiments.episode import CRASH_END, CRASH_START
+from experiments.episode import CRASH_END, CRASH_START, last_close_before_window
 from model.market_model import MarketModel
 from model.universe import INDEX_NAMES, TIERS
 
@@ -30,9 +30,9 @@ class WindowFlows:
     def __init__(self, model: MarketModel) -> None:
         days = model.days
         start, end = dt.date.fromisoformat(CRASH_START), dt.date.fromisoformat(CRASH_END)
-        before = [d for d in days if d < start]
+        before = last_close_before_window(days)
         inside = [d for d in days if start <= d <= end]
-        self.first_close = before[-1] if before and inside else None
+        self.first_close = before if before and inside else None
         self.last_close = inside[-1] if before and inside else None
         self.members: dict[str, np.ndarray] = {}  # index -> (M,) stocks at the start
         self.price = np.zeros(0)  # (N,) CNY at the close before the window

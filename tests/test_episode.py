@@ -360,6 +360,7 @@ def test_the_run_up_is_split_up_to_the_close_before_the_window(results):
         assert abs(runup["index"] - (before["microcap"].iloc[-1] / 1000.0 - 1.0)) < 1e-9
         bare = without.summary["episode"]["microcap_runup"]
         assert bare["dispersion"] > runup["dispersion"]
+        assert bare["index_log"] > runup["index_log"]
 
 
 def test_crash_pace_reads_closes_and_the_window_only():

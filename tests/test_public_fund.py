@@ -160,11 +160,17 @@ def _numpy_decide(funds: PublicMicroCapFunds, rows: np.ndarray) -> Orders:
     value = held * price.reshape(r, b) / 100.0  # (r, B) CNY
     assets, trade, forced = funds.cash_gap_trades(rows)  # the rule's cash side, unchanged
     want = (1.0 - funds.cfg.cash_buffer) * assets[:, None] / b  # (r, 1) CNY per stock
-    # (r, B) what each stock may be bought for: its shortfall, or the whole target
-    under = np.maximum(want - value, 0.0) if funds.top_up else np.broadcast_to(want, value.shape)
-    buy_cny = under * (np.maximum(trade, 0.0) / np.maximum(under.sum(axis=1), 1e-9))[:, None]
+    buy = np.maximum(trade, 0.0)[:, None]  # (r, 1) CNY
+    if funds.top_up:  # to each stock's shortfall
+        under = np.maximum(want - value, 0.0)  # (r, B)
+        buy_cny = np.minimum(under * (buy / np.maximum(under.sum(axis=1), 1e-9)[:, None]), under)
+    else:  # first the stocks held none of, up to the target, then evenly
+        entrant = held == 0  # (r, B)
+        n_new = entrant.sum(axis=1)[:, None]  # (r, 1)
+        to_new = np.minimum(buy, n_new * want)
+        first = np.where(entrant, to_new / np.maximum(n_new, 1), 0.0)
+        buy_cny = np.minimum(first + (buy - to_new) / b, want)
     sell_cny = value * (np.maximum(-trade, 0.0) / np.maximum(value.sum(axis=1), 1e-9))[:, None]
-    buy_cny = np.minimum(buy_cny, under)
     lot_cny = (market.lot * price / 100.0).reshape(r, b)  # (r, B) CNY per lot
     sellable_lots = sellable.reshape(r, b) // market.lot
     sell_lots = np.minimum(np.ceil(sell_cny / lot_cny), sellable_lots)
@@ -323,3 +329,25 @@ def test_index_enhanced_funds_spread_new_money_evenly_where_micro_cap_funds_top_
     # Evenly: the fallen name gets what the others get (to a lot at its halved price).
     assert typical_enhanced > 0
     assert abs(fallen_enhanced - typical_enhanced) < 0.05 * typical_enhanced
+
+
+def test_index_enhanced_funds_buy_a_re_picks_entrants_first():
+    """A name the fund holds none of (one a re-pick brought in) takes the new money first,
+    up to its target; the names already held get what is left, here nothing. As the
+    numpy rules say."""
+    model = MarketModel(
+        rng=1,
+        **{**BASE, "enhanced_funds.n_funds": 30, "enhanced_funds.flow_sensitivity": 0.0},
+    )
+    funds = model.enhanced_funds
+    step_day(model, funds)
+    outside = np.setdiff1d(np.arange(model.universe.n), funds.basket[0])
+    held = model.ledger.holding(np.repeat(funds.accounts, outside.size), np.tile(outside, funds.n))
+    entrant = outside[(held.reshape(funds.n, -1) == 0).all(axis=0)][0]
+    funds.basket[:, 0] = entrant  # as if the re-pick swapped the first name for it
+    fresh = np.rint(2.0 * funds.equity(funds.rows)).astype(np.int64)  # 2% of assets, in fen
+    model.ledger.external_cash(funds.accounts, fresh)
+    orders = _assert_decides_as_numpy(funds, funds.rows)
+    first = orders.account == funds.accounts[0]
+    buys = first & (orders.side > 0) & (orders.lots > 0)
+    assert set(orders.stock[buys]) == {entrant}
