@@ -320,7 +320,7 @@ def _mandate_orders(
     out_lots = np.empty(cells, np.int64)
     price = np.empty(b)  # (B,) fen, the row's
     value = np.empty(b)  # (B,) CNY held
-    under = np.empty(b)  # (B,) CNY below the target (top_up), or the target
+    under = np.empty(b)  # (B,) CNY below the target (read when topping up)
     entrant = np.empty(b, np.bool_)  # (B,) held none of
     sellable = np.empty(b, np.int64)
     out_duress = np.empty(cells, np.int8)
@@ -336,7 +336,7 @@ def _mandate_orders(
                 held, sellable[j] = table_shares[at], table_shares[at] - table_bought[at]
             price[j] = np.float64(last[s])
             value[j] = held * price[j] / 100.0
-            under[j] = _maximum(want - value[j], 0.0) if top_up else want
+            under[j] = _maximum(want - value[j], 0.0)
             entrant[j] = held == 0
         buy_scale = _maximum(trade[i], 0.0) / _maximum(0.0 + pairwise_sum(under, 0, b), 1e-9)
         sell_scale = _maximum(-trade[i], 0.0) / _maximum(0.0 + pairwise_sum(value, 0, b), 1e-9)

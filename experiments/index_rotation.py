@@ -52,6 +52,8 @@ class IndexRotation:
 
     def __call__(self, model: MarketModel) -> None:
         """Call after every step: a day's first step brings its open, its last its close."""
+        if self.end is not None and model.date > self.end:
+            return  # past the span: nothing more to count
         spd = model.steps_per_day
         if (model.steps - 1) % spd == 0:  # the day's first step: its open has run
             self._open(model)
