@@ -29,10 +29,9 @@ from agents.base import ArrayAgent, Population
 from model.calendar import trading_days_from
 from model.config import NationalTeamConfig
 from model.orders import Orders
-from model.universe import REST
+from model.universe import CSI300, CSI500, CSI1000, REST
 
 PREMIUM = 0.01  # bids go this far above the last price
-CSI300, CSI500, CSI1000 = 0, 1, 2  # tier codes in model.indices.tier
 
 
 class NationalTeamAgent(ArrayAgent):

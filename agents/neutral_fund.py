@@ -2,7 +2,9 @@
 
 Each product holds many small positions picked by a noisy signal with a tilt to
 the smallest caps, and hedges the basket's market exposure by shorting IC and IM
-futures and, where lending allows, borrowed stock. Plain products run about 1x
+futures and, where lending allows, borrowed stock. With ``core_share`` a part of
+the basket's names are members of the indices the hedge shorts, as an
+index-enhanced book holds part of its benchmark. Plain products run about 1x
 gross long; DMA products borrow from their broker for up to 4x (3x in jan2024).
 
 The rules that make the spiral, per product and per day:
@@ -42,7 +44,7 @@ from model.config import NeutralFundConfig
 from model.futures import smooth_basis
 from model.ledger import search_near
 from model.orders import CALM, FORCED, Orders
-from model.universe import scaled_basket
+from model.universe import CSI500, CSI1000, scaled_basket
 
 NORMAL, WARNED, STOPPED = 0, 1, 2
 HEDGE_COST_DAYS = 10  # days over which the discount investors look at is smoothed
@@ -95,9 +97,20 @@ class NeutralFunds(Population):
         self.held_days = np.zeros(n, dtype=np.int64)  # (n,)
         self.nav_history: list[np.ndarray] = []
 
-        # Baskets: (n, B) stocks picked by a noisy signal tilted to small caps.
+        # Baskets: (n, B) stocks picked by a noisy signal tilted to small caps, after a
+        # benchmark core of the hedged indices' members.
         basket = scaled_basket(cfg.basket_size, scale, uni.n)
-        score = cfg.size_tilt * uni.size_z[None, :] + rng.standard_normal((n, uni.n))
+        score = cfg.size_tilt * uni.size_z[None, :] + rng.standard_normal((n, uni.n))  # (n, N)
+        if cfg.core_share > 0.0:
+            core = round(cfg.core_share * basket)
+            ic_core = round(core * (1.0 - cfg.im_share))
+            tier = model.indices.tier  # (N,)
+            for code, k in ((CSI500, ic_core), (CSI1000, core - ic_core)):
+                members = np.flatnonzero(tier == code)
+                k = min(k, members.size)
+                draw = rng.random((n, members.size))  # (n, M) a random k of them each
+                picked = members[np.argsort(draw, axis=1)[:, :k]]  # (n, k)
+                np.put_along_axis(score, picked, np.inf, axis=1)
         self.basket = np.argsort(-score, axis=1)[:, :basket]  # (n, B)
         # Fixed for the product's life (read-only, so the sort below stays true): each row's
         # stocks in ascending order, for lookups that walk the sorted ledger.
@@ -105,7 +118,7 @@ class NeutralFunds(Population):
         self.basket_order = np.argsort(self.basket, axis=1)  # (n, B)
         # Hedge split: futures (IC/IM) and borrowed stock from the CSI 500/1000 tiers.
         self.hedge_split = np.array([1.0 - cfg.im_share, cfg.im_share])  # (2,) IC, IM shares
-        mid = np.flatnonzero((model.indices.tier == 1) | (model.indices.tier == 2))
+        mid = np.flatnonzero((model.indices.tier == CSI500) | (model.indices.tier == CSI1000))
         if mid.size == 0:
             mid = np.arange(uni.n)
         n_hedge = max(1, min(20, mid.size))

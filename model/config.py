@@ -402,6 +402,13 @@ class NeutralFundConfig(Section):
     hedge_held_book: bool = True
     basket_size: int = _num(300, 1, 5000, doc="stocks in each long basket at full scale")
     size_tilt: float = _num(2.0, 0.0, 10.0, doc="preference for small caps in basket picks")
+    core_share: float = _num(
+        0.0,
+        0.0,
+        1.0,
+        doc="share of a basket's names drawn from the members of the indices it is hedged "
+        "with (CSI 500 for IC, CSI 1000 for IM, split as im_share): the benchmark core",
+    )
     lending_hedge_share: float = _num(0.3, 0.0, 1.0, doc="hedge share via borrowed stock")
     im_share: float = _num(0.6, 0.0, 1.0, doc="futures hedge share in IM (the rest IC)")
     route_by_cost: float = _num(

@@ -17,6 +17,7 @@ REFERENCE_N = 5000
 TIERS = ("csi300", "csi500", "csi1000", "csi2000")
 TIER_SIZES = (300, 500, 1000, 2000)
 INDEX_NAMES = (*TIERS, "microcap")
+CSI300, CSI500, CSI1000, CSI2000 = range(len(TIERS))  # tier codes, as in Indices.tier
 REST = len(TIERS)  # tier code of stocks below the CSI 2000
 
 

@@ -14,6 +14,7 @@ from experiments.scenarios import load_scenario
 from model import MarketModel
 from model.lending import LendingDesk
 from model.orders import CALM, FORCED, Orders
+from model.universe import CSI500, CSI1000, REST
 
 EPISODE = {
     "universe.n_stocks": 80,
@@ -349,6 +350,27 @@ def test_lending_curb_recalls_loans_and_moves_the_hedge_to_futures():
     assert stock_share() < 0.8 * stock0
     assert futures_share() > fut0
     assert futures_share() + stock_share() > 0.95
+
+
+def test_a_benchmark_core_holds_the_hedged_indices_members_split_as_the_hedge():
+    cfg = {**EPISODE, "universe.n_stocks": 400, "neutral.im_share": 0.6}
+    plain = MarketModel(rng=4, **cfg).neutral
+    m = MarketModel(rng=4, **cfg, **{"neutral.core_share": 0.2})
+    f, tier = m.neutral, m.indices.tier
+    b = f.basket.shape[1]  # 60 names at 400 stocks
+    core = round(0.2 * b)
+    in_500 = (tier[f.basket] == CSI500).sum(axis=1)  # (n,) CSI 500 members held
+    in_1000 = (tier[f.basket] == CSI1000).sum(axis=1)
+    assert (in_500 >= round(core * 0.4)).all() and (in_1000 >= core - round(core * 0.4)).all()
+    # The size tilt alone leaves the CSI 500 out; the rest of the basket is still its picks.
+    assert (tier[plain.basket] == CSI500).sum(axis=1).max() < round(core * 0.4)
+    assert (tier[f.basket] == REST).sum() > 0.5 * (tier[plain.basket] == REST).sum()
+    # Each product draws its own core: the baskets are not all alike.
+    assert len({tuple(np.sort(row)) for row in f.basket}) == f.n
+    # The hedge still shorts no name a product holds long.
+    held = np.zeros((f.n, m.universe.n), dtype=bool)
+    np.put_along_axis(held, f.basket, True, axis=1)
+    assert not np.take_along_axis(held, f.hedge_stocks, axis=1)[f.hedge_free].any()
 
 
 def test_no_product_borrows_a_name_it_holds_long():
