@@ -101,13 +101,13 @@ class NeutralFunds(Population):
         # benchmark core of the hedged indices' members.
         basket = scaled_basket(cfg.basket_size, scale, uni.n)
         score = cfg.size_tilt * uni.size_z[None, :] + rng.standard_normal((n, uni.n))  # (n, N)
-        if cfg.core_share > 0.0:
-            core = round(cfg.core_share * basket)
+        core = round(cfg.core_share * basket)  # names from the hedged indices' members
+        if core > 0:
             ic_core = round(core * (1.0 - cfg.im_share))
             tier = model.indices.tier  # (N,)
             for code, k in ((CSI500, ic_core), (CSI1000, core - ic_core)):
                 members = np.flatnonzero(tier == code)
-                k = min(k, members.size)
+                k = min(k, members.size)  # a tier short of members leaves the rest to the score
                 draw = rng.random((n, members.size))  # (n, M) a random k of them each
                 picked = members[np.argsort(draw, axis=1)[:, :k]]  # (n, k)
                 np.put_along_axis(score, picked, np.inf, axis=1)

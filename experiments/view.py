@@ -54,7 +54,7 @@ from experiments.scenarios import load_scenario, scenario_names, scenario_path
 from model.config import ScenarioConfig, flat_keys
 from model.indices import BASE
 from model.market_model import MarketModel
-from model.universe import INDEX_NAMES, TIERS
+from model.universe import CSI300, INDEX_NAMES, REST
 
 DEFAULT_SCENARIO = "jan2024"
 DEFAULT_SEED = 1
@@ -380,11 +380,12 @@ def size_return_chart(model: MarketModel) -> Chart:
         mine = tier == code
         points = np.column_stack([caps_bn[mine], ret[mine]]).round(3).tolist()
         series.append({"name": label, "type": "scatter", "data": points, "symbolSize": 5})
-    small = ret[tier == len(TIERS)]
+    small = ret[tier == REST]
     median_small = float(np.median(small)) if small.size else float("nan")
+    median_large = float(np.median(ret[tier == CSI300]))
     caption = (
         f"Return since start vs free-float cap, {_status(model)}: median "
-        f"CSI 300 {float(np.median(ret[tier == 0])):+.1f}%, below CSI 2000 {median_small:+.1f}%"
+        f"CSI 300 {median_large:+.1f}%, below CSI 2000 {median_small:+.1f}%"
     )
     option = {
         "animation": False,

@@ -407,7 +407,8 @@ class NeutralFundConfig(Section):
         0.0,
         1.0,
         doc="share of a basket's names drawn from the members of the indices it is hedged "
-        "with (CSI 500 for IC, CSI 1000 for IM, split as im_share): the benchmark core",
+        "with (CSI 500 for IC, CSI 1000 for IM, split as im_share): the benchmark core; "
+        "a tier with too few members leaves the rest to the size-tilted picks",
     )
     lending_hedge_share: float = _num(0.3, 0.0, 1.0, doc="hedge share via borrowed stock")
     im_share: float = _num(0.6, 0.0, 1.0, doc="futures hedge share in IM (the rest IC)")

@@ -9,6 +9,7 @@ import pytest
 
 from agents.national_team import NationalTeam
 from model import MarketModel
+from model.universe import CSI300
 
 BASE = {
     "universe.n_stocks": 80,
@@ -105,4 +106,4 @@ def test_one_row_decides_for_itself():
     run_through(model, dt.date(2024, 1, 23))
     orders = team.decide(np.array([0]))
     assert len(orders) and np.all(orders.side == 1)
-    assert np.all(model.indices.tier[orders.stock] == 0)
+    assert np.all(model.indices.tier[orders.stock] == CSI300)

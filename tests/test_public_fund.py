@@ -7,6 +7,7 @@ import numpy as np
 from agents.public_fund import NEAR, IndexEnhancedFunds, PublicMicroCapFunds
 from model import MarketModel
 from model.orders import CALM, FORCED, PANIC, Orders
+from model.universe import CSI500
 
 BASE = {
     "universe.n_stocks": 80,
@@ -285,7 +286,7 @@ def test_index_enhanced_funds_reach_beyond_their_index_into_the_smallest_caps():
         **{**BASE, "enhanced_funds.n_funds": 30, "enhanced_funds.beyond": 0.4},
     )
     funds = model.enhanced_funds
-    members = np.flatnonzero(model.indices.tier == 1)
+    members = np.flatnonzero(model.indices.tier == CSI500)
     extra = round(len(members) * 0.4 / 0.6)
     outside = np.setdiff1d(np.arange(model.universe.n), members)
     caps = model.market.caps()

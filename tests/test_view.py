@@ -233,10 +233,10 @@ def test_page_draws_every_chart_and_step_redraws_them():
     assert time_text(rc) == "Time: 1.0"
     after = [c.option for c in rc.find(EchartsWidget).widgets]
     changed = [name for name, a, b in zip(view.CHARTS, before, after, strict=True) if a != b]
-    # Every chart redrew with new data but the network sample, whose colours change only
-    # when one of its investors starts or stops selling, which one step need not bring;
-    # its redraw shows in its caption (below), its colours in the next test.
-    assert changed == [name for name in view.CHARTS if name != "network"]
+    # Every chart redrew with new data, the network sample perhaps not: its colours change
+    # only when one of its investors starts or stops selling, which one step need not
+    # bring. Its redraw shows in its caption (below), its colours in their own test.
+    assert set(changed) >= set(view.CHARTS) - {"network"}
     captions = [t for t in texts(rc) if "step 1," in t]
     assert len(captions) == len(view.CHARTS)
     for option in after:
