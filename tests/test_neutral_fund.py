@@ -371,6 +371,11 @@ def test_a_benchmark_core_holds_the_hedged_indices_members_split_as_the_hedge():
     held = np.zeros((f.n, m.universe.n), dtype=bool)
     np.put_along_axis(held, f.basket, True, axis=1)
     assert not np.take_along_axis(held, f.hedge_stocks, axis=1)[f.hedge_free].any()
+    # A share that rounds to no names draws nothing: what is drawn after it (the names each
+    # product shorts) is as without a core.
+    tiny = MarketModel(rng=4, **cfg, **{"neutral.core_share": 0.001}).neutral
+    assert np.array_equal(tiny.basket, plain.basket)
+    assert np.array_equal(tiny.hedge_stocks, plain.hedge_stocks)
 
 
 def test_no_product_borrows_a_name_it_holds_long():
