@@ -84,9 +84,7 @@ class IndexRotation:
         price = model.market.last[:n].astype(np.float64)  # (S,)
         moves = np.log(price[self.members] / self.price[self.members])  # (M,)
         self.price = price
-        if (self.start is None or model.date >= self.start) and (
-            self.end is None or model.date <= self.end
-        ):
+        if self.start is None or model.date >= self.start:  # days past end stop in __call__
             self.days.append(
                 {
                     "date": model.date,
