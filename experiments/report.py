@@ -386,11 +386,17 @@ def fig_overlay(runs: list[RunData]) -> Figure:
 # ---------------------------------------------------------------------------- html pieces
 
 
-def _pct(value: Any, sign: bool = True) -> str:
-    """A percentage; changes carry their sign, sizes (a drawdown) are written without one."""
+def _figure(value: Any, spec: str) -> str:
+    """A figure in format ``spec``, or n/a where there is none (missing or not finite: a
+    basis the run does not reach, no name entering or leaving)."""
     if not (isinstance(value, (int, float)) and np.isfinite(value)):
         return "n/a"
-    return f"{value:+.1%}" if sign else f"{value:.1%}"
+    return format(value, spec)
+
+
+def _pct(value: Any, sign: bool = True) -> str:
+    """A percentage; changes carry their sign, sizes (a drawdown) are written without one."""
+    return _figure(value, "+.1%" if sign else ".1%")
 
 
 def _table(header: list[str], rows: list[list[str]], css_class: str) -> str:
@@ -596,10 +602,8 @@ def runup_table(run: RunData) -> str:
 
 
 def _log(value: Any) -> str:
-    """A change in log points, or n/a where there is none (no name entered or left)."""
-    if not (isinstance(value, (int, float)) and np.isfinite(value)):
-        return "n/a"
-    return f"{value:+.3f}"
+    """A change in log points."""
+    return _figure(value, "+.3f")
 
 
 def run_section(run: RunData, window: tuple[str, str] | None = None) -> str:
